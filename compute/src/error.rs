@@ -1,0 +1,97 @@
+//! The worker's error type and its one mapping to gRPC status codes.
+
+use tonic::Status;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Aborted(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    /// A status from the transport (e.g. the client cancelled), passed through as it is.
+    #[error("{0}")]
+    Status(#[from] tonic::Status),
+}
+
+impl Error {
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+        Error::Internal(format!("{context}: {err}"))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        // A storage failure is retriable from the client's point of view.
+        Error::Unavailable(format!("storage I/O failed: {err}"))
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(err: tokio::task::JoinError) -> Self {
+        Error::internal("worker task failed", err)
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::InvalidArgument(m) => Status::invalid_argument(m),
+            Error::NotFound(m) => Status::not_found(m),
+            Error::AlreadyExists(m) => Status::already_exists(m),
+            Error::Aborted(m) => Status::aborted(m),
+            Error::PermissionDenied(m) => Status::permission_denied(m),
+            Error::ResourceExhausted(m) => Status::resource_exhausted(m),
+            Error::DeadlineExceeded(m) => Status::deadline_exceeded(m),
+            Error::Unavailable(m) => Status::unavailable(m),
+            Error::Status(s) => s,
+            Error::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal(m)
+            }
+        }
+    }
+}
+
+/// Dataset names: 1-255 chars of `[A-Za-z0-9_.-]`, not starting with '.'. Checked before a name
+/// touches storage, so no name can ever address a path outside its dataset.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if name.is_empty() || name.len() > 255 || !ok_chars || name.starts_with('.') {
+        let shown: String = name.chars().take(64).collect();
+        return Err(Error::InvalidArgument(format!(
+            "invalid dataset name {shown:?}: use 1-255 characters of A-Z a-z 0-9 _ . - not starting with '.'"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_name;
+
+    #[test]
+    fn names() {
+        for good in ["a", "trades_20260203", "x.y-z", &"n".repeat(255)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".hidden", "../x", "/abs", "a/b", "a b", "é", &"n".repeat(256), "..", "a\0b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The Polarway worker: a gRPC server that stores DataFrames by name, loads them back (whole or
+//! streamed) and runs SQL over them, with Arrow IPC on the wire.
+//!
+//! Layout, and the path a request takes:
+//! - `main.rs`, `config.rs`: `polarway server` and its flags (each also an env variable).
+//! - `server.rs`: builds the `Worker` and serves it with TLS, grpc.health.v1, reflection and a
+//!   graceful drain on shutdown.
+//! - `service/`: the `polarway.v1.Polarway` RPCs, one module per family. Every call but Health is
+//!   authenticated (`auth.rs`) and takes an in-flight slot.
+//!   - `store.rs`: IPC chunks are decoded (`ipc.rs`) and written to a staged Parquet file
+//!     (`parquet_io.rs`) as they arrive, then committed by the catalog.
+//!   - `load.rs`: a version is read from the read-through cache (`cache.rs`) or batch by batch
+//!     from Parquet, and sent as IPC chunks.
+//!   - `query.rs`: DuckDB in the sandbox of `sql.rs`, over the cold view (`coldview.rs`).
+//!   - `catalog.rs`: list, describe, delete, cache stats.
+//! - `store/`: the version protocol (`mod.rs`) over a `Backend`: `memory.rs`, `dir.rs`
+//!   (`external`, a shared directory).
+//! - `error.rs`: the error type and its one mapping to gRPC status codes.
+
+pub mod auth;
+pub mod cache;
+pub mod coldview;
+pub mod config;
+pub mod error;
+pub mod ipc;
+pub mod parquet_io;
+pub mod server;
+pub mod service;
+pub mod sql;
+pub mod store;

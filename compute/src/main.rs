@@ -1,0 +1,66 @@
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use polarway_compute::config::ServerArgs;
+use polarway_compute::server;
+
+/// Polarway: store DataFrames by name, load them back, run SQL over them.
+#[derive(Parser)]
+#[command(name = "polarway", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a worker: the gRPC server.
+    Server(ServerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    // One TLS crypto provider for the whole process (see ENGINEERING.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let Command::Server(args) = Cli::parse().command;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let addr = args.listen_addr();
+    let tls = server::tls_config(&args)?;
+    let worker = server::build_worker(&args)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr()?;
+    // A stable line for scripts and tests (which start workers on port 0).
+    println!("polarway: listening on {addr}");
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        mutual_tls = args.tls_ca.is_some(),
+        auth = worker.auth.enabled(),
+        handle_store = worker.catalog.kind(),
+        data_dir = %args.data_dir.display(),
+        cache_gb = args.cache_size,
+        "polarway worker serving"
+    );
+    let grace = Duration::from_secs_f64(args.shutdown_grace.max(0.0));
+    server::run(listener, worker, tls, grace, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

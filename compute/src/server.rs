@@ -1,0 +1,117 @@
+//! Assemble the worker from its configuration and serve it until a shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use polarway_proto::v1::polarway_server::PolarwayServer;
+use polarway_proto::MAX_MESSAGE_BYTES;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::auth::TokenAuth;
+use crate::cache::Cache;
+use crate::coldview::ColdView;
+use crate::config::{HandleStoreKind, ServerArgs};
+use crate::service::{PolarwayService, Worker};
+use crate::sql::SqlLimits;
+use crate::store::{dir::DirBackend, memory::MemoryBackend, Backend, Catalog};
+
+/// HTTP/2 windows sized for bulk transfers: the defaults (64 KiB) throttle large loads.
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONNECTION_WINDOW: u32 = 32 << 20;
+
+pub fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let backend: Arc<dyn Backend> = match args.handle_store {
+        HandleStoreKind::External => Arc::new(DirBackend::open(&args.state_dir())?),
+        HandleStoreKind::Memory => Arc::new(MemoryBackend::new(args.data_dir.join("tmp"))?),
+    };
+    Ok(Worker {
+        catalog: Catalog::new(backend, args.retain_versions),
+        cache: Cache::new(args.cache_bytes()),
+        cold: ColdView::new(args.cold_dir())?,
+        sql: SqlLimits {
+            timeout: Duration::from_secs_f64(args.query_timeout.max(0.001)),
+            memory_limit: args.query_memory_limit.clone(),
+            threads: args.query_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        },
+        spill_dir: args.spill_dir(),
+        auth: TokenAuth::new(args.auth_token.clone()),
+        max_upload_bytes: args.max_upload_bytes,
+        in_flight: Arc::new(Semaphore::new(args.max_concurrent_requests.max(1))),
+    })
+}
+
+pub fn tls_config(args: &ServerArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else { return Ok(None) };
+    let read = |p: &std::path::PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &args.tls_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
+}
+
+/// Serve until `shutdown` resolves, then stop accepting calls and let in-flight ones finish
+/// (bounded by `grace`).
+pub async fn run(
+    listener: TcpListener,
+    worker: Worker,
+    tls: Option<ServerTlsConfig>,
+    grace: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<PolarwayServer<PolarwayService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(polarway_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let reflection_v1 = reflection.clone().build_v1()?;
+    let reflection_v1alpha = reflection.build_v1alpha()?;
+
+    let service = PolarwayServer::new(PolarwayService::new(Arc::new(worker)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let mut builder = Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+
+    // On the signal: report NOT_SERVING (so balancers stop sending), then drain.
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let health_on_stop = health.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight calls");
+        health_on_stop.set_not_serving::<PolarwayServer<PolarwayService>>().await;
+        let _ = drain_tx.send(());
+    });
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = drain_rx.await;
+            let _ = drained_tx.send(());
+        });
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => result?,
+        _ = async {
+            let _ = drained_rx.await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("in-flight calls did not finish within {grace:?}; stopping anyway"),
+    }
+    Ok(())
+}

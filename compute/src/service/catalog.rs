@@ -1,0 +1,36 @@
+//! List, Describe, Delete, CacheStats.
+
+use polarway_proto::v1 as pb;
+
+use super::{dataset_info, Worker};
+use crate::error::{validate_name, Result};
+
+pub async fn list(w: &Worker, req: pb::ListRequest) -> Result<pb::ListResponse> {
+    let datasets = w.catalog.list(&req.prefix).await?;
+    Ok(pb::ListResponse { datasets: datasets.iter().map(|m| dataset_info(m, false)).collect() })
+}
+
+pub async fn describe(w: &Worker, req: pb::DescribeRequest) -> Result<pb::DatasetInfo> {
+    let m = w.catalog.get(&req.name, req.version).await?;
+    Ok(dataset_info(&m, true))
+}
+
+pub async fn delete(w: &Worker, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
+    validate_name(&req.name)?;
+    let version = w.catalog.delete(&req.name).await?;
+    w.cold.refresh(&w.catalog, &req.name).await?;
+    Ok(pb::DeleteResponse { version })
+}
+
+pub fn cache_stats(w: &Worker) -> pb::CacheStatsResponse {
+    let s = w.cache.stats();
+    pb::CacheStatsResponse {
+        hits: s.hits,
+        misses: s.misses,
+        hit_rate: s.hit_rate(),
+        bytes: s.bytes,
+        capacity: s.capacity,
+        entries: s.entries,
+        evictions: s.evictions,
+    }
+}

@@ -1,0 +1,128 @@
+//! Load: stream a dataset version back as IPC chunks, batch by batch from the cache or from
+//! Parquet. Small datasets are decoded whole once and kept in the read-through cache; larger ones
+//! stream through with memory bounded by one batch plus a few chunks in flight.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use polarway_proto::v1 as pb;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::{dataset_info, ResponseStream, Worker};
+use crate::cache::CachedTable;
+use crate::error::{Error, Result};
+use crate::ipc::ChunkEncoder;
+use crate::parquet_io::{projection, ParquetBatches};
+
+/// Messages buffered ahead of a slow client: with 1 MiB chunks, a few MiB per stream.
+const IN_FLIGHT_MESSAGES: usize = 4;
+
+pub async fn load(w: Arc<Worker>, req: pb::LoadRequest, permit: OwnedSemaphorePermit) -> Result<ResponseStream<pb::LoadResponse>> {
+    let m = w.catalog.get(&req.name, req.version).await?;
+    let key = m.data.clone().unwrap_or_default();
+    let info = dataset_info(&m, true);
+    let (tx, rx) = mpsc::channel(IN_FLIGHT_MESSAGES);
+    let columns = req.columns;
+
+    let source = match w.cache.get(&key) {
+        Some(table) => Source::Cached(table),
+        None => {
+            let data = w.catalog.open(&m).await?;
+            // Decode the whole version only when it is likely to fit the cache's admission limit.
+            let cacheable = m.bytes.saturating_mul(4) <= w.cache.admission_limit();
+            let read_columns = if cacheable { vec![] } else { columns.clone() };
+            let batches = tokio::task::spawn_blocking(move || ParquetBatches::open(&data, &read_columns)).await??;
+            Source::Parquet { batches, cache_as: cacheable.then_some(key) }
+        }
+    };
+    // Validate the projection before the response starts, so a bad column is a clean error.
+    let (_, order) = projection(source.schema(), &columns)?;
+
+    let worker = w.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let sender = Sender { tx: &tx };
+        if let Err(e) = send(&worker, source, order, info, &sender) {
+            let _ = tx.blocking_send(Err(Status::from(e)));
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+enum Source {
+    Cached(CachedTable),
+    Parquet { batches: ParquetBatches, cache_as: Option<String> },
+}
+
+impl Source {
+    fn schema(&self) -> &SchemaRef {
+        match self {
+            Source::Cached(t) => &t.schema,
+            Source::Parquet { batches, .. } => batches.schema(),
+        }
+    }
+}
+
+struct Sender<'a> {
+    tx: &'a mpsc::Sender<Result<pb::LoadResponse, Status>>,
+}
+
+impl Sender<'_> {
+    fn chunks(&self, chunks: Vec<bytes::Bytes>) -> Result<()> {
+        for ipc in chunks {
+            self.tx
+                .blocking_send(Ok(pb::LoadResponse { dataset: None, ipc }))
+                .map_err(|_| Error::Unavailable("the client went away".into()))?;
+        }
+        Ok(())
+    }
+}
+
+fn send(w: &Worker, source: Source, order: Option<Vec<usize>>, info: pb::DatasetInfo, out: &Sender) -> Result<()> {
+    let project = |b: &RecordBatch| -> Result<RecordBatch> {
+        match &order {
+            Some(o) => b.project(o).map_err(|e| Error::internal("projecting", e)),
+            None => Ok(b.clone()),
+        }
+    };
+    let schema = match &order {
+        Some(o) => Arc::new(source.schema().project(o).map_err(|e| Error::internal("projecting", e))?),
+        None => source.schema().clone(),
+    };
+    out.tx
+        .blocking_send(Ok(pb::LoadResponse { dataset: Some(info), ipc: Default::default() }))
+        .map_err(|_| Error::Unavailable("the client went away".into()))?;
+    let mut encoder = ChunkEncoder::new(&schema)?;
+    out.chunks(encoder.take_chunks())?;
+    match source {
+        Source::Cached(table) => {
+            for b in table.batches.iter() {
+                out.chunks(encoder.write(&project(b)?)?)?;
+            }
+        }
+        Source::Parquet { batches, cache_as } => {
+            let full_schema = batches.schema().clone();
+            let limit = w.cache.admission_limit();
+            let mut kept: Option<(Vec<RecordBatch>, u64)> = cache_as.as_ref().map(|_| (Vec::new(), 0));
+            for batch in batches {
+                let batch = batch?;
+                out.chunks(encoder.write(&project(&batch)?)?)?;
+                if let Some((list, size)) = kept.as_mut() {
+                    *size += batch.get_array_memory_size() as u64;
+                    if *size > limit {
+                        kept = None; // too big to cache after all
+                    } else {
+                        list.push(batch);
+                    }
+                }
+            }
+            if let (Some(key), Some((list, _))) = (cache_as, kept) {
+                w.cache.insert(key, CachedTable { schema: full_schema, batches: Arc::new(list) });
+            }
+        }
+    }
+    out.chunks(encoder.finish()?)
+}

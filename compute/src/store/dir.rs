@@ -1,0 +1,162 @@
+//! `external` handle store: a directory (POLARWAY_STATE_DIR) that several workers share, e.g. over
+//! NFS or a Docker volume. Objects are files; "create if absent" is `link(2)`, which is atomic and
+//! fails when the target exists, on local filesystems and on NFS alike.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::backend::{Backend, ObjectData};
+use crate::error::{Error, Result};
+
+pub struct DirBackend {
+    root: PathBuf,
+    staging: PathBuf,
+}
+
+impl DirBackend {
+    pub fn open(root: &Path) -> Result<Self> {
+        let staging = root.join("tmp");
+        std::fs::create_dir_all(&staging).map_err(|e| {
+            Error::Unavailable(format!("cannot create state directory {}: {e}", staging.display()))
+        })?;
+        remove_orphaned_staging_files(&staging);
+        Ok(Self { root: root.to_path_buf(), staging })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+}
+
+/// Staging files are named `<host>-<pid>-<uuid>`; those of dead processes on this host are left
+/// over from a crash and can go. Other hosts' files are theirs to clean.
+fn remove_orphaned_staging_files(staging: &Path) {
+    let host = hostname();
+    let Ok(entries) = std::fs::read_dir(staging) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&format!("{host}-")) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// A unique staging file name for this process.
+pub fn staging_name(ext: &str) -> String {
+    format!("{}-{}-{}.{ext}", hostname(), std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+#[async_trait]
+impl Backend for DirBackend {
+    fn kind(&self) -> &'static str {
+        "external"
+    }
+
+    fn staging_dir(&self) -> &Path {
+        &self.staging
+    }
+
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        let target = self.path(key);
+        let tmp = self.staging.join(staging_name("obj"));
+        tokio::task::spawn_blocking(move || -> Result<bool> {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            write_synced(&tmp, &bytes)?;
+            let linked = std::fs::hard_link(&tmp, &target);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {
+                    sync_dir(target.parent());
+                    Ok(true)
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await?
+    }
+
+    async fn put_file(&self, key: &str, local: &Path) -> Result<u64> {
+        let target = self.path(key);
+        let local = local.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::File::open(&local)?.sync_all()?;
+            // The key is unique, so a rename cannot replace anyone's object.
+            std::fs::rename(&local, &target)?;
+            sync_dir(target.parent());
+            Ok(std::fs::metadata(&target)?.len())
+        })
+        .await?
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        match tokio::fs::read(self.path(key)).await {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<ObjectData>> {
+        let path = self.path(key);
+        match tokio::fs::metadata(&path).await {
+            Ok(_) => Ok(Some(ObjectData::File(path))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_children(&self, prefix: &str) -> Result<Vec<String>> {
+        let dir = self.path(prefix);
+        let mut out = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(entry) = entries.next_entry().await? {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.path(key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Make a new directory entry durable (the file's data was synced before it was linked).
+fn sync_dir(dir: Option<&Path>) {
+    if let Some(d) = dir {
+        if let Ok(f) = std::fs::File::open(d) {
+            let _ = f.sync_all();
+        }
+    }
+}

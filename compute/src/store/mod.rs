@@ -1,0 +1,478 @@
+//! Handle stores: where datasets live, and the version protocol that makes every commit atomic.
+//!
+//! Layout of a store (the same keys in every backend):
+//! ```text
+//! datasets/<name>/m<version:020>.json     manifest: one per version, the commit record
+//! datasets/<name>/data-<uuid>.parquet     the version's data (Parquet, zstd), written first
+//! batches/<id>                            "committed" | "aborted": the fate of a StoreBatch
+//! ```
+//! A version exists once its manifest exists; manifests are created with the backend's one atomic
+//! operation, "create if absent", so two writers can never both claim version N. Data is complete
+//! before its manifest is created, so no reader ever sees a partial version, and a crash at any
+//! point leaves the previous version as it was.
+//!
+//! A StoreBatch claims one manifest per dataset, each naming the batch; such manifests are visible
+//! only once `batches/<id>` says "committed", which is one more atomic create: all or nothing. A
+//! writer that meets an undecided batch below its own claim ends it by creating `batches/<id>` as
+//! "aborted" first (the batch then fails with ABORTED and its client retries), so no version ever
+//! appears under a newer one after the fact.
+
+pub mod backend;
+pub mod dir;
+pub mod memory;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use backend::{Backend, ObjectData};
+
+use crate::error::{validate_name, Error, Result};
+
+/// A precondition on a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    Always,
+    IfAbsent,
+    IfVersion(u64),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// The commit record of one version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: u64,
+    /// Key of the Parquet object; `None` for a deletion marker.
+    pub data: Option<String>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub created_unix_ms: i64,
+    pub columns: Vec<ColumnInfo>,
+    /// The StoreBatch this version belongs to, if any.
+    #[serde(default)]
+    pub batch: Option<String>,
+}
+
+impl Manifest {
+    pub fn is_deleted(&self) -> bool {
+        self.data.is_none()
+    }
+}
+
+/// A dataset written completely to a local file, waiting to be committed.
+#[derive(Debug)]
+pub struct Staged {
+    pub name: String,
+    pub condition: Condition,
+    pub path: PathBuf,
+    pub rows: u64,
+    pub columns: Vec<ColumnInfo>,
+}
+
+const CLAIM_ATTEMPTS: usize = 64;
+
+/// The version protocol over one backend. Cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    backend: Arc<dyn Backend>,
+    /// Decided batch fates never change, so they are remembered.
+    batch_states: Arc<Mutex<HashMap<String, BatchState>>>,
+    retain_versions: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchState {
+    Committed,
+    Aborted,
+    Pending,
+}
+
+/// What a scan of one dataset's manifests found.
+struct Scan {
+    /// Highest claimed version number (visible or not), 0 if none.
+    top: u64,
+    /// Newest visible version (possibly a deletion marker).
+    current: Option<Manifest>,
+}
+
+fn manifest_key(name: &str, version: u64) -> String {
+    format!("datasets/{name}/m{version:020}.json")
+}
+
+fn parse_manifest_version(file: &str) -> Option<u64> {
+    file.strip_prefix('m')?.strip_suffix(".json")?.parse().ok()
+}
+
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Catalog {
+    pub fn new(backend: Arc<dyn Backend>, retain_versions: usize) -> Self {
+        Self { backend, batch_states: Default::default(), retain_versions: retain_versions.max(1) }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    pub fn staging_dir(&self) -> PathBuf {
+        self.backend.staging_dir().to_path_buf()
+    }
+
+    /// The newest version of `name`, or NOT_FOUND.
+    pub async fn latest(&self, name: &str) -> Result<Manifest> {
+        validate_name(name)?;
+        match self.scan(name, false).await?.current {
+            Some(m) if !m.is_deleted() => Ok(m),
+            _ => Err(not_found(name)),
+        }
+    }
+
+    /// A given version of `name` (or the newest), or NOT_FOUND.
+    pub async fn get(&self, name: &str, version: Option<u64>) -> Result<Manifest> {
+        let Some(version) = version else { return self.latest(name).await };
+        let latest = self.latest(name).await?;
+        let missing = || {
+            Error::NotFound(format!(
+                "dataset {name:?} has no version {version}; the latest is {} (older versions may have been pruned)",
+                latest.version
+            ))
+        };
+        if version > latest.version {
+            return Err(missing());
+        }
+        let manifest = self.read_manifest(name, version).await?.ok_or_else(missing)?;
+        if manifest.is_deleted() || self.batch_state(&manifest).await? != BatchState::Committed {
+            return Err(missing());
+        }
+        Ok(manifest)
+    }
+
+    pub async fn open(&self, manifest: &Manifest) -> Result<ObjectData> {
+        let key = manifest.data.as_deref().ok_or_else(|| not_found(&manifest.name))?;
+        self.backend.open(key).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "version {} of {:?} was pruned or deleted while being read; load it again",
+                manifest.version, manifest.name
+            ))
+        })
+    }
+
+    /// Names with any manifest (live or deleted), unsorted: a cheap listing.
+    pub async fn names(&self) -> Result<Vec<String>> {
+        let mut names = self.backend.list_children("datasets/").await?;
+        names.retain(|n| validate_name(n).is_ok());
+        Ok(names)
+    }
+
+    /// Every live dataset whose name starts with `prefix`, sorted by name.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Manifest>> {
+        let mut names = self.names().await?;
+        names.retain(|n| n.starts_with(prefix));
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(m) = self.scan(&name, false).await?.current {
+                if !m.is_deleted() {
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commit one staged dataset as its next version.
+    pub async fn commit(&self, staged: Staged) -> Result<Manifest> {
+        let data_key = self.upload(&staged).await?;
+        let result = self.claim(&staged, Some(data_key.clone()), None).await;
+        match result {
+            Ok(m) => {
+                self.prune_in_background(&m.name);
+                Ok(m)
+            }
+            Err(e) => {
+                let _ = self.backend.delete(&data_key).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Commit several datasets: all become visible at one instant, or none does.
+    pub async fn commit_batch(&self, staged: Vec<Staged>) -> Result<Vec<Manifest>> {
+        let mut seen = std::collections::HashSet::new();
+        for s in &staged {
+            if !seen.insert(s.name.as_str()) {
+                return Err(Error::InvalidArgument(format!(
+                    "dataset {:?} appears twice in one StoreBatch; send each name once",
+                    s.name
+                )));
+            }
+        }
+        let batch_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut data_keys = Vec::new();
+        let mut claimed: Vec<Manifest> = Vec::new();
+        let outcome: Result<()> = async {
+            for s in &staged {
+                data_keys.push(self.upload(s).await?);
+            }
+            for (s, key) in staged.iter().zip(&data_keys) {
+                claimed.push(self.claim(s, Some(key.clone()), Some(&batch_id)).await?);
+            }
+            Ok(())
+        }
+        .await;
+        let decided = match outcome {
+            Ok(()) => self.decide_batch(&batch_id, BatchState::Committed).await?,
+            Err(e) => {
+                self.decide_batch(&batch_id, BatchState::Aborted).await?;
+                self.discard(&claimed, &data_keys).await;
+                return Err(e);
+            }
+        };
+        if decided != BatchState::Committed {
+            self.discard(&claimed, &data_keys).await;
+            return Err(Error::Aborted(
+                "a concurrent store of one of these datasets interrupted this StoreBatch; nothing was committed, retry it"
+                    .into(),
+            ));
+        }
+        for m in &claimed {
+            self.prune_in_background(&m.name);
+        }
+        Ok(claimed)
+    }
+
+    /// Delete `name`: a deletion marker becomes its newest version and older data is removed.
+    /// Returns the version that was current.
+    pub async fn delete(&self, name: &str) -> Result<u64> {
+        validate_name(name)?;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let scan = self.scan(name, true).await?;
+            let current = match scan.current {
+                Some(m) if !m.is_deleted() => m,
+                _ => return Err(not_found(name)),
+            };
+            let marker = Manifest {
+                name: name.to_string(),
+                version: scan.top + 1,
+                data: None,
+                rows: 0,
+                bytes: 0,
+                created_unix_ms: now_unix_ms(),
+                columns: vec![],
+                batch: None,
+            };
+            if self.put_manifest(&marker).await? {
+                self.prune_in_background(name);
+                return Ok(current.version);
+            }
+        }
+        Err(contention(name))
+    }
+
+    async fn upload(&self, staged: &Staged) -> Result<String> {
+        validate_name(&staged.name)?;
+        let key = format!("datasets/{}/data-{}.parquet", staged.name, uuid::Uuid::new_v4().simple());
+        self.backend.put_file(&key, &staged.path).await?;
+        Ok(key)
+    }
+
+    /// Claim the next version of `staged.name` if its condition holds.
+    async fn claim(&self, staged: &Staged, data: Option<String>, batch: Option<&str>) -> Result<Manifest> {
+        let name = &staged.name;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let scan = self.scan(name, true).await?;
+            let live = scan.current.as_ref().filter(|m| !m.is_deleted());
+            match (staged.condition, live) {
+                (Condition::IfAbsent, Some(m)) => {
+                    return Err(Error::AlreadyExists(format!(
+                        "dataset {name:?} already exists (version {}); store without the if-absent condition to replace it",
+                        m.version
+                    )))
+                }
+                (Condition::IfVersion(want), current) if current.map(|m| m.version) != Some(want) => {
+                    let now = current.map_or("it does not exist".to_string(), |m| format!("it is at version {}", m.version));
+                    return Err(Error::Aborted(format!(
+                        "dataset {name:?} is not at version {want}: {now}; reload and retry with the current version"
+                    )));
+                }
+                _ => {}
+            }
+            let bytes = match &data {
+                Some(key) => match self.backend.open(key).await? {
+                    Some(ObjectData::File(p)) => tokio::fs::metadata(p).await?.len(),
+                    Some(ObjectData::Bytes(b)) => b.len() as u64,
+                    None => return Err(Error::internal("commit", "uploaded data vanished")),
+                },
+                None => 0,
+            };
+            let manifest = Manifest {
+                name: name.clone(),
+                version: scan.top + 1,
+                data: data.clone(),
+                rows: staged.rows,
+                bytes,
+                created_unix_ms: now_unix_ms(),
+                columns: staged.columns.clone(),
+                batch: batch.map(str::to_string),
+            };
+            if self.put_manifest(&manifest).await? {
+                return Ok(manifest);
+            }
+            // Someone claimed that number first: look again.
+        }
+        Err(contention(name))
+    }
+
+    async fn put_manifest(&self, m: &Manifest) -> Result<bool> {
+        let json = serde_json::to_vec(m).map_err(|e| Error::internal("manifest", e))?;
+        self.backend.put_if_absent(&manifest_key(&m.name, m.version), Bytes::from(json)).await
+    }
+
+    async fn read_manifest(&self, name: &str, version: u64) -> Result<Option<Manifest>> {
+        let Some(bytes) = self.backend.get(&manifest_key(name, version)).await? else { return Ok(None) };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::internal(&format!("manifest {version} of {name:?} is unreadable"), e))
+    }
+
+    /// Find the newest visible version. A writer (`end_pending`) ends undecided batches above it.
+    async fn scan(&self, name: &str, end_pending: bool) -> Result<Scan> {
+        let mut versions: Vec<u64> = self
+            .backend
+            .list_children(&format!("datasets/{name}/"))
+            .await?
+            .iter()
+            .filter_map(|f| parse_manifest_version(f))
+            .collect();
+        versions.sort_unstable_by(|a, b| b.cmp(a));
+        let top = versions.first().copied().unwrap_or(0);
+        for v in versions {
+            let Some(m) = self.read_manifest(name, v).await? else { continue };
+            let mut state = self.batch_state(&m).await?;
+            if state == BatchState::Pending && end_pending {
+                state = self.decide_batch(m.batch.as_deref().unwrap_or_default(), BatchState::Aborted).await?;
+            }
+            if state == BatchState::Committed {
+                return Ok(Scan { top, current: Some(m) });
+            }
+        }
+        Ok(Scan { top, current: None })
+    }
+
+    async fn batch_state(&self, m: &Manifest) -> Result<BatchState> {
+        let Some(id) = m.batch.as_deref() else { return Ok(BatchState::Committed) };
+        if let Some(s) = self.batch_states.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return Ok(*s);
+        }
+        let state = match self.backend.get(&format!("batches/{id}")).await? {
+            Some(b) if &b[..] == b"committed" => BatchState::Committed,
+            Some(_) => BatchState::Aborted,
+            None => return Ok(BatchState::Pending),
+        };
+        self.batch_states.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), state);
+        Ok(state)
+    }
+
+    /// Try to set a batch's fate; returns the fate it has (ours, or whoever decided first).
+    async fn decide_batch(&self, id: &str, want: BatchState) -> Result<BatchState> {
+        let word: &'static [u8] = if want == BatchState::Committed { b"committed" } else { b"aborted" };
+        let key = format!("batches/{id}");
+        let state = if self.backend.put_if_absent(&key, Bytes::from_static(word)).await? {
+            want
+        } else {
+            match self.backend.get(&key).await? {
+                Some(b) if &b[..] == b"committed" => BatchState::Committed,
+                _ => BatchState::Aborted,
+            }
+        };
+        self.batch_states.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), state);
+        Ok(state)
+    }
+
+    async fn discard(&self, claimed: &[Manifest], data_keys: &[String]) {
+        for m in claimed {
+            let _ = self.backend.delete(&manifest_key(&m.name, m.version)).await;
+        }
+        for k in data_keys {
+            let _ = self.backend.delete(k).await;
+        }
+    }
+
+    fn prune_in_background(&self, name: &str) {
+        let this = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.prune(&name).await {
+                tracing::warn!(dataset = %name, error = %e, "pruning old versions failed");
+            }
+        });
+    }
+
+    /// Keep the newest `retain_versions` versions (none after a deletion); drop the data of older
+    /// ones and the manifests of aborted batches. Manifests of kept numbers stay so that version
+    /// numbers never repeat.
+    async fn prune(&self, name: &str) -> Result<()> {
+        let mut versions: Vec<u64> = self
+            .backend
+            .list_children(&format!("datasets/{name}/"))
+            .await?
+            .iter()
+            .filter_map(|f| parse_manifest_version(f))
+            .collect();
+        versions.sort_unstable_by(|a, b| b.cmp(a));
+        let mut kept = 0;
+        let mut deleted_seen = false;
+        for (i, v) in versions.iter().enumerate() {
+            let Some(m) = self.read_manifest(name, *v).await? else { continue };
+            match self.batch_state(&m).await? {
+                BatchState::Pending => continue,
+                BatchState::Aborted => {
+                    if let Some(d) = &m.data {
+                        self.backend.delete(d).await?;
+                    }
+                    if i > 0 {
+                        self.backend.delete(&manifest_key(name, *v)).await?;
+                    }
+                }
+                BatchState::Committed => {
+                    if m.is_deleted() {
+                        deleted_seen = true;
+                        continue;
+                    }
+                    if deleted_seen || kept >= self.retain_versions {
+                        if let Some(d) = &m.data {
+                            self.backend.delete(d).await?;
+                        }
+                        self.backend.delete(&manifest_key(name, *v)).await?;
+                    } else {
+                        kept += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn not_found(name: &str) -> Error {
+    Error::NotFound(format!("dataset {name:?} does not exist; `list` shows the stored datasets"))
+}
+
+fn contention(name: &str) -> Error {
+    Error::Aborted(format!("too many concurrent stores of {name:?}; retry"))
+}

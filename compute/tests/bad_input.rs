@@ -1,0 +1,168 @@
+//! Bad input gets its documented status, the server keeps serving, and nothing stored changes.
+
+mod common;
+
+use common::{code_of, ipc_stream, raw, store_messages, Worker, WorkerConfig};
+use polars::prelude::*;
+use polarway::{Code, Condition, DistributedClient};
+
+async fn assert_intact(client: &DistributedClient, expected: &DataFrame) {
+    let got = client.load("keep").await.expect("the stored dataset is still loadable");
+    assert!(got.equals_missing(expected), "stored data changed");
+    assert_eq!(client.describe("keep").await.unwrap().version, 1, "a bad request created a version");
+    assert_eq!(client.health_check().await.unwrap(), "OK");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let worker = Worker::start();
+    let client = worker.client().await;
+    let keep = df! { "a" => &[1i64, 2, 3] }.unwrap();
+    client.store("keep", &keep).await.unwrap();
+
+    // Invalid names, on every call that takes one.
+    let long = "n".repeat(300);
+    for name in ["../x", "", long.as_str(), "/abs", ".hidden", "a/b", "x y"] {
+        assert_eq!(code_of(client.store(name, &keep).await), Code::InvalidArgument, "store {name:?}");
+        assert_eq!(code_of(client.load(name).await), Code::InvalidArgument, "load {name:?}");
+        assert_eq!(code_of(client.describe(name).await), Code::InvalidArgument, "describe {name:?}");
+        assert_eq!(code_of(client.delete(name).await), Code::InvalidArgument, "delete {name:?}");
+    }
+    assert_eq!(code_of(client.query_into("SELECT 1", "../evil").await), Code::InvalidArgument);
+
+    // Unknown dataset, unknown version, unknown column.
+    assert_eq!(code_of(client.load("nope").await), Code::NotFound);
+    assert_eq!(code_of(client.describe("nope").await), Code::NotFound);
+    assert_eq!(code_of(client.delete("nope").await), Code::NotFound);
+    assert_eq!(code_of(client.load_with("keep", &[], Some(7)).await), Code::NotFound);
+    assert_eq!(code_of(client.load_with("keep", &["zz"], None).await), Code::InvalidArgument);
+
+    // Failed conditions.
+    assert_eq!(code_of(client.store_if("keep", &keep, Condition::IfAbsent).await), Code::AlreadyExists);
+    assert_eq!(code_of(client.store_if("keep", &keep, Condition::IfVersion(5)).await), Code::Aborted);
+    assert_eq!(code_of(client.store_if("fresh", &keep, Condition::IfVersion(1)).await), Code::Aborted);
+
+    // Bad SQL.
+    assert_eq!(code_of(client.query("SELEC nonsense").await), Code::InvalidArgument);
+    assert_eq!(code_of(client.query("SELECT * FROM no_such_table").await), Code::NotFound);
+    assert_eq!(code_of(client.query("").await), Code::InvalidArgument);
+
+    assert_intact(&client, &keep).await;
+    assert!(client.load("fresh").await.is_err(), "a failed conditional store created a dataset");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_oversized_uploads() {
+    let worker = Worker::start();
+    let client = worker.client().await;
+    let keep = df! { "a" => &[1i64, 2, 3] }.unwrap();
+    client.store("keep", &keep).await.unwrap();
+    let mut raw = raw(&worker).await;
+    let valid = ipc_stream(1000);
+
+    let cases: Vec<(&str, Vec<Vec<u8>>, Code)> = vec![
+        ("garbage", vec![b"this is not arrow at all".to_vec()], Code::InvalidArgument),
+        ("truncated", vec![valid[..valid.len() - 40].to_vec()], Code::InvalidArgument),
+        ("no data", vec![], Code::InvalidArgument),
+        ("trailing bytes", vec![valid.clone(), b"junk".to_vec()], Code::InvalidArgument),
+        ("chunk over the limit", vec![vec![0u8; polarway_proto::CHUNK_LIMIT_BYTES + 1]], Code::ResourceExhausted),
+    ];
+    for (what, chunks, want) in cases {
+        let status = raw.store(futures::stream::iter(store_messages("keep", chunks))).await.unwrap_err();
+        assert_eq!(status.code(), want, "{what}: {}", status.message());
+        assert!(!status.message().is_empty());
+    }
+    // No header first.
+    let mut msgs = store_messages("keep", vec![valid.clone()]);
+    msgs.remove(0);
+    let status = raw.store(futures::stream::iter(msgs)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    // The same valid stream cut at odd places is fine.
+    let pieces: Vec<Vec<u8>> = valid.chunks(7).map(|c| c.to_vec()).collect();
+    let ok = raw.store(futures::stream::iter(store_messages("cut", pieces))).await.unwrap().into_inner();
+    assert_eq!(ok.dataset.unwrap().rows, 1000);
+
+    assert_intact(&client, &keep).await;
+    // No staging files were left behind by the failed uploads.
+    let tmp = worker.data_dir.join("state/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "staging files left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_size_limit() {
+    let worker = Worker::start_with(WorkerConfig::default().arg("--max-upload-bytes").arg("100000"));
+    let client = worker.client().await;
+    let big = DataFrame::new_infer_height(vec![Series::new("v".into(), (0..100_000i64).collect::<Vec<_>>()).into_column()]).unwrap();
+    assert_eq!(code_of(client.store("big", &big).await), Code::ResourceExhausted);
+    assert_eq!(code_of(client.load("big").await), Code::NotFound);
+    client.store("small", &df! { "v" => &[1i64] }.unwrap()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_escapes_are_denied() {
+    let worker = Worker::start();
+    let client = worker.client().await;
+    let keep = df! { "a" => &[1i64, 2, 3] }.unwrap();
+    client.store("keep", &keep).await.unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.csv");
+    std::fs::write(&secret, "a,b\n1,2\n").unwrap();
+    let secret = secret.display().to_string();
+    let escapes = [
+        "SELECT * FROM read_csv('/etc/passwd')".to_string(),
+        format!("SELECT * FROM read_csv('{secret}')"),
+        "SELECT * FROM read_text('/etc/hostname')".to_string(),
+        format!("SELECT * FROM read_parquet('{}/../state/tmp/x.parquet')", worker.data_dir.join("cold").display()),
+        "SELECT * FROM glob('/etc/*')".to_string(),
+        format!("COPY (SELECT 1) TO '{}/out.csv'", outside.path().display()),
+        format!("COPY keep TO '{}/cold/keep.parquet'", worker.data_dir.display()),
+        "ATTACH '/tmp/evil.duckdb' AS evil".to_string(),
+        "INSTALL httpfs".to_string(),
+        "LOAD httpfs".to_string(),
+        "SET enable_external_access = true".to_string(),
+        "SET allowed_directories = ['/']".to_string(),
+        "PRAGMA enable_profiling".to_string(),
+        "CREATE TABLE t AS SELECT 1".to_string(),
+        "EXPLAIN ANALYZE SELECT 1".to_string(),
+        // Refused one way or another: several statements, a URL.
+        "SELECT 1; COPY (SELECT 1) TO '/tmp/x.csv'".to_string(),
+        "SELECT * FROM read_csv('https://example.com/x.csv')".to_string(),
+    ];
+    for sql in &escapes {
+        let code = code_of(client.query(sql).await);
+        assert!(
+            matches!(code, Code::PermissionDenied | Code::InvalidArgument),
+            "{sql}: got {code:?}"
+        );
+    }
+    // The ones that name a forbidden action get PERMISSION_DENIED specifically.
+    for sql in &escapes[..escapes.len() - 2] {
+        assert_eq!(code_of(client.query(sql).await), Code::PermissionDenied, "{sql}");
+    }
+    assert!(!outside.path().join("out.csv").exists());
+    assert_intact(&client, &keep).await;
+    // And real queries still work.
+    let df = client.query("SELECT SUM(a) AS s FROM keep").await.unwrap();
+    assert_eq!(df.column("s").unwrap().as_materialized_series().cast(&DataType::Int64).unwrap().i64().unwrap().get(0), Some(6));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_auth() {
+    let worker = Worker::start_with(WorkerConfig::default().env("POLARWAY_AUTH_TOKEN", "s3cret-token"));
+    let anonymous = worker.client().await;
+    // Health needs no token.
+    assert_eq!(anonymous.health_check().await.unwrap(), "OK");
+    let df = df! { "a" => &[1i64] }.unwrap();
+    assert_eq!(code_of(anonymous.store("x", &df).await), Code::Unauthenticated);
+    assert_eq!(code_of(anonymous.list("").await), Code::Unauthenticated);
+    let wrong = DistributedClient::builder(worker.url()).auth_token("nope").connect().await.unwrap();
+    assert_eq!(code_of(wrong.load("x").await), Code::Unauthenticated);
+    assert_eq!(code_of(wrong.query("SELECT 1").await), Code::Unauthenticated);
+    assert_eq!(code_of(wrong.cache_stats().await), Code::Unauthenticated);
+    let right = DistributedClient::builder(worker.url()).auth_token("s3cret-token").connect().await.unwrap();
+    right.store("x", &df).await.unwrap();
+    assert!(right.load("x").await.unwrap().equals_missing(&df));
+    assert_eq!(code_of(wrong.delete("x").await), Code::Unauthenticated);
+    assert_eq!(right.list("").await.unwrap().len(), 1);
+}

@@ -1,0 +1,190 @@
+//! Test backbone: start the real `polarway` binary on a free loopback port, talk to it over gRPC.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use polarway::DistributedClient;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_polarway");
+
+/// A running worker. Killed (and its output dropped) when it goes out of scope.
+pub struct Worker {
+    pub child: Child,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub struct WorkerConfig {
+    pub data_dir: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { data_dir: None, args: vec![], env: vec![] }
+    }
+}
+
+impl WorkerConfig {
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn data_dir(mut self, d: &Path) -> Self {
+        self.data_dir = Some(d.to_path_buf());
+        self
+    }
+}
+
+impl Worker {
+    pub fn start() -> Self {
+        Self::start_with(WorkerConfig::default())
+    }
+
+    pub fn start_with(cfg: WorkerConfig) -> Self {
+        let (tmp, data_dir) = match cfg.data_dir {
+            Some(d) => (None, d),
+            None => {
+                let t = tempfile::tempdir().expect("tempdir");
+                let d = t.path().join("data");
+                (Some(t), d)
+            }
+        };
+        let mut cmd = Command::new(BIN);
+        cmd.arg("server")
+            .arg("--grpc-port")
+            .arg("0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&cfg.args)
+            .env_remove("POLARWAY_AUTH_TOKEN")
+            .env_remove("POLARWAY_HANDLE_STORE")
+            .env_remove("POLARWAY_STATE_DIR")
+            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in &cfg.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn polarway");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("polarway: listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("polarway did not start within 60 s (status {:?})", child.try_wait());
+            }
+        };
+        Worker { child, addr, data_dir, _tmp: tmp }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    pub async fn client(&self) -> DistributedClient {
+        DistributedClient::connect(self.url()).await.expect("connect")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory of the worker so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited by itself.
+    pub fn terminate(&mut self) -> bool {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        false
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill9();
+        }
+    }
+}
+
+pub fn code_of<T: std::fmt::Debug>(r: polarway::Result<T>) -> polarway::Code {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().unwrap_or_else(|| panic!("error without a status code: {e}")),
+    }
+}
+
+pub type Raw = polarway_proto::v1::polarway_client::PolarwayClient<tonic::transport::Channel>;
+
+/// A bare gRPC client, to send what the real client never would.
+pub async fn raw(worker: &Worker) -> Raw {
+    Raw::connect(worker.url())
+        .await
+        .expect("connect")
+        .max_decoding_message_size(polarway_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(polarway_proto::MAX_MESSAGE_BYTES)
+}
+
+/// A small valid Arrow IPC stream: columns a (int64) and b (utf8).
+pub fn ipc_stream(rows: i64) -> Vec<u8> {
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let a = Int64Array::from_iter_values(0..rows);
+    let b = StringArray::from_iter_values((0..rows).map(|i| format!("r{i}")));
+    let batch = RecordBatch::try_from_iter([("a", Arc::new(a) as _), ("b", Arc::new(b) as _)]).unwrap();
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema()).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    w.into_inner().unwrap()
+}
+
+/// Store request messages: a header, then `chunks`.
+pub fn store_messages(name: &str, chunks: Vec<Vec<u8>>) -> Vec<polarway_proto::v1::StoreRequest> {
+    use polarway_proto::v1::{store_request::Msg, StoreHeader, StoreRequest};
+    let mut out = vec![StoreRequest { msg: Some(Msg::Header(StoreHeader { name: name.into(), condition: None })) }];
+    out.extend(chunks.into_iter().map(|c| StoreRequest { msg: Some(Msg::Ipc(c.into())) }));
+    out
+}

@@ -1,0 +1,127 @@
+//! Durability of the external store: restarts, crashes mid-store, concurrent writers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{code_of, Worker, WorkerConfig};
+use polars::prelude::*;
+use polarway::{Code, Condition};
+
+fn numbers(n: i64, salt: i64) -> DataFrame {
+    DataFrame::new_infer_height(vec![
+        Series::new("v".into(), (0..n).map(|i| i ^ salt).collect::<Vec<_>>()).into_column(),
+        Series::new("s".into(), (0..n).map(|i| format!("row-{i}-{salt}")).collect::<Vec<_>>()).into_column(),
+    ])
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn survives_restart_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let df = numbers(300_000, 1);
+    {
+        let mut worker = Worker::start_with(WorkerConfig::default().data_dir(&data));
+        let client = worker.client().await;
+        client.store("kept", &df).await.unwrap();
+        // SIGTERM while a load streams: the stream still completes.
+        let mut stream = client.load_stream("kept").await.unwrap();
+        let first = futures::StreamExt::next(&mut stream).await.unwrap().unwrap();
+        let pid = worker.pid() as i32;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let mut rows = first.height();
+        while let Some(part) = futures::StreamExt::next(&mut stream).await {
+            rows += part.unwrap().height();
+        }
+        assert_eq!(rows, df.height());
+        assert!(worker.terminate(), "the worker did not exit after SIGTERM");
+    }
+    let worker = Worker::start_with(WorkerConfig::default().data_dir(&data));
+    let client = worker.client().await;
+    assert!(client.load("kept").await.unwrap().equals_missing(&df));
+    assert_eq!(client.describe("kept").await.unwrap().version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_during_a_large_store_leaves_the_old_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let old = numbers(1000, 7);
+    let mut worker = Worker::start_with(WorkerConfig::default().data_dir(&data));
+    let client = worker.client().await;
+    client.store("ds", &old).await.unwrap();
+
+    let big = numbers(6_000_000, 9);
+    let writer = client.clone();
+    let upload = tokio::spawn(async move { writer.store("ds", &big).await });
+    // Wait (bounded) until the server is writing the new version's staging file, then kill it.
+    let staging = data.join("state/tmp");
+    let mut seen = false;
+    for _ in 0..600 {
+        let writing = std::fs::read_dir(&staging)
+            .map(|d| d.flatten().any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false)))
+            .unwrap_or(false);
+        if writing {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen, "the store never started writing");
+    worker.kill9();
+    assert!(upload.await.unwrap().is_err(), "the interrupted store must fail");
+
+    let worker = Worker::start_with(WorkerConfig::default().data_dir(&data));
+    let client = worker.client().await;
+    assert!(client.load("ds").await.unwrap().equals_missing(&old));
+    let info = client.describe("ds").await.unwrap();
+    assert_eq!((info.version, info.rows), (1, 1000));
+    assert_eq!(client.list("").await.unwrap().len(), 1);
+    // No trace of the partial version: no staging files, only version 1's objects.
+    let leftovers: Vec<_> = std::fs::read_dir(&staging).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(leftovers.is_empty(), "staging files left: {leftovers:?}");
+    let objects: Vec<String> = std::fs::read_dir(data.join("state/datasets/ds"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(objects.len(), 2, "expected one manifest and one data file: {objects:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_conditional_stores_on_two_workers_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    let cfg = || WorkerConfig::default().data_dir(&shared).env("POLARWAY_HANDLE_STORE", "external");
+    let a = Worker::start_with(cfg());
+    let b = Worker::start_with(cfg());
+    let (ca, cb) = (a.client().await, b.client().await);
+    for round in 0..20 {
+        let name = format!("race_{round}");
+        let (da, db) = (numbers(5000, 1), numbers(5000, 2));
+        let (ra, rb) = tokio::join!(ca.store_if(&name, &da, Condition::IfAbsent), cb.store_if(&name, &db, Condition::IfAbsent));
+        let winners = [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count();
+        assert_eq!(winners, 1, "round {round}: {ra:?} / {rb:?}");
+        let loser = if ra.is_ok() { rb } else { ra };
+        assert_eq!(code_of(loser), Code::AlreadyExists);
+        let winner_data = if winners == 1 && ca.describe(&name).await.is_ok() {
+            cb.load(&name).await.unwrap()
+        } else {
+            unreachable!()
+        };
+        assert!(winner_data.equals_missing(&da) || winner_data.equals_missing(&db));
+
+        // Compare-and-swap from version 1, on both workers at once: one wins, one gets ABORTED.
+        let (ra, rb) = tokio::join!(
+            ca.store_if(&name, &numbers(10, 3), Condition::IfVersion(1)),
+            cb.store_if(&name, &numbers(10, 4), Condition::IfVersion(1))
+        );
+        assert_eq!([ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count(), 1, "round {round}");
+        let loser = if ra.is_ok() { rb } else { ra };
+        assert_eq!(code_of(loser), Code::Aborted);
+        // Read-after-write across workers.
+        assert_eq!(ca.describe(&name).await.unwrap().version, 2);
+        assert_eq!(cb.load(&name).await.unwrap().height(), 10);
+    }
+}
