@@ -7,3 +7,6 @@ ensure_build_tools
 
 echo "== Rust: unit and integration tests (real polarway binary, real client, loopback gRPC)"
 cargo test --workspace --no-fail-fast
+
+echo "== Smoke: the binary with standard tools (grpcurl, reflection, grpc.health.v1)"
+bash scripts/smoke.sh

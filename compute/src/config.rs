@@ -76,7 +76,7 @@ pub struct ServerArgs {
     pub query_threads: Option<usize>,
 
     /// Largest accepted upload (Store/StoreBatch), bytes of Arrow IPC.
-    #[arg(long, env = "POLARWAY_MAX_UPLOAD_BYTES", default_value_t = 64 << 30)]
+    #[arg(long, env = "POLARWAY_MAX_UPLOAD_BYTES", default_value_t = 64u64 << 30)]
     pub max_upload_bytes: u64,
 
     /// Calls served at once; more get RESOURCE_EXHAUSTED.

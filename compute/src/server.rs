@@ -68,11 +68,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PolarwayServer<PolarwayService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(polarway_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let reflection_v1 = reflection.clone().build_v1()?;
-    let reflection_v1alpha = reflection.build_v1alpha()?;
+    // grpcurl asks for v1 reflection, older tools for v1alpha: serve both.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(polarway_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let service = PolarwayServer::new(PolarwayService::new(Arc::new(worker)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -92,6 +92,12 @@ pub fn cold_path_patterns(sql: &str, cold_dir: &Path) -> Vec<regex::Regex> {
         .collect()
 }
 
+/// What a running query produces: its schema once, then batches.
+pub enum Output {
+    Schema(SchemaRef),
+    Batch(RecordBatch),
+}
+
 /// A query ready to run: the sandboxed connection and the views it needs.
 pub struct Sandbox {
     conn: Connection,
@@ -131,43 +137,37 @@ impl Sandbox {
         Ok(Self { conn })
     }
 
-    /// Run `sql`, handing each result batch to `sink`; the timer interrupts it at `deadline`.
-    /// `sink` returns false to stop early (the client went away).
-    pub fn run(
-        &self,
-        sql: &str,
-        timeout: Duration,
-        on_schema: impl FnOnce(&SchemaRef) -> Result<()>,
-        mut sink: impl FnMut(RecordBatch) -> Result<bool>,
-    ) -> Result<()> {
+    /// Run `sql`, handing the result's schema and then each batch to `sink`; a timer interrupts
+    /// the query after `timeout`. `sink` returns false to stop early (the client went away).
+    pub fn run(&self, sql: &str, timeout: Duration, mut sink: impl FnMut(Output) -> Result<bool>) -> Result<()> {
         let interrupt = self.conn.interrupt_handle();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let timer = std::thread::spawn(move || {
-            if done_rx.recv_timeout(timeout).is_err() {
+            let expired = matches!(done_rx.recv_timeout(timeout), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+            if expired {
                 interrupt.interrupt();
             }
+            expired
         });
-        let started = std::time::Instant::now();
         let result = (|| {
             let mut stmt = self.conn.prepare(sql).map_err(classify)?;
             let mut stream = stmt.stream_arrow([]).map_err(classify)?;
-            on_schema(&stream.get_schema())?;
+            if !sink(Output::Schema(stream.get_schema()))? {
+                return Ok(());
+            }
             for batch in &mut stream {
-                if !sink(batch.map_err(classify)?)? {
+                if !sink(Output::Batch(batch.map_err(classify)?))? {
                     break;
                 }
             }
             Ok(())
         })();
         let _ = done_tx.send(());
-        let _ = timer.join();
+        let expired = timer.join().unwrap_or(false);
         match result {
-            Err(Error::InvalidArgument(m)) if started.elapsed() >= timeout && m.contains("INTERRUPT") => {
-                Err(Error::DeadlineExceeded(format!(
-                    "query ran longer than its {:.0?} limit and was stopped; narrow it or raise --query-timeout",
-                    timeout
-                )))
-            }
+            Err(_) if expired => Err(Error::DeadlineExceeded(format!(
+                "the query ran longer than its {timeout:?} limit and was stopped; narrow it or raise --query-timeout"
+            ))),
             other => other,
         }
     }

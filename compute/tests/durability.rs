@@ -103,19 +103,17 @@ async fn concurrent_conditional_stores_on_two_workers_have_one_winner() {
         let (ra, rb) = tokio::join!(ca.store_if(&name, &da, Condition::IfAbsent), cb.store_if(&name, &db, Condition::IfAbsent));
         let winners = [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count();
         assert_eq!(winners, 1, "round {round}: {ra:?} / {rb:?}");
-        let loser = if ra.is_ok() { rb } else { ra };
+        let a_won = ra.is_ok();
+        let loser = if a_won { rb } else { ra };
         assert_eq!(code_of(loser), Code::AlreadyExists);
-        let winner_data = if winners == 1 && ca.describe(&name).await.is_ok() {
-            cb.load(&name).await.unwrap()
-        } else {
-            unreachable!()
-        };
-        assert!(winner_data.equals_missing(&da) || winner_data.equals_missing(&db));
+        let stored = cb.load(&name).await.unwrap();
+        assert!(stored.equals_missing(if a_won { &da } else { &db }), "round {round}: the winner's data was not kept");
 
         // Compare-and-swap from version 1, on both workers at once: one wins, one gets ABORTED.
+        let (na, nb) = (numbers(10, 3), numbers(10, 4));
         let (ra, rb) = tokio::join!(
-            ca.store_if(&name, &numbers(10, 3), Condition::IfVersion(1)),
-            cb.store_if(&name, &numbers(10, 4), Condition::IfVersion(1))
+            ca.store_if(&name, &na, Condition::IfVersion(1)),
+            cb.store_if(&name, &nb, Condition::IfVersion(1))
         );
         assert_eq!([ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count(), 1, "round {round}");
         let loser = if ra.is_ok() { rb } else { ra };

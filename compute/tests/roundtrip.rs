@@ -166,3 +166,23 @@ async fn store_batch_commits_all() {
     assert_same(&a, &ta);
     assert_same(&b, &tb);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_handle_store() {
+    let worker = Worker::start_with(common::WorkerConfig::default().env("POLARWAY_HANDLE_STORE", "memory"));
+    let client = worker.client().await;
+    let health = client.health_check().await.unwrap();
+    assert_eq!(health, "OK");
+    let df = wide_frame(500);
+    client.store("m", &df).await.unwrap();
+    assert_same(&df, &client.load("m").await.unwrap());
+    let a = df! { "x" => &[1i64, 2, 3] }.unwrap();
+    client.store_batch([("m_a", &a), ("m_b", &a)]).await.unwrap();
+    let sum = client.query("SELECT SUM(x)::BIGINT AS s FROM m_a").await.unwrap();
+    assert_eq!(sum.column("s").unwrap().i64().unwrap().get(0), Some(6));
+    let glob = format!("SELECT COUNT(*)::BIGINT AS n FROM '{}/m_*.parquet'", worker.data_dir.join("cold").display());
+    assert_eq!(client.query(&glob).await.unwrap().column("n").unwrap().i64().unwrap().get(0), Some(6));
+    assert_eq!(client.list("m").await.unwrap().len(), 3);
+    // Nothing of the memory store lands in a state directory.
+    assert!(!worker.data_dir.join("state").exists());
+}

@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use bytes::Bytes;
 use polars::io::ipc::IpcStreamWriter;
 use polars::io::SerWriter;
-use polars::prelude::{CompatLevel, DataFrame, Schema};
+use polars::prelude::{CompatLevel, DataFrame, Schema, SchemaExt};
 use polars_arrow::io::ipc::read::{read_stream_metadata, StreamReader, StreamState};
 use polarway_proto::CHUNK_TARGET_BYTES;
 use tokio::sync::mpsc;

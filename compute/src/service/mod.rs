@@ -16,7 +16,6 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::TokenAuth;
 use crate::cache::Cache;
 use crate::coldview::ColdView;
-use crate::error::Error;
 use crate::sql::SqlLimits;
 use crate::store::{Catalog, Manifest};
 

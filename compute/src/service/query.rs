@@ -12,7 +12,7 @@ use super::{dataset_info, ResponseStream, Worker};
 use crate::error::{validate_name, Error, Result};
 use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{columns_of, ParquetStager};
-use crate::sql::{check_read_only, cold_path_patterns, referenced_identifiers, Sandbox};
+use crate::sql::{check_read_only, cold_path_patterns, referenced_identifiers, Output, Sandbox};
 use crate::store::{dir::staging_name, Condition, Staged};
 
 pub async fn query(w: Arc<Worker>, req: pb::QueryRequest, permit: OwnedSemaphorePermit) -> Result<ResponseStream<pb::QueryResponse>> {
@@ -79,23 +79,19 @@ fn stream_result(
     };
     let sandbox = open_sandbox(w, tables)?;
     let mut encoder: Option<ChunkEncoder> = None;
-    sandbox.run(
-        sql,
-        w.sql.timeout,
-        |schema| {
-            let mut enc = ChunkEncoder::new(schema)?;
-            enc.take_chunks().into_iter().try_for_each(send)?;
-            encoder = Some(enc);
-            Ok(())
-        },
-        |batch| {
-            let enc = encoder.as_mut().expect("schema comes first");
-            match enc.write(&batch)?.into_iter().try_for_each(send) {
-                Ok(()) => Ok(true),
-                Err(_) => Ok(false), // client gone: stop the query
+    sandbox.run(sql, w.sql.timeout, |out| {
+        let chunks = match out {
+            Output::Schema(schema) => {
+                let mut enc = ChunkEncoder::new(&schema)?;
+                let chunks = enc.take_chunks();
+                encoder = Some(enc);
+                chunks
             }
-        },
-    )?;
+            Output::Batch(batch) => encoder.as_mut().expect("schema comes first").write(&batch)?,
+        };
+        // A failed send means the client went away: stop the query.
+        Ok(chunks.into_iter().try_for_each(send).is_ok())
+    })?;
     if let Some(enc) = encoder {
         enc.finish()?.into_iter().try_for_each(send)?;
     }
@@ -108,18 +104,13 @@ async fn store_result(w: Arc<Worker>, sql: String, tables: Vec<(String, std::pat
     let (path, rows, columns) = tokio::task::spawn_blocking(move || -> Result<_> {
         let sandbox = open_sandbox(&worker, &tables)?;
         let mut stager: Option<ParquetStager> = None;
-        sandbox.run(
-            &sql,
-            worker.sql.timeout,
-            |schema| {
-                stager = Some(ParquetStager::create(path, schema.clone())?);
-                Ok(())
-            },
-            |batch| {
-                stager.as_mut().expect("schema comes first").write(&batch)?;
-                Ok(true)
-            },
-        )?;
+        sandbox.run(&sql, worker.sql.timeout, |out| {
+            match out {
+                Output::Schema(schema) => stager = Some(ParquetStager::create(path.clone(), schema)?),
+                Output::Batch(batch) => stager.as_mut().expect("schema comes first").write(&batch)?,
+            }
+            Ok(true)
+        })?;
         let stager = stager.ok_or_else(|| Error::internal("query", "no result schema"))?;
         let columns = columns_of(stager.schema());
         let (path, rows) = stager.finish()?;

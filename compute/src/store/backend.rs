@@ -42,4 +42,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_children(&self, prefix: &str) -> Result<Vec<String>>;
 
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// A cheap stamp (nanoseconds, e.g. a directory's mtime) that changes whenever the listing
+    /// under `prefix` changes; `None` where the backend has no such thing (then callers list).
+    async fn listing_stamp(&self, _prefix: &str) -> Result<Option<i128>> {
+        Ok(None)
+    }
 }

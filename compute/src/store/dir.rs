@@ -136,6 +136,14 @@ impl Backend for DirBackend {
         Ok(out)
     }
 
+    async fn listing_stamp(&self, prefix: &str) -> Result<Option<i128>> {
+        match tokio::fs::metadata(self.path(prefix)).await {
+            Ok(m) => Ok(m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i128)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         match tokio::fs::remove_file(self.path(key)).await {
             Ok(()) => Ok(()),

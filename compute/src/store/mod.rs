@@ -87,8 +87,15 @@ pub struct Catalog {
     backend: Arc<dyn Backend>,
     /// Decided batch fates never change, so they are remembered.
     batch_states: Arc<Mutex<HashMap<String, BatchState>>>,
+    /// Newest visible version per dataset, with the listing stamp it was resolved at: a warm
+    /// lookup is one stamp check (a stat of the dataset's directory), no reads.
+    latest: Arc<Mutex<HashMap<String, (i128, Option<Manifest>)>>>,
     retain_versions: usize,
 }
+
+/// A listing stamp is trusted only once it is this old: filesystem timestamps are coarse, so two
+/// changes within one tick could share a stamp.
+const STAMP_SETTLE_NANOS: i128 = 100_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BatchState {
@@ -103,6 +110,8 @@ struct Scan {
     top: u64,
     /// Newest visible version (possibly a deletion marker).
     current: Option<Manifest>,
+    /// Undecided batch versions above `current` were seen.
+    pending: bool,
 }
 
 fn manifest_key(name: &str, version: u64) -> String {
@@ -122,7 +131,12 @@ pub fn now_unix_ms() -> i64 {
 
 impl Catalog {
     pub fn new(backend: Arc<dyn Backend>, retain_versions: usize) -> Self {
-        Self { backend, batch_states: Default::default(), retain_versions: retain_versions.max(1) }
+        Self {
+            backend,
+            batch_states: Default::default(),
+            latest: Default::default(),
+            retain_versions: retain_versions.max(1),
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -136,10 +150,29 @@ impl Catalog {
     /// The newest version of `name`, or NOT_FOUND.
     pub async fn latest(&self, name: &str) -> Result<Manifest> {
         validate_name(name)?;
-        match self.scan(name, false).await?.current {
+        match self.current(name).await? {
             Some(m) if !m.is_deleted() => Ok(m),
             _ => Err(not_found(name)),
         }
+    }
+
+    /// The newest visible version, from the stamp-validated memo when the listing is unchanged.
+    async fn current(&self, name: &str) -> Result<Option<Manifest>> {
+        let stamp = self.backend.listing_stamp(&format!("datasets/{name}/")).await?;
+        let memo = |g: &HashMap<String, (i128, Option<Manifest>)>| g.get(name).cloned();
+        if let Some(stamp) = stamp {
+            if let Some((seen, m)) = memo(&self.latest.lock().unwrap_or_else(|e| e.into_inner())) {
+                if seen == stamp {
+                    return Ok(m);
+                }
+            }
+        }
+        let scan = self.scan(name, false).await?;
+        let settled = stamp.is_some_and(|s| now_unix_ms() as i128 * 1_000_000 - s > STAMP_SETTLE_NANOS);
+        if let (Some(stamp), true, false) = (stamp, settled, scan.pending) {
+            self.latest.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), (stamp, scan.current.clone()));
+        }
+        Ok(scan.current)
     }
 
     /// A given version of `name` (or the newest), or NOT_FOUND.
@@ -186,7 +219,7 @@ impl Catalog {
         names.sort();
         let mut out = Vec::with_capacity(names.len());
         for name in names {
-            if let Some(m) = self.scan(&name, false).await?.current {
+            if let Some(m) = self.current(&name).await? {
                 if !m.is_deleted() {
                     out.push(m);
                 }
@@ -361,6 +394,7 @@ impl Catalog {
             .collect();
         versions.sort_unstable_by(|a, b| b.cmp(a));
         let top = versions.first().copied().unwrap_or(0);
+        let mut pending = false;
         for v in versions {
             let Some(m) = self.read_manifest(name, v).await? else { continue };
             let mut state = self.batch_state(&m).await?;
@@ -368,10 +402,11 @@ impl Catalog {
                 state = self.decide_batch(m.batch.as_deref().unwrap_or_default(), BatchState::Aborted).await?;
             }
             if state == BatchState::Committed {
-                return Ok(Scan { top, current: Some(m) });
+                return Ok(Scan { top, current: Some(m), pending });
             }
+            pending |= state == BatchState::Pending;
         }
-        Ok(Scan { top, current: None })
+        Ok(Scan { top, current: None, pending })
     }
 
     async fn batch_state(&self, m: &Manifest) -> Result<BatchState> {
