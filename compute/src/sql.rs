@@ -28,13 +28,28 @@ pub struct SqlLimits {
 const READ_ONLY_KEYWORDS: &[&str] =
     &["select", "with", "from", "values", "table", "describe", "show", "summarize", "pivot", "unpivot", "explain"];
 
-/// Reject anything but a single read-only statement, with PERMISSION_DENIED.
+/// Statements DuckDB knows that are not read-only: refused with PERMISSION_DENIED. Any other
+/// first word is not SQL DuckDB could run: INVALID_ARGUMENT. Neither reaches DuckDB.
+const REFUSED_KEYWORDS: &[&str] = &[
+    "abort", "alter", "analyze", "attach", "begin", "call", "checkpoint", "comment", "commit", "copy", "create",
+    "deallocate", "delete", "detach", "drop", "end", "execute", "export", "force", "import", "insert", "install",
+    "load", "merge", "pragma", "prepare", "reset", "rollback", "set", "start", "truncate", "uninstall", "update",
+    "upsert", "use", "vacuum",
+];
+
+/// Reject anything but a single read-only statement: PERMISSION_DENIED for statements that are
+/// not read-only, INVALID_ARGUMENT for what is not a statement at all.
 pub fn check_read_only(sql: &str) -> Result<()> {
     let body = strip_leading_comments(sql);
     let body = body.trim_start_matches(|c: char| c == '(' || c.is_whitespace());
     let word: String = body.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_lowercase();
     if word.is_empty() {
         return Err(Error::InvalidArgument("empty SQL: send a SELECT statement".into()));
+    }
+    if !READ_ONLY_KEYWORDS.contains(&word.as_str()) && !REFUSED_KEYWORDS.contains(&word.as_str()) {
+        return Err(Error::InvalidArgument(format!(
+            "syntax error at {word:?}: a query is one read-only SQL statement (SELECT, WITH, FROM, ...)"
+        )));
     }
     if !READ_ONLY_KEYWORDS.contains(&word.as_str()) {
         return Err(Error::PermissionDenied(format!(
@@ -199,6 +214,7 @@ mod tests {
         for ok in ["SELECT 1", " (select 1)", "-- c\nWITH a AS (SELECT 1) SELECT * FROM a", "/* x */ from t", "EXPLAIN SELECT 1"] {
             assert!(check_read_only(ok).is_ok(), "{ok}");
         }
+        assert!(matches!(check_read_only("SELEC 1"), Err(Error::InvalidArgument(_))));
         for bad in ["COPY t TO '/tmp/x'", "ATTACH 'x.db'", "INSTALL httpfs", "LOAD httpfs", "SET x=1", "PRAGMA version", "EXPLAIN ANALYZE SELECT 1", "create table x(a int)"] {
             assert!(matches!(check_read_only(bad), Err(Error::PermissionDenied(_))), "{bad}");
         }

@@ -38,14 +38,16 @@ pub async fn load(w: Arc<Worker>, req: pb::LoadRequest, permit: OwnedSemaphorePe
             Source::Parquet { batches, cache_as: cacheable.then_some(key) }
         }
     };
-    // Validate the projection before the response starts, so a bad column is a clean error.
-    let (_, order) = projection(source.schema(), &columns)?;
+    // Validate the projection before the response starts, so a bad column is a clean error. A
+    // projected Parquet read is already in the requested order; whole tables are projected here.
+    let (indices, _) = projection(source.schema(), &columns)?;
+    let project = if source.is_whole() { indices } else { None };
 
     let worker = w.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let sender = Sender { tx: &tx };
-        if let Err(e) = send(&worker, source, order, info, &sender) {
+        if let Err(e) = send(&worker, source, project, info, &sender) {
             let _ = tx.blocking_send(Err(Status::from(e)));
         }
     });
@@ -58,6 +60,14 @@ enum Source {
 }
 
 impl Source {
+    /// All columns, as stored (not projected while reading).
+    fn is_whole(&self) -> bool {
+        match self {
+            Source::Cached(_) => true,
+            Source::Parquet { cache_as, .. } => cache_as.is_some(),
+        }
+    }
+
     fn schema(&self) -> &SchemaRef {
         match self {
             Source::Cached(t) => &t.schema,
@@ -81,14 +91,15 @@ impl Sender<'_> {
     }
 }
 
-fn send(w: &Worker, source: Source, order: Option<Vec<usize>>, info: pb::DatasetInfo, out: &Sender) -> Result<()> {
+/// `columns`: indices to project whole batches to.
+fn send(w: &Worker, source: Source, columns: Option<Vec<usize>>, info: pb::DatasetInfo, out: &Sender) -> Result<()> {
     let project = |b: &RecordBatch| -> Result<RecordBatch> {
-        match &order {
+        match &columns {
             Some(o) => b.project(o).map_err(|e| Error::internal("projecting", e)),
             None => Ok(b.clone()),
         }
     };
-    let schema = match &order {
+    let schema = match &columns {
         Some(o) => Arc::new(source.schema().project(o).map_err(|e| Error::internal("projecting", e))?),
         None => source.schema().clone(),
     };
