@@ -52,6 +52,9 @@ impl Cache {
         let counter = evictions.clone();
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity)
+            // Plain LRU: every loaded table is admitted (TinyLFU would turn away new datasets
+            // until they had been loaded several times).
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .weigher(|_k: &String, v: &CachedTable| v.memory_size().min(u32::MAX as u64) as u32)
             .eviction_listener(move |_k, _v, cause| {
                 if matches!(cause, RemovalCause::Size) {

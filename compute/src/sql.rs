@@ -152,40 +152,69 @@ impl Sandbox {
         Ok(Self { conn })
     }
 
-    /// Run `sql`, handing the result's schema and then each batch to `sink`; a timer interrupts
-    /// the query after `timeout`. `sink` returns false to stop early (the client went away).
-    pub fn run(&self, sql: &str, timeout: Duration, mut sink: impl FnMut(Output) -> Result<bool>) -> Result<()> {
+    /// Run `sql`, handing the result's schema and then each batch to `sink`. A watchdog
+    /// interrupts the query after `timeout`, or as soon as `abandoned()` says nobody waits for
+    /// the result any more (so a cancelled call stops burning CPU). `sink` returns false to stop.
+    pub fn run(
+        &self,
+        sql: &str,
+        timeout: Duration,
+        abandoned: &(dyn Fn() -> bool + Sync),
+        mut sink: impl FnMut(Output) -> Result<bool>,
+    ) -> Result<()> {
         let interrupt = self.conn.interrupt_handle();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let timer = std::thread::spawn(move || {
-            let expired = matches!(done_rx.recv_timeout(timeout), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
-            if expired {
-                interrupt.interrupt();
-            }
-            expired
-        });
-        let result = (|| {
-            let mut stmt = self.conn.prepare(sql).map_err(classify)?;
-            let mut stream = stmt.stream_arrow([]).map_err(classify)?;
-            if !sink(Output::Schema(stream.get_schema()))? {
-                return Ok(());
-            }
-            for batch in &mut stream {
-                if !sink(Output::Batch(batch.map_err(classify)?))? {
-                    break;
+        let deadline = std::time::Instant::now() + timeout;
+        std::thread::scope(|scope| {
+            let watchdog = scope.spawn(move || -> Option<Stop> {
+                loop {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match done_rx.recv_timeout(left.min(WATCHDOG_TICK)) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return None,
+                    }
+                    let stop = if left <= WATCHDOG_TICK {
+                        Stop::Deadline
+                    } else if abandoned() {
+                        Stop::Abandoned
+                    } else {
+                        continue;
+                    };
+                    interrupt.interrupt();
+                    return Some(stop);
                 }
+            });
+            let result = (|| {
+                let mut stmt = self.conn.prepare(sql).map_err(classify)?;
+                let mut stream = stmt.stream_arrow([]).map_err(classify)?;
+                if !sink(Output::Schema(stream.get_schema()))? {
+                    return Ok(());
+                }
+                for batch in &mut stream {
+                    if !sink(Output::Batch(batch.map_err(classify)?))? {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            let _ = done_tx.send(());
+            match (result, watchdog.join().unwrap_or(None)) {
+                (Err(_), Some(Stop::Deadline)) => Err(Error::DeadlineExceeded(format!(
+                    "the query ran longer than its {timeout:?} limit and was stopped; narrow it or allow more time"
+                ))),
+                (Err(_), Some(Stop::Abandoned)) => Err(Error::Status(tonic::Status::cancelled("the client went away"))),
+                (result, _) => result,
             }
-            Ok(())
-        })();
-        let _ = done_tx.send(());
-        let expired = timer.join().unwrap_or(false);
-        match result {
-            Err(_) if expired => Err(Error::DeadlineExceeded(format!(
-                "the query ran longer than its {timeout:?} limit and was stopped; narrow it or raise --query-timeout"
-            ))),
-            other => other,
-        }
+        })
     }
+}
+
+/// How often the watchdog looks at the deadline and the caller.
+const WATCHDOG_TICK: Duration = Duration::from_millis(100);
+
+enum Stop {
+    Deadline,
+    Abandoned,
 }
 
 /// Map a DuckDB error to our error by its kind.

@@ -89,3 +89,40 @@ async fn per_query_timeout_and_memory_limit() {
     assert_eq!(code_of(client.query(hungry).await), Code::ResourceExhausted);
     assert_eq!(client.query("SELECT 42 AS x").await.unwrap().height(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_stops_when_its_caller_gives_up() {
+    // One request at a time: while a query runs, every other call gets RESOURCE_EXHAUSTED.
+    let worker = Worker::start_with(WorkerConfig::default().arg("--max-concurrent-requests").arg("1").arg("--query-timeout").arg("120"));
+    let slow = "SELECT COUNT(*) FROM range(100000000000) a";
+
+    // The caller's own deadline (grpc-timeout) bounds the query.
+    let impatient = polarway::DistributedClient::builder(worker.url())
+        .timeout(std::time::Duration::from_secs(1))
+        .retries(0, Default::default())
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(code_of(impatient.query(slow).await), Code::DeadlineExceeded);
+
+    // A caller that goes away (drops the call) stops the query too.
+    let client = worker.client().await;
+    let abandoned = tokio::spawn({
+        let client = client.clone();
+        async move { client.query(slow).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    abandoned.abort();
+    let mut freed = false;
+    for _ in 0..100 {
+        match client.list("").await {
+            Ok(_) => {
+                freed = true;
+                break;
+            }
+            Err(e) => assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the abandoned query kept running (its slot was never freed)");
+}

@@ -31,8 +31,9 @@ pub async fn load(w: Arc<Worker>, req: pb::LoadRequest, permit: OwnedSemaphorePe
         Some(table) => Source::Cached(table),
         None => {
             let data = w.catalog.open(&m).await?;
-            // Decode the whole version only when it is likely to fit the cache's admission limit.
-            let cacheable = m.bytes.saturating_mul(4) <= w.cache.admission_limit();
+            // Worth trying to cache: its decoded size is at least its stored size, and collecting
+            // stops once it passes the limit.
+            let cacheable = m.bytes <= w.cache.admission_limit();
             let read_columns = if cacheable { vec![] } else { columns.clone() };
             let batches = tokio::task::spawn_blocking(move || ParquetBatches::open(&data, &read_columns)).await??;
             Source::Parquet { batches, cache_as: cacheable.then_some(key) }

@@ -54,6 +54,23 @@ impl PolarwayService {
     }
 }
 
+/// The caller's deadline from its `grpc-timeout` header ("<digits><unit>", unit one of H M S m u n).
+fn client_deadline(md: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    let v = md.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    use std::time::Duration as D;
+    Some(match unit {
+        "H" => D::from_secs(n.saturating_mul(3600)),
+        "M" => D::from_secs(n.saturating_mul(60)),
+        "S" => D::from_secs(n),
+        "m" => D::from_millis(n),
+        "u" => D::from_micros(n),
+        "n" => D::from_nanos(n),
+        _ => return None,
+    })
+}
+
 pub fn dataset_info(m: &Manifest, with_columns: bool) -> pb::DatasetInfo {
     pb::DatasetInfo {
         name: m.name.clone(),
@@ -109,7 +126,8 @@ impl Polarway for PolarwayService {
 
     async fn query(&self, req: Request<pb::QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
         let permit = self.admit(&req)?;
-        let stream = query::query(self.worker.clone(), req.into_inner(), permit).await?;
+        let deadline = client_deadline(req.metadata());
+        let stream = query::query(self.worker.clone(), req.into_inner(), deadline, permit).await?;
         Ok(Response::new(stream))
     }
 

@@ -2,6 +2,7 @@
 //! chunks; with `into` it is written to Parquet and committed as a dataset.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use polarway_proto::v1 as pb;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -15,7 +16,15 @@ use crate::parquet_io::{columns_of, ParquetStager};
 use crate::sql::{check_read_only, cold_path_patterns, referenced_identifiers, Output, Sandbox};
 use crate::store::{dir::staging_name, Condition, Staged};
 
-pub async fn query(w: Arc<Worker>, req: pb::QueryRequest, permit: OwnedSemaphorePermit) -> Result<ResponseStream<pb::QueryResponse>> {
+/// `client_deadline`: the time the caller will wait (grpc-timeout); the query gets the smaller of
+/// it and the server's limit.
+pub async fn query(
+    w: Arc<Worker>,
+    req: pb::QueryRequest,
+    client_deadline: Option<Duration>,
+    permit: OwnedSemaphorePermit,
+) -> Result<ResponseStream<pb::QueryResponse>> {
+    let timeout = client_deadline.map_or(w.sql.timeout, |d| d.min(w.sql.timeout));
     check_read_only(&req.sql)?;
     if let Some(into) = &req.into {
         validate_name(into)?;
@@ -27,7 +36,7 @@ pub async fn query(w: Arc<Worker>, req: pb::QueryRequest, permit: OwnedSemaphore
         None => {
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                if let Err(e) = stream_result(&worker, &req.sql, &tables, &tx) {
+                if let Err(e) = stream_result(&worker, &req.sql, &tables, timeout, &tx) {
                     let _ = tx.blocking_send(Err(Status::from(e)));
                 }
             });
@@ -35,7 +44,7 @@ pub async fn query(w: Arc<Worker>, req: pb::QueryRequest, permit: OwnedSemaphore
         Some(into) => {
             tokio::spawn(async move {
                 let _permit = permit;
-                let reply = store_result(worker, req.sql, tables, into).await;
+                let reply = store_result(worker, req.sql, tables, into, timeout, tx.clone()).await;
                 let _ = tx.send(reply.map(|info| pb::QueryResponse { ipc: Default::default(), stored: Some(info) }).map_err(Status::from)).await;
             });
         }
@@ -71,6 +80,7 @@ fn stream_result(
     w: &Worker,
     sql: &str,
     tables: &[(String, std::path::PathBuf)],
+    timeout: Duration,
     tx: &mpsc::Sender<Result<pb::QueryResponse, Status>>,
 ) -> Result<()> {
     let send = |ipc: bytes::Bytes| {
@@ -79,7 +89,7 @@ fn stream_result(
     };
     let sandbox = open_sandbox(w, tables)?;
     let mut encoder: Option<ChunkEncoder> = None;
-    sandbox.run(sql, w.sql.timeout, |out| {
+    sandbox.run(sql, timeout, &|| tx.is_closed(), |out| {
         let chunks = match out {
             Output::Schema(schema) => {
                 let mut enc = ChunkEncoder::new(&schema)?;
@@ -98,13 +108,20 @@ fn stream_result(
     Ok(())
 }
 
-async fn store_result(w: Arc<Worker>, sql: String, tables: Vec<(String, std::path::PathBuf)>, into: String) -> Result<pb::DatasetInfo> {
+async fn store_result(
+    w: Arc<Worker>,
+    sql: String,
+    tables: Vec<(String, std::path::PathBuf)>,
+    into: String,
+    timeout: Duration,
+    tx: mpsc::Sender<Result<pb::QueryResponse, Status>>,
+) -> Result<pb::DatasetInfo> {
     let path = w.catalog.staging_dir().join(staging_name("parquet"));
     let worker = w.clone();
     let (path, rows, columns) = tokio::task::spawn_blocking(move || -> Result<_> {
         let sandbox = open_sandbox(&worker, &tables)?;
         let mut stager: Option<ParquetStager> = None;
-        sandbox.run(&sql, worker.sql.timeout, |out| {
+        sandbox.run(&sql, timeout, &|| tx.is_closed(), |out| {
             match out {
                 Output::Schema(schema) => stager = Some(ParquetStager::create(path.clone(), schema)?),
                 Output::Batch(batch) => stager.as_mut().expect("schema comes first").write(&batch)?,

@@ -21,13 +21,15 @@ pub struct Worker {
 
 pub struct WorkerConfig {
     pub data_dir: Option<PathBuf>,
+    /// Default 0: a free port chosen by the worker.
+    pub port: u16,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { data_dir: None, args: vec![], env: vec![] }
+        Self { data_dir: None, port: 0, args: vec![], env: vec![] }
     }
 }
 
@@ -38,6 +40,10 @@ impl WorkerConfig {
     }
     pub fn env(mut self, k: &str, v: impl Into<String>) -> Self {
         self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
         self
     }
     pub fn data_dir(mut self, d: &Path) -> Self {
@@ -63,7 +69,7 @@ impl Worker {
         let mut cmd = Command::new(BIN);
         cmd.arg("server")
             .arg("--grpc-port")
-            .arg("0")
+            .arg(cfg.port.to_string())
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&cfg.args)
@@ -148,6 +154,11 @@ impl Drop for Worker {
             self.kill9();
         }
     }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn code_of<T: std::fmt::Debug>(r: polarway::Result<T>) -> polarway::Code {
