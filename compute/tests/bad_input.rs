@@ -166,3 +166,39 @@ async fn token_auth() {
     assert_eq!(code_of(wrong.delete("x").await), Code::Unauthenticated);
     assert_eq!(right.list("").await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_store_batch_commits_nothing() {
+    use polarway_proto::v1::{condition::Kind, store_request::Msg, Condition as PbCondition, StoreHeader, StoreRequest};
+    let worker = Worker::start();
+    let client = worker.client().await;
+    let keep = df! { "a" => &[1i64, 2, 3] }.unwrap();
+    client.store("keep", &keep).await.unwrap();
+    let mut raw = raw(&worker).await;
+    let header = |name: &str, condition: Option<Kind>| StoreRequest {
+        msg: Some(Msg::Header(StoreHeader { name: name.into(), condition: condition.map(|k| PbCondition { kind: Some(k) }) })),
+    };
+    let data = |bytes: Vec<u8>| StoreRequest { msg: Some(Msg::Ipc(bytes.into())) };
+    let valid = ipc_stream(100);
+
+    let cases: Vec<(&str, Vec<StoreRequest>, Code)> = vec![
+        ("malformed second dataset", vec![header("b1", None), data(valid.clone()), header("b2", None), data(b"junk".to_vec())], Code::InvalidArgument),
+        ("invalid second name", vec![header("b1", None), data(valid.clone()), header("../b2", None), data(valid.clone())], Code::InvalidArgument),
+        ("duplicate name", vec![header("b1", None), data(valid.clone()), header("b1", None), data(valid.clone())], Code::InvalidArgument),
+        ("failed condition", vec![header("b1", None), data(valid.clone()), header("keep", Some(Kind::IfAbsent(true))), data(valid.clone())], Code::AlreadyExists),
+        ("stale version", vec![header("keep", Some(Kind::IfVersion(1))), data(valid.clone()), header("b1", Some(Kind::IfVersion(3))), data(valid.clone())], Code::Aborted),
+    ];
+    for (what, msgs, want) in cases {
+        let status = raw.store_batch(futures::stream::iter(msgs)).await.unwrap_err();
+        assert_eq!(status.code(), want, "{what}: {}", status.message());
+        assert_eq!(code_of(client.load("b1").await), Code::NotFound, "{what}: part of a failed batch became visible");
+        assert_intact(&client, &keep).await;
+    }
+    // The same batch, valid, commits both.
+    let ok = raw
+        .store_batch(futures::stream::iter(vec![header("keep", Some(Kind::IfVersion(1))), data(valid.clone()), header("b1", Some(Kind::IfAbsent(true))), data(valid)]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.datasets.iter().map(|d| (d.name.as_str(), d.version)).collect::<Vec<_>>(), [("keep", 2), ("b1", 1)]);
+}

@@ -280,9 +280,10 @@ impl DistributedClient {
     /// Run SQL; the result as a DataFrame.
     pub async fn query(&self, sql: &str) -> Result<DataFrame> {
         let req = pb::QueryRequest { sql: sql.to_string(), into: None };
+        let key = first_table(sql);
         self.retrying(|| {
             let mut c = self.inner.clone();
-            let req = self.request(req.clone(), "");
+            let req = self.request(req.clone(), &key);
             async move {
                 let stream = c.query(req).await?.into_inner();
                 let chunks = stream.map(|m| m.map(|m| m.ipc).map_err(Error::from));
@@ -350,6 +351,27 @@ impl DistributedClient {
         let stream = self.inner.clone().load(self.request(req, &name)).await?.into_inner();
         Ok(Box::pin(stream.map(|m| m.map(|m| m.ipc).map_err(Error::from))))
     }
+}
+
+/// The routing key of a query: the first table it reads (`FROM name`), so that the gateway sends
+/// it where that dataset is cached. Empty when the query starts from a function or a path.
+fn first_table(sql: &str) -> String {
+    let lower = sql.to_ascii_lowercase();
+    let mut rest = sql;
+    if let Some(i) = lower.find(" from ").or_else(|| lower.find("\nfrom ")).or_else(|| lower.strip_prefix("from ").map(|_| 0)) {
+        rest = sql[i..].trim_start();
+        rest = rest.get(4..).unwrap_or_default().trim_start();
+    } else {
+        return String::new();
+    }
+    let quoted = rest.starts_with('"');
+    let name: String = rest
+        .trim_start_matches('"')
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || (quoted && *c != '"'))
+        .collect();
+    let after = rest.trim_start_matches('"')[name.len()..].trim_start_matches('"').trim_start();
+    if name.is_empty() || after.starts_with('(') { String::new() } else { name }
 }
 
 type Encoder = tokio::task::JoinHandle<Result<()>>;
@@ -461,4 +483,18 @@ async fn collect_frames(chunks: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>
     .map_err(|e| Error::Data(format!("decoder failed: {e}")))?;
     let _ = feeder.await;
     decoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_table;
+
+    #[test]
+    fn routing_key_of_a_query() {
+        assert_eq!(first_table("SELECT * FROM trades_20260203 WHERE x"), "trades_20260203");
+        assert_eq!(first_table("select a from \"my.data\" t"), "my.data");
+        assert_eq!(first_table("FROM quotes LIMIT 1"), "quotes");
+        assert_eq!(first_table("SELECT * FROM parquet_scan('/data/cold/x.parquet')"), "");
+        assert_eq!(first_table("SELECT 1"), "");
+    }
 }
