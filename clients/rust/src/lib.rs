@@ -249,11 +249,7 @@ impl DistributedClient {
 
     /// Some columns (in this order; empty: all) of a version (None: the latest).
     pub async fn load_with(&self, name: &str, columns: &[&str], version: Option<u64>) -> Result<DataFrame> {
-        let req = pb::LoadRequest {
-            name: name.to_string(),
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            version,
-        };
+        let req = load_request(name, columns, version);
         self.retrying(|| {
             let req = req.clone();
             async move { collect_frames(self.open_load(req).await?).await }
@@ -268,11 +264,7 @@ impl DistributedClient {
     }
 
     pub async fn load_stream_with(&self, name: &str, columns: &[&str], version: Option<u64>) -> Result<FrameStream> {
-        let req = pb::LoadRequest {
-            name: name.to_string(),
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            version,
-        };
+        let req = load_request(name, columns, version);
         let chunks = self.retrying(|| self.open_load(req.clone())).await?;
         Ok(decode_frames(chunks))
     }
@@ -346,7 +338,7 @@ impl DistributedClient {
     }
 
     /// Start a load; its IPC chunks as a stream.
-    async fn open_load(&self, req: pb::LoadRequest) -> Result<Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>> {
+    async fn open_load(&self, req: pb::LoadRequest) -> Result<ChunkStream> {
         let name = req.name.clone();
         let stream = self.inner.clone().load(self.request(req, &name)).await?.into_inner();
         Ok(Box::pin(stream.map(|m| m.map(|m| m.ipc).map_err(Error::from))))
@@ -357,13 +349,11 @@ impl DistributedClient {
 /// it where that dataset is cached. Empty when the query starts from a function or a path.
 fn first_table(sql: &str) -> String {
     let lower = sql.to_ascii_lowercase();
-    let mut rest = sql;
-    if let Some(i) = lower.find(" from ").or_else(|| lower.find("\nfrom ")).or_else(|| lower.strip_prefix("from ").map(|_| 0)) {
-        rest = sql[i..].trim_start();
-        rest = rest.get(4..).unwrap_or_default().trim_start();
-    } else {
+    let Some(at) = lower.find(" from ").map(|i| i + 1).or_else(|| lower.find("\nfrom ").map(|i| i + 1)).or_else(|| lower.starts_with("from ").then_some(0))
+    else {
         return String::new();
-    }
+    };
+    let rest = sql[at + 4..].trim_start();
     let quoted = rest.starts_with('"');
     let name: String = rest
         .trim_start_matches('"')
@@ -420,11 +410,16 @@ async fn finish_upload<T>(encoder: Encoder, result: std::result::Result<T, tonic
     Ok(response)
 }
 
-/// Decode a chunk stream into frames on a blocking thread.
-fn decode_frames(mut chunks: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>) -> FrameStream {
+fn load_request(name: &str, columns: &[&str], version: Option<u64>) -> pb::LoadRequest {
+    pb::LoadRequest { name: name.to_string(), columns: columns.iter().map(|c| c.to_string()).collect(), version }
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// Forward chunks from the async stream to a blocking decoder's reader (up to its first error).
+fn chunk_reader(mut chunks: ChunkStream) -> (ipc::ChunkReader, tokio::task::JoinHandle<()>) {
     let (chunk_tx, chunk_rx) = mpsc::channel::<Result<Bytes>>(4);
-    let (frame_tx, frame_rx) = mpsc::channel::<Result<DataFrame>>(2);
-    tokio::spawn(async move {
+    let feeder = tokio::spawn(async move {
         while let Some(chunk) = chunks.next().await {
             let failed = chunk.is_err();
             if chunk_tx.send(chunk).await.is_err() || failed {
@@ -432,8 +427,14 @@ fn decode_frames(mut chunks: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>) 
             }
         }
     });
+    (ipc::ChunkReader::new(chunk_rx), feeder)
+}
+
+/// Decode a chunk stream into frames on a blocking thread.
+fn decode_frames(chunks: ChunkStream) -> FrameStream {
+    let (frame_tx, frame_rx) = mpsc::channel::<Result<DataFrame>>(2);
+    let (reader, _feeder) = chunk_reader(chunks);
     tokio::task::spawn_blocking(move || {
-        let reader = ipc::ChunkReader::new(chunk_rx);
         let frames = frame_tx.clone();
         let result = ipc::read_frames(reader, |df| frames.blocking_send(Ok(df)).is_ok());
         if let Err(e) = result {
@@ -444,21 +445,12 @@ fn decode_frames(mut chunks: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>) 
 }
 
 /// Decode a whole result into one DataFrame (an empty one with the schema if there are no rows).
-async fn collect_frames(chunks: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>) -> Result<DataFrame> {
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Result<Bytes>>(4);
-    let feeder = tokio::spawn(async move {
-        let mut chunks = chunks;
-        while let Some(chunk) = chunks.next().await {
-            let failed = chunk.is_err();
-            if chunk_tx.send(chunk).await.is_err() || failed {
-                break;
-            }
-        }
-    });
+async fn collect_frames(chunks: ChunkStream) -> Result<DataFrame> {
+    let (reader, feeder) = chunk_reader(chunks);
     let decoded = tokio::task::spawn_blocking(move || -> Result<DataFrame> {
         let mut out: Option<DataFrame> = None;
         let mut failure = None;
-        let schema = ipc::read_frames(ipc::ChunkReader::new(chunk_rx), |df| {
+        let schema = ipc::read_frames(reader, |df| {
             match out.as_mut() {
                 None => out = Some(df),
                 Some(acc) => {

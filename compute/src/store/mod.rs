@@ -383,8 +383,8 @@ impl Catalog {
             .map_err(|e| Error::internal(&format!("manifest {version} of {name:?} is unreadable"), e))
     }
 
-    /// Find the newest visible version. A writer (`end_pending`) ends undecided batches above it.
-    async fn scan(&self, name: &str, end_pending: bool) -> Result<Scan> {
+    /// Version numbers with a manifest, newest first.
+    async fn manifest_versions(&self, name: &str) -> Result<Vec<u64>> {
         let mut versions: Vec<u64> = self
             .backend
             .list_children(&format!("datasets/{name}/"))
@@ -393,6 +393,12 @@ impl Catalog {
             .filter_map(|f| parse_manifest_version(f))
             .collect();
         versions.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(versions)
+    }
+
+    /// Find the newest visible version. A writer (`end_pending`) ends undecided batches above it.
+    async fn scan(&self, name: &str, end_pending: bool) -> Result<Scan> {
+        let versions = self.manifest_versions(name).await?;
         let top = versions.first().copied().unwrap_or(0);
         let mut pending = false;
         for v in versions {
@@ -462,14 +468,7 @@ impl Catalog {
     /// ones and the manifests of aborted batches. Manifests of kept numbers stay so that version
     /// numbers never repeat.
     async fn prune(&self, name: &str) -> Result<()> {
-        let mut versions: Vec<u64> = self
-            .backend
-            .list_children(&format!("datasets/{name}/"))
-            .await?
-            .iter()
-            .filter_map(|f| parse_manifest_version(f))
-            .collect();
-        versions.sort_unstable_by(|a, b| b.cmp(a));
+        let versions = self.manifest_versions(name).await?;
         let mut kept = 0;
         let mut deleted_seen = false;
         for (i, v) in versions.iter().enumerate() {
