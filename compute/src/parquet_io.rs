@@ -70,11 +70,11 @@ impl ParquetStager {
         Ok(())
     }
 
-    /// Flush and sync the file; it is then complete and ready to commit.
+    /// Write the footer; the file is then complete and ready to commit (the store makes it
+    /// durable as it takes it).
     pub fn finish(mut self) -> Result<(PathBuf, u64)> {
         let writer = self.writer.take().expect("writer open until finish");
-        let file = writer.into_inner().map_err(|e| Error::internal("finishing Parquet", e))?;
-        file.sync_all()?;
+        writer.close().map_err(|e| Error::internal("finishing Parquet", e))?;
         Ok((std::mem::take(&mut self.path), self.rows))
     }
 }

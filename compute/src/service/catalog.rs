@@ -3,7 +3,7 @@
 use polarway_proto::v1 as pb;
 
 use super::{dataset_info, Worker};
-use crate::error::{validate_name, Result};
+use crate::error::Result;
 
 pub async fn list(w: &Worker, req: pb::ListRequest) -> Result<pb::ListResponse> {
     let datasets = w.catalog.list(&req.prefix).await?;
@@ -16,7 +16,6 @@ pub async fn describe(w: &Worker, req: pb::DescribeRequest) -> Result<pb::Datase
 }
 
 pub async fn delete(w: &Worker, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
-    validate_name(&req.name)?;
     let version = w.catalog.delete(&req.name).await?;
     w.cold.refresh(&w.catalog, &req.name).await?;
     Ok(pb::DeleteResponse { version })

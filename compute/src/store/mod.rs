@@ -230,8 +230,8 @@ impl Catalog {
 
     /// Commit one staged dataset as its next version.
     pub async fn commit(&self, staged: Staged) -> Result<Manifest> {
-        let data_key = self.upload(&staged).await?;
-        let result = self.claim(&staged, Some(data_key.clone()), None).await;
+        let (data_key, bytes) = self.upload(&staged).await?;
+        let result = self.claim(&staged, Some(data_key.clone()), bytes, None).await;
         match result {
             Ok(m) => {
                 self.prune_in_background(&m.name);
@@ -259,11 +259,14 @@ impl Catalog {
         let mut data_keys = Vec::new();
         let mut claimed: Vec<Manifest> = Vec::new();
         let outcome: Result<()> = async {
+            let mut sizes = Vec::new();
             for s in &staged {
-                data_keys.push(self.upload(s).await?);
+                let (key, bytes) = self.upload(s).await?;
+                data_keys.push(key);
+                sizes.push(bytes);
             }
-            for (s, key) in staged.iter().zip(&data_keys) {
-                claimed.push(self.claim(s, Some(key.clone()), Some(&batch_id)).await?);
+            for ((s, key), bytes) in staged.iter().zip(&data_keys).zip(sizes) {
+                claimed.push(self.claim(s, Some(key.clone()), bytes, Some(&batch_id)).await?);
             }
             Ok(())
         }
@@ -317,15 +320,16 @@ impl Catalog {
         Err(contention(name))
     }
 
-    async fn upload(&self, staged: &Staged) -> Result<String> {
+    /// Put the staged file into the store under a fresh key; returns the key and its size.
+    async fn upload(&self, staged: &Staged) -> Result<(String, u64)> {
         validate_name(&staged.name)?;
         let key = format!("datasets/{}/data-{}.parquet", staged.name, uuid::Uuid::new_v4().simple());
-        self.backend.put_file(&key, &staged.path).await?;
-        Ok(key)
+        let bytes = self.backend.put_file(&key, &staged.path).await?;
+        Ok((key, bytes))
     }
 
     /// Claim the next version of `staged.name` if its condition holds.
-    async fn claim(&self, staged: &Staged, data: Option<String>, batch: Option<&str>) -> Result<Manifest> {
+    async fn claim(&self, staged: &Staged, data: Option<String>, bytes: u64, batch: Option<&str>) -> Result<Manifest> {
         let name = &staged.name;
         for _ in 0..CLAIM_ATTEMPTS {
             let scan = self.scan(name, true).await?;
@@ -345,14 +349,6 @@ impl Catalog {
                 }
                 _ => {}
             }
-            let bytes = match &data {
-                Some(key) => match self.backend.open(key).await? {
-                    Some(ObjectData::File(p)) => tokio::fs::metadata(p).await?.len(),
-                    Some(ObjectData::Bytes(b)) => b.len() as u64,
-                    None => return Err(Error::internal("commit", "uploaded data vanished")),
-                },
-                None => 0,
-            };
             let manifest = Manifest {
                 name: name.clone(),
                 version: scan.top + 1,
