@@ -50,6 +50,7 @@ impl From<tokio::task::JoinError> for Error {
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
+        tracing::debug!(error = %err, "call failed");
         match err {
             Error::InvalidArgument(m) => Status::invalid_argument(m),
             Error::NotFound(m) => Status::not_found(m),

@@ -36,6 +36,8 @@ fn main() -> anyhow::Result<()> {
     // One TLS crypto provider for the whole process (see ENGINEERING.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

@@ -82,6 +82,11 @@ pub async fn run(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let mut builder = Server::builder()
+        // Every log line of a call carries its method and the caller's request id.
+        .trace_fn(|req| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("rpc", method = %req.uri().path(), request_id = %id)
+        })
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .tcp_nodelay(true);

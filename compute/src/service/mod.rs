@@ -102,6 +102,7 @@ impl Polarway for PolarwayService {
     async fn store(&self, req: Request<Streaming<pb::StoreRequest>>) -> Result<Response<pb::StoreResponse>, Status> {
         let _permit = self.admit(&req)?;
         let m = store::store_one(&self.worker, req.into_inner()).await?;
+        tracing::info!(dataset = %m.name, version = m.version, rows = m.rows, bytes = m.bytes, "stored");
         Ok(Response::new(pb::StoreResponse { dataset: Some(dataset_info(&m, true)) }))
     }
 
@@ -111,6 +112,7 @@ impl Polarway for PolarwayService {
     ) -> Result<Response<pb::StoreBatchResponse>, Status> {
         let _permit = self.admit(&req)?;
         let ms = store::store_batch(&self.worker, req.into_inner()).await?;
+        tracing::info!(datasets = ms.len(), "stored batch");
         Ok(Response::new(pb::StoreBatchResponse { datasets: ms.iter().map(|m| dataset_info(m, true)).collect() }))
     }
 
