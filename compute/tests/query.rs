@@ -65,6 +65,30 @@ async fn the_user_guide_query_over_cold_paths_and_tables() {
     assert_eq!(client.query(&copy_sql).await.unwrap().column("n").unwrap().i64().unwrap().get(0), Some(3));
 }
 
+/// The user guide's query exactly as written, against a server started with `--data-dir /data`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_user_guide_query_as_written_with_data_dir_slash_data() {
+    let worker = Worker::start_with(WorkerConfig::default().at_slash_data());
+    let client = worker.client().await;
+    client.store("trades_20260131", &trades(20484, &[1, 1, 1])).await.unwrap();
+    client.store("trades_20260203", &trades(20487, &[50000, 3000, 100])).await.unwrap();
+    let result = client
+        .query(
+            "SELECT symbol, AVG(price) as avg_price
+         FROM parquet_scan('/data/cold/trades_*.parquet')
+         WHERE timestamp > '2026-02-01'
+         GROUP BY symbol",
+        )
+        .await
+        .unwrap()
+        .sort(["symbol"], Default::default())
+        .unwrap();
+    let expected = df! { "symbol" => &["BTC", "ETH", "SOL"], "avg_price" => &[50000.0, 3000.0, 100.0] }.unwrap();
+    assert!(result.equals_missing(&expected), "{result:?}");
+    // The files really are in the test's own directory, seen by the server as /data.
+    assert!(worker.data_dir.join("cold/trades_20260203.parquet").exists());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn results_stream_and_empty_results_keep_their_schema() {
     let worker = Worker::start();

@@ -15,7 +15,8 @@
 //! only once `batches/<id>` says "committed", which is one more atomic create: all or nothing. A
 //! writer that meets an undecided batch below its own claim ends it by creating `batches/<id>` as
 //! "aborted" first (the batch then fails with ABORTED and its client retries), so no version ever
-//! appears under a newer one after the fact.
+//! appears under a newer one after the fact. Version numbers only grow; those of aborted batches
+//! are skipped, never reused.
 
 pub mod backend;
 pub mod dir;
@@ -275,12 +276,12 @@ impl Catalog {
             Ok(()) => self.decide_batch(&batch_id, BatchState::Committed).await?,
             Err(e) => {
                 self.decide_batch(&batch_id, BatchState::Aborted).await?;
-                self.discard(&claimed, &data_keys).await;
+                self.discard(&data_keys).await;
                 return Err(e);
             }
         };
         if decided != BatchState::Committed {
-            self.discard(&claimed, &data_keys).await;
+            self.discard(&data_keys).await;
             return Err(Error::Aborted(
                 "a concurrent store of one of these datasets interrupted this StoreBatch; nothing was committed, retry it"
                     .into(),
@@ -441,10 +442,10 @@ impl Catalog {
         Ok(state)
     }
 
-    async fn discard(&self, claimed: &[Manifest], data_keys: &[String]) {
-        for m in claimed {
-            let _ = self.backend.delete(&manifest_key(&m.name, m.version)).await;
-        }
+    /// Drop the data of an aborted batch. Its manifests stay (invisible, their batch decided):
+    /// removing the newest would let a later writer reuse its number under a writer that already
+    /// claimed the next one. Pruning removes them once they are no longer the newest.
+    async fn discard(&self, data_keys: &[String]) {
         for k in data_keys {
             let _ = self.backend.delete(k).await;
         }

@@ -25,11 +25,14 @@ pub struct WorkerConfig {
     pub port: u16,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Serve with `--data-dir /data`, the user guide's path, in a private mount namespace where
+    /// the data directory is bind-mounted at /data: nothing outside the test sees it.
+    pub at_slash_data: bool,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { data_dir: None, port: 0, args: vec![], env: vec![] }
+        Self { data_dir: None, port: 0, args: vec![], env: vec![], at_slash_data: false }
     }
 }
 
@@ -50,6 +53,10 @@ impl WorkerConfig {
         self.data_dir = Some(d.to_path_buf());
         self
     }
+    pub fn at_slash_data(mut self) -> Self {
+        self.at_slash_data = true;
+        self
+    }
 }
 
 impl Worker {
@@ -66,12 +73,24 @@ impl Worker {
                 (Some(t), d)
             }
         };
-        let mut cmd = Command::new(BIN);
+        let mut cmd = if cfg.at_slash_data {
+            // The mount point must exist; an empty /data is all this leaves on the host.
+            std::fs::create_dir_all("/data").expect("create the /data mount point");
+            std::fs::create_dir_all(&data_dir).expect("create the data directory");
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c", r#"mount --bind "$1" /data && shift && exec "$@""#, "sh"])
+                .arg(&data_dir)
+                .arg(BIN);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let served_dir = if cfg.at_slash_data { PathBuf::from("/data") } else { data_dir.clone() };
         cmd.arg("server")
             .arg("--grpc-port")
             .arg(cfg.port.to_string())
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg(&served_dir)
             .args(&cfg.args)
             .env_remove("POLARWAY_AUTH_TOKEN")
             .env_remove("POLARWAY_HANDLE_STORE")
