@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The Python client's suite: installs the package (and test tools) into a virtualenv, then runs
+# pytest against the real `polarway` binary on loopback ports.
+#   POLARWAY_BIN    server binary (default: $CARGO_TARGET_DIR/debug/polarway)
+#   POLARWAY_VENV   virtualenv to use/create (default: ~/.cache/polarway/venv)
+#   extra arguments go to pytest, e.g. `bash scripts/test-python.sh -k tls`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export POLARWAY_BIN="${POLARWAY_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/polarway/target}/debug/polarway}"
+venv="${POLARWAY_VENV:-$HOME/.cache/polarway/venv}"
+
+if [ ! -x "$POLARWAY_BIN" ]; then
+  echo "polarway binary not found at $POLARWAY_BIN: build it first (cargo build -p polarway-compute) or set POLARWAY_BIN" >&2
+  exit 1
+fi
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# python3 -m venv needs Debian's python3-venv on a bare machine; unshare (util-linux) runs the
+# guide's /data and /certs paths in private mount namespaces.
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+if ! command -v unshare >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "== creating virtualenv $venv"
+  python3 -m venv "$venv"
+fi
+py="$venv/bin/python"
+echo "== installing clients/python[all] and test tools into $venv"
+"$py" -m pip install -q --disable-pip-version-check --upgrade pip
+"$py" -m pip install -q --disable-pip-version-check \
+  "./clients/python[all]" -r clients/python/requirements-dev.txt
+
+echo "== pytest clients/python/tests (server: $POLARWAY_BIN)"
+cd clients/python
+# -p no:cacheprovider: leave no .pytest_cache in the tree.
+exec "$py" -m pytest -p no:cacheprovider -ra --timeout=180 "$@" tests
