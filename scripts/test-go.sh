@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 export PATH="/usr/local/go/bin:$PATH"
-command -v go >/dev/null 2>&1 || { echo "Go (1.25+) is required: https://go.dev/dl" >&2; exit 1; }
+command -v go >/dev/null 2>&1 || { echo "Go (1.26+) is required: https://go.dev/dl" >&2; exit 1; }
 export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
 [ -x "$POLARWAY_BIN" ] || { echo "no server binary at $POLARWAY_BIN (cargo build -p polarway-compute)" >&2; exit 1; }
 

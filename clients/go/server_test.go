@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +71,7 @@ func startServer(port int, extra ...string) (*server, error) {
 	cmd := exec.Command(serverBin(), args...)
 	cmd.Env = append(os.Environ(), "RUST_LOG=warn")
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so stop can kill anything it spawned
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		os.RemoveAll(dir)
@@ -108,7 +110,7 @@ func startServer(port int, extra ...string) (*server, error) {
 }
 
 func (s *server) stop() {
-	s.cmd.Process.Kill()
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	s.cmd.Wait()
 	os.RemoveAll(s.dir)
 }
