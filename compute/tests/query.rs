@@ -103,12 +103,18 @@ async fn results_stream_and_empty_results_keep_their_schema() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn per_query_timeout_and_memory_limit() {
-    let worker = Worker::start_with(
-        WorkerConfig::default().arg("--query-timeout").arg("1").arg("--query-memory-limit").arg("64MB").arg("--query-threads").arg("1"),
-    );
-    let client = worker.client().await;
+    let impatient = Worker::start_with(WorkerConfig::default().arg("--query-timeout").arg("1").arg("--query-threads").arg("1"));
+    let client = impatient.client().await;
     let slow = "SELECT COUNT(*) FROM range(100000000000) a";
     assert_eq!(code_of(client.query(slow).await), Code::DeadlineExceeded);
+    assert_eq!(client.query("SELECT 42 AS x").await.unwrap().height(), 1);
+
+    // A generous time limit, so that only the memory limit can stop this one however slow the
+    // machine: 50 million int64 in one list need about 400 MB.
+    let frugal = Worker::start_with(
+        WorkerConfig::default().arg("--query-timeout").arg("600").arg("--query-memory-limit").arg("64MB").arg("--query-threads").arg("1"),
+    );
+    let client = frugal.client().await;
     let hungry = "SELECT list(i) FROM range(50000000) t(i)";
     assert_eq!(code_of(client.query(hungry).await), Code::ResourceExhausted);
     assert_eq!(client.query("SELECT 42 AS x").await.unwrap().height(), 1);
