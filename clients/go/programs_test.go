@@ -40,12 +40,32 @@ func TestWideDumpGolden(t *testing.T) {
 	}
 }
 
+// build compiles one of the module's programs into a temp dir.
+func build(t *testing.T, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// The README's quickstart runs as written against a server.
+func TestQuickstartExample(t *testing.T) {
+	s := newServer(t) // its own server: the example stores version 1 of its dataset
+	out, err := exec.CommandContext(ctxFor(t, time.Minute), build(t, "./examples/quickstart"), "-addr", s.addr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("quickstart: %v\n%s", err, out)
+	}
+	want := "stored trades_20260203: version 1, 4 rows\nloaded 4 rows, 2 columns\nBTC 51000.0\nETH 3000.0\nSOL 100.0\n"
+	if string(out) != want {
+		t.Fatalf("quickstart printed\n%s\nwant\n%s", out, want)
+	}
+}
+
 // cmd/xlang stores the wide table and dumps what the server returns: exactly the golden dump.
 func TestXlangHelper(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "xlang")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/xlang").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := build(t, "./cmd/xlang")
 	run := func(args ...string) []byte {
 		t.Helper()
 		cmd := exec.CommandContext(ctxFor(t, time.Minute), bin, args...)
