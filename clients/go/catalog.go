@@ -37,6 +37,10 @@ type CacheStats struct {
 	// Bytes held now, and the bound (--cache-size).
 	Bytes, Capacity    uint64
 	Entries, Evictions uint64
+	// Workers on the s3 store: the local disk cache of S3 objects (the second tier)...
+	DiskHits, DiskMisses, DiskBytes, DiskCapacity uint64
+	// ...and the requests sent to S3 and the bytes moved, since the worker started.
+	StoreRequests, StoreBytesRead, StoreBytesWritten uint64
 }
 
 // HealthStatus is the server's answer to Health.
@@ -139,6 +143,10 @@ func (c *Client) CacheStats(ctx context.Context) (CacheStats, error) {
 				Hits: r.GetHits(), Misses: r.GetMisses(), HitRate: r.GetHitRate(),
 				Bytes: r.GetBytes(), Capacity: r.GetCapacity(),
 				Entries: r.GetEntries(), Evictions: r.GetEvictions(),
+				DiskHits: r.GetDiskHits(), DiskMisses: r.GetDiskMisses(),
+				DiskBytes: r.GetDiskBytes(), DiskCapacity: r.GetDiskCapacity(),
+				StoreRequests: r.GetStoreRequests(), StoreBytesRead: r.GetStoreBytesRead(),
+				StoreBytesWritten: r.GetStoreBytesWritten(),
 			}
 		}
 		return err

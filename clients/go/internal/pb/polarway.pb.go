@@ -941,11 +941,20 @@ type CacheStatsResponse struct {
 	// Bytes held now.
 	Bytes uint64 `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	// The bound (--cache-size).
-	Capacity      uint64 `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Entries       uint64 `protobuf:"varint,6,opt,name=entries,proto3" json:"entries,omitempty"`
-	Evictions     uint64 `protobuf:"varint,7,opt,name=evictions,proto3" json:"evictions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Capacity  uint64 `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Entries   uint64 `protobuf:"varint,6,opt,name=entries,proto3" json:"entries,omitempty"`
+	Evictions uint64 `protobuf:"varint,7,opt,name=evictions,proto3" json:"evictions,omitempty"`
+	// Workers on the s3 store: the local disk cache of S3 objects (the second tier)...
+	DiskHits     uint64 `protobuf:"varint,8,opt,name=disk_hits,json=diskHits,proto3" json:"disk_hits,omitempty"`
+	DiskMisses   uint64 `protobuf:"varint,9,opt,name=disk_misses,json=diskMisses,proto3" json:"disk_misses,omitempty"`
+	DiskBytes    uint64 `protobuf:"varint,10,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	DiskCapacity uint64 `protobuf:"varint,11,opt,name=disk_capacity,json=diskCapacity,proto3" json:"disk_capacity,omitempty"`
+	// ...and the requests sent to S3 and the bytes moved, since the worker started.
+	StoreRequests     uint64 `protobuf:"varint,12,opt,name=store_requests,json=storeRequests,proto3" json:"store_requests,omitempty"`
+	StoreBytesRead    uint64 `protobuf:"varint,13,opt,name=store_bytes_read,json=storeBytesRead,proto3" json:"store_bytes_read,omitempty"`
+	StoreBytesWritten uint64 `protobuf:"varint,14,opt,name=store_bytes_written,json=storeBytesWritten,proto3" json:"store_bytes_written,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CacheStatsResponse) Reset() {
@@ -1023,6 +1032,55 @@ func (x *CacheStatsResponse) GetEntries() uint64 {
 func (x *CacheStatsResponse) GetEvictions() uint64 {
 	if x != nil {
 		return x.Evictions
+	}
+	return 0
+}
+
+func (x *CacheStatsResponse) GetDiskHits() uint64 {
+	if x != nil {
+		return x.DiskHits
+	}
+	return 0
+}
+
+func (x *CacheStatsResponse) GetDiskMisses() uint64 {
+	if x != nil {
+		return x.DiskMisses
+	}
+	return 0
+}
+
+func (x *CacheStatsResponse) GetDiskBytes() uint64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *CacheStatsResponse) GetDiskCapacity() uint64 {
+	if x != nil {
+		return x.DiskCapacity
+	}
+	return 0
+}
+
+func (x *CacheStatsResponse) GetStoreRequests() uint64 {
+	if x != nil {
+		return x.StoreRequests
+	}
+	return 0
+}
+
+func (x *CacheStatsResponse) GetStoreBytesRead() uint64 {
+	if x != nil {
+		return x.StoreBytesRead
+	}
+	return 0
+}
+
+func (x *CacheStatsResponse) GetStoreBytesWritten() uint64 {
+	if x != nil {
+		return x.StoreBytesWritten
 	}
 	return 0
 }
@@ -1229,7 +1287,7 @@ const file_polarway_v1_polarway_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"*\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\"\x13\n" +
-	"\x11CacheStatsRequest\"\xc5\x01\n" +
+	"\x11CacheStatsRequest\"\xc8\x03\n" +
 	"\x12CacheStatsResponse\x12\x12\n" +
 	"\x04hits\x18\x01 \x01(\x04R\x04hits\x12\x16\n" +
 	"\x06misses\x18\x02 \x01(\x04R\x06misses\x12\x19\n" +
@@ -1237,7 +1295,17 @@ const file_polarway_v1_polarway_proto_rawDesc = "" +
 	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\x12\x1a\n" +
 	"\bcapacity\x18\x05 \x01(\x04R\bcapacity\x12\x18\n" +
 	"\aentries\x18\x06 \x01(\x04R\aentries\x12\x1c\n" +
-	"\tevictions\x18\a \x01(\x04R\tevictions\"U\n" +
+	"\tevictions\x18\a \x01(\x04R\tevictions\x12\x1b\n" +
+	"\tdisk_hits\x18\b \x01(\x04R\bdiskHits\x12\x1f\n" +
+	"\vdisk_misses\x18\t \x01(\x04R\n" +
+	"diskMisses\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\n" +
+	" \x01(\x04R\tdiskBytes\x12#\n" +
+	"\rdisk_capacity\x18\v \x01(\x04R\fdiskCapacity\x12%\n" +
+	"\x0estore_requests\x18\f \x01(\x04R\rstoreRequests\x12(\n" +
+	"\x10store_bytes_read\x18\r \x01(\x04R\x0estoreBytesRead\x12.\n" +
+	"\x13store_bytes_written\x18\x0e \x01(\x04R\x11storeBytesWritten\"U\n" +
 	"\x06Column\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tdata_type\x18\x02 \x01(\tR\bdataType\x12\x1a\n" +
