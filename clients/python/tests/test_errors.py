@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import polars as pl
 import pytest
@@ -122,3 +124,16 @@ def test_bad_input_on_the_client(client):
         client.store("x", pl.DataFrame({"a": [1]}), if_absent=True, if_version=1)
     with pytest.raises(ValueError, match="client_key"):
         polarway.DistributedClient("127.0.0.1", 1, client_cert=b"x")
+
+
+def test_internal(start_server, name):
+    """A stored object damaged behind the server's back is a server failure, not bad input."""
+    server = start_server("--cache-size", "0")  # no cache: the load must read the object
+    with server.client() as c:
+        c.store(name, pl.DataFrame({"a": range(1000)}))
+        objects = list((Path(server.data_dir) / "state/datasets" / name).glob("data-*.parquet"))
+        assert len(objects) == 1, objects
+        objects[0].write_bytes(b"this is not parquet" * 100)
+        with pytest.raises(polarway.Internal) as err:
+            c.load(name)
+        check(err, polarway.Internal, grpc.StatusCode.INTERNAL, "parquet")

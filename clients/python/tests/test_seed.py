@@ -4,7 +4,6 @@ inside private mount namespaces, so nothing on the host is touched."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
@@ -27,8 +26,7 @@ GUIDE = Path(os.environ.get("POLARWAY_SEED_GUIDE", REPO.parent / "shared/seed/di
 
 def adapt(snippet: str, port: int, host: str = "127.0.0.1") -> str:
     """The only change: where the server is."""
-    out = snippet.replace('host="polarway-server.example.com"', f'host="{host}"')
-    out = out.replace('host="localhost"', f'host="{host}"').replace("port=50052", f"port={port}")
+    out = snippet.replace('host="polarway-server.example.com"', f'host="{host}"').replace("port=50052", f"port={port}")
     assert out.count(f"port={port}") == snippet.count("port=50052")
     return out
 
@@ -73,24 +71,47 @@ def data_server(tmp_path_factory):
             s.stop()
 
 
+# An earlier day of trades, with the `timestamp` column the guide's query filters on (one row
+# before the cutoff).
 EARLIER_TRADES = pl.DataFrame({
     "symbol": ["BTC", "ETH", "SOL", "BTC"],
     "price": [48000, 2900, 90, 52000],
     "timestamp": pl.Series(["2026-01-31 10:00", "2026-02-02 09:00", "2026-02-02 09:30", "2026-02-02 10:00"]).str.to_datetime(),
 })
+GUIDE_FRAME = """df = pl.DataFrame({
+    "symbol": ["BTC", "ETH", "SOL"],
+    "price": [50000, 3000, 100]
+})"""
+# The one change beyond host and port: the guide's frame gains the `timestamp` its query needs.
+FRAME_WITH_TIMESTAMP = """df = pl.DataFrame({
+    "symbol": ["BTC", "ETH", "SOL"],
+    "price": [50000, 3000, 100],
+    "timestamp": pl.Series(["2026-02-03 12:00"] * 3).str.to_datetime(),
+})"""
 
 
 def test_client_usage(data_server):
     with polarway.DistributedClient("127.0.0.1", data_server.port) as c:
-        # The guide's query filters on a `timestamp` column its own frame lacks: an earlier day of
-        # trades with timestamps sits beside it in /data/cold.
         c.store("trades_20260202", EARLIER_TRADES)
+
+    # As written: everything works up to the query, which needs a `timestamp` column that the
+    # guide's frame lacks; the error says so.
     ns: dict = {}
-    printed = run(adapt(seed.CLIENT_USAGE, data_server.port), ns)
+    with pytest.raises(polarway.InvalidArgument, match="timestamp"):
+        run(adapt(seed.CLIENT_USAGE, data_server.port), ns)
+    assert ns["health"] == "OK"
+    assert_frame_equal(ns["loaded"], ns["df"])
+
+    # With a timestamp on the stored frame: the query over /data/cold/trades_*.parquet answers.
+    snippet = adapt(seed.CLIENT_USAGE, data_server.port)
+    assert GUIDE_FRAME in snippet
+    ns = {}
+    printed = run(snippet.replace(GUIDE_FRAME, FRAME_WITH_TIMESTAMP), ns)
     assert ns["health"] == "OK" and "Server status: OK" in printed
     assert_frame_equal(ns["loaded"], ns["df"])
     result = ns["result"].sort("symbol")
-    assert result.to_dict(as_series=False) == {"symbol": ["BTC", "ETH", "SOL"], "avg_price": [52000.0, 2900.0, 90.0]}
+    # BTC: 52000 (Feb 2) and 50000 (Feb 3), its Jan 31 trade filtered out; ETH and SOL: both days.
+    assert result.to_dict(as_series=False) == {"symbol": ["BTC", "ETH", "SOL"], "avg_price": [51000.0, 2950.0, 95.0]}
     assert "avg_price" in printed and "SOL" in printed
 
 
@@ -138,8 +159,6 @@ def test_tls_client(tmp_path):
     """The guide's server and client TLS snippets with their /certs paths, inside a namespace."""
     certs = tmp_path / "certs"
     make_certs(certs)
-    for src, dst in (("server.crt", "server.crt"), ("server.key", "server.key"), ("ca.crt", "ca.crt")):
-        assert (certs / dst).exists()
     with mount_point("/certs"):
         server = Server(["--tls-cert", "/certs/server.crt", "--tls-key", "/certs/server.key", "--tls-ca", "/certs/ca.crt"],
                         prefix=bind_mounted(str(certs), "/certs"))

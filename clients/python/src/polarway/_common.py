@@ -84,15 +84,9 @@ class DatasetInfo:
 
 
 def cache_stats_dict(m: pb.CacheStatsResponse) -> dict[str, Any]:
-    return {
-        "hits": m.hits,
-        "misses": m.misses,
-        "hit_rate": m.hit_rate,
-        "bytes": m.bytes,
-        "capacity": m.capacity,
-        "entries": m.entries,
-        "evictions": m.evictions,
-    }
+    """Every counter the server sends (hits, misses, hit_rate, bytes, capacity, entries, evictions,
+    and whatever later servers add), by field name."""
+    return {f.name: getattr(m, f.name) for f in m.DESCRIPTOR.fields}
 
 
 def _read(value: PathOrBytes) -> Optional[bytes]:
@@ -175,7 +169,7 @@ class Config:
 
 
 def is_retryable(err: grpc.RpcError) -> bool:
-    return err.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    return bool(err.code() == grpc.StatusCode.UNAVAILABLE)
 
 
 # `FROM name` but not `FROM func(...)`; the lookahead stops backtracking into a shorter name.
@@ -271,7 +265,7 @@ class _Sink:
 def ipc_chunks(source: ArrowSource, on_rows: Callable[[int], Any] = lambda n: None, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The source's Arrow IPC stream, cut into chunks of at most ``chunk`` bytes as it is written."""
     sink = _Sink()
-    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), source.schema) as writer:  # type: ignore[arg-type]
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), source.schema) as writer:
         yield from sink.drain(chunk)
         for batch in source.batches:
             for piece in _bounded(batch):
