@@ -6,6 +6,7 @@ from pathlib import Path
 
 import grpc
 import polars as pl
+import pyarrow as pa
 import pytest
 
 import polarway
@@ -137,3 +138,44 @@ def test_internal(start_server, name):
         with pytest.raises(polarway.Internal) as err:
             c.load(name)
         check(err, polarway.Internal, grpc.StatusCode.INTERNAL, "parquet")
+
+
+async def test_async_uploads_report_the_servers_status(start_server, name):
+    """The server ends these uploads while the client is still sending: the error must be the
+    server's, every time (grpc.aio alone would often report INTERNAL)."""
+    server = start_server("--max-upload-bytes", "100000")
+    big = pl.DataFrame({"a": range(2_000_000)})
+    async with server.aclient() as c:
+        for _ in range(10):
+            with pytest.raises(polarway.ResourceExhausted):
+                await c.store(name, big)
+            with pytest.raises(polarway.InvalidArgument):
+                await c.store("bad name!", big)
+            with pytest.raises(polarway.InvalidArgument):
+                await c.store_batch({"bad name!": big, name: big})
+        assert (await c.store(name, pl.DataFrame({"a": [1]}))).version == 1
+
+
+def _broken_reader() -> pa.RecordBatchReader:
+    schema = pa.schema([("a", pa.int64())])
+
+    def batches():
+        yield pa.record_batch([pa.array(range(100_000))], schema=schema)
+        raise RuntimeError("the source broke")
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def test_an_input_that_fails_midway_commits_nothing(client, name):
+    with pytest.raises(RuntimeError, match="the source broke"):
+        client.store(name, _broken_reader())
+    with pytest.raises(polarway.NotFound):
+        client.describe(name)
+
+
+async def test_async_an_input_that_fails_midway_commits_nothing(server, name):
+    async with server.aclient() as c:
+        with pytest.raises(RuntimeError, match="the source broke"):
+            await c.store(name, _broken_reader())
+        with pytest.raises(polarway.NotFound):
+            await c.describe(name)

@@ -406,6 +406,17 @@ def store_requests(name: str, cond: Optional[pb.Condition], source: ArrowSource,
         yield pb.StoreRequest(ipc=chunk)
 
 
+def guarded(requests: Iterator[pb.StoreRequest], failure: list[BaseException]) -> Iterator[pb.StoreRequest]:
+    """gRPC consumes an upload's requests in its own thread and turns an exception there into a
+    cancelled call (so nothing is committed); keep the exception so the caller can raise it
+    instead of an opaque UNKNOWN."""
+    try:
+        yield from requests
+    except Exception as e:  # not GeneratorExit: that is gRPC closing a finished call's requests
+        failure.append(e)
+        raise
+
+
 def batch_items(datasets: Union[Mapping[str, Any], Iterable[Tuple[str, Any]]]) -> list[Tuple[str, ArrowSource]]:
     pairs = datasets.items() if isinstance(datasets, Mapping) else datasets
     items = [(name, arrow_source(data)) for name, data in pairs]

@@ -117,7 +117,10 @@ class AsyncFrameStream(AsyncIterator[Any]):
 class AsyncDistributedClient:
     """The asyncio twin of :class:`polarway.DistributedClient`: same constructor, same methods
     (coroutines; ``load_stream`` gives an async iterator). The channel opens on the first call, in
-    the running event loop. Close with ``await client.close()`` or ``async with``."""
+    the running event loop. Close with ``await client.close()`` or ``async with``.
+
+    ``interceptors`` are grpc.aio client interceptors. They see every call but ``store`` and
+    ``store_batch``, which travel on a second, threaded channel (see ``_get_upload_stub``)."""
 
     def __init__(
         self,
@@ -146,6 +149,8 @@ class AsyncDistributedClient:
         )
         self._channel: Optional[grpc.aio.Channel] = None
         self._stub: Any = None
+        self._upload_channel: Optional[grpc.Channel] = None
+        self._upload_stub: Any = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -204,10 +209,9 @@ class AsyncDistributedClient:
     ) -> DatasetInfo:
         cond = c.condition(if_absent, if_version)
         source = c.arrow_source(data)
-        stub = await self._get_stub()
         bar = self._progress(progress, f"store {name}", source.rows)
         try:
-            resp = await self._upload(stub.Store, c.store_requests(name, cond, source, bar), name, timeout)
+            resp = await self._upload("Store", c.store_requests(name, cond, source, bar), name, timeout)
         finally:
             bar.close()
         return DatasetInfo._from_pb(resp.dataset)
@@ -220,33 +224,49 @@ class AsyncDistributedClient:
         progress: Optional[bool] = None,
     ) -> list[DatasetInfo]:
         items = c.batch_items(datasets)
-        stub = await self._get_stub()
         bar = self._progress(progress, "store_batch", c.batch_rows(items))
         try:
-            resp = await self._upload(stub.StoreBatch, c.batch_requests(items, bar), items[0][0], timeout)
+            resp = await self._upload("StoreBatch", c.batch_requests(items, bar), items[0][0], timeout)
         finally:
             bar.close()
         return [DatasetInfo._from_pb(d) for d in resp.datasets]
 
-    async def _upload(self, method: Any, requests: Iterator[pb.StoreRequest], key: str, timeout: Any) -> Any:
-        call = method(**self._kw(key, timeout))
+    def _get_upload_stub(self) -> Any:
+        # Uploads run on grpc's threaded stack: grpc.aio reports a failed write as INTERNAL
+        # ("Internal error from Core") instead of the server's status when the server ends a
+        # client stream early (grpc/grpc#36066), which would turn e.g. INVALID_ARGUMENT or
+        # RESOURCE_EXHAUSTED into INTERNAL. The threaded stack reports the server's status.
+        if self._upload_stub is None:
+            cfg = self._cfg
+            if cfg.credentials is not None:
+                self._upload_channel = grpc.secure_channel(cfg.target, cfg.credentials, options=cfg.channel_options)
+            else:
+                self._upload_channel = grpc.insecure_channel(cfg.target, options=cfg.channel_options)
+            self._upload_stub = pb_grpc.PolarwayStub(self._upload_channel)
+        return self._upload_stub
+
+    async def _upload(self, method: str, requests: Iterator[pb.StoreRequest], key: str, timeout: Any) -> Any:
+        failure: list[BaseException] = []
+        # The requests are encoded in grpc's sending thread, off the event loop.
+        future = getattr(self._get_upload_stub(), method).future(c.guarded(requests, failure), **self._kw(key, timeout))
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def wake(_: Any) -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        future.add_done_callback(wake)
         try:
-            for req in requests:
-                await call.write(req)
-            await call.done_writing()
-            return await call
-        except asyncio.InvalidStateError:
-            # The server ended the call early (e.g. a bad name): its status says why.
-            try:
-                await call
-            except grpc.RpcError as e:
-                raise from_rpc_error(e) from None
+            await done
+        except asyncio.CancelledError:
+            future.cancel()  # nothing is committed
             raise
+        try:
+            return future.result()
         except grpc.RpcError as e:
+            if failure:
+                raise failure[0] from None
             raise from_rpc_error(e) from None
-        except BaseException:
-            call.cancel()  # nothing is committed
-            raise
 
     async def load(
         self,
@@ -350,6 +370,9 @@ class AsyncDistributedClient:
         if self._channel is not None:
             await self._channel.close()
             self._channel = self._stub = None
+        if self._upload_channel is not None:
+            self._upload_channel.close()
+            self._upload_channel = self._upload_stub = None
 
     async def __aenter__(self) -> "AsyncDistributedClient":
         return self

@@ -196,18 +196,8 @@ class DistributedClient:
 
     def _upload(self, method: Any, requests: Iterator[pb.StoreRequest], key: str, timeout: Any) -> Any:
         failure: list[BaseException] = []
-
-        def guarded() -> Iterator[pb.StoreRequest]:
-            # gRPC consumes this in its own thread and turns an exception into a cancelled call
-            # (so nothing is committed); keep the exception to raise it here instead of UNKNOWN.
-            try:
-                yield from requests
-            except BaseException as e:
-                failure.append(e)
-                raise
-
         try:
-            return method(guarded(), **self._kw(key, timeout))
+            return method(c.guarded(requests, failure), **self._kw(key, timeout))
         except grpc.RpcError as e:
             if failure:
                 raise failure[0] from None
