@@ -3,6 +3,7 @@
 # Never edit the generated files by hand: change the .proto and run this script.
 #
 #   bash clients/python/scripts/gen_proto.sh [OUT_DIR]     (OUT_DIR defaults to clients/python/src)
+#   PROTO_DIR=... to read the .proto from another tree than the repository's proto/
 #
 # Why no import rewriting: protoc runs with `-I proto`, so the file is named polarway/v1/polarway.proto
 # and the generated modules land in OUT_DIR/polarway/v1/. The gRPC module's import
@@ -15,11 +16,12 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 out="${1:-$here/src}"
+proto="${PROTO_DIR:-$repo/proto}"
 python="${PYTHON:-python3}"
 mkdir -p "$out/polarway/v1"
 "$python" -m grpc_tools.protoc \
-  -I "$repo/proto" \
+  -I "$proto" \
   --python_out="$out" \
   --pyi_out="$out" \
   --grpc_python_out="$out" \
-  "$repo/proto/polarway/v1/polarway.proto"
+  "$proto/polarway/v1/polarway.proto"
