@@ -1,6 +1,8 @@
-// The user guide's TypeScript example (docs: distributed-mode.md), exactly as written there.
-// Run it against a server on localhost:50052:  npm run build && npx tsx examples/distributed-mode.ts
-// (its query reads /data/cold/trades_*.parquet and filters on a `timestamp` column: see README.md)
+// The user guide's TypeScript example (distributed-mode.md) as written there, with one line added:
+// the stored frame gets the `timestamp` column that the guide's query filters on (without it
+// DuckDB rejects the query: the guide's frame has no such column). Run it against a server
+// started with `--data-dir /data` on localhost:50052:
+//   npm run build && npx tsx examples/distributed-mode.ts
 import { PolarwayClient } from '@polarway/client';
 
 // Connect to server
@@ -17,7 +19,8 @@ console.log(`Server status: ${health}`);
 // Store data
 await client.store('trades_20260203', {
   symbol: ['BTC', 'ETH', 'SOL'],
-  price: [50000, 3000, 100]
+  price: [50000, 3000, 100],
+  timestamp: [new Date('2026-02-03T09:00:00Z'), new Date('2026-02-03T10:00:00Z'), new Date('2026-02-03T11:00:00Z')] // added: the query below filters on it
 });
 
 // Load data

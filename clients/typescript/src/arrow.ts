@@ -6,6 +6,7 @@ import {
   Field,
   List,
   Null,
+  Schema,
   Struct,
   Float64,
   Int64,
@@ -19,7 +20,6 @@ import {
   Vector,
   makeVector,
   vectorFromArray,
-  type Schema,
 } from 'apache-arrow';
 import { status } from '@grpc/grpc-js';
 import { InvalidArgumentError } from './errors.js';
@@ -49,8 +49,20 @@ export function toVector(name: string, values: ColumnInput): Vector {
   if (!Array.isArray(values)) {
     throw new InvalidArgumentError(status.INVALID_ARGUMENT, `column "${name}" is not an array, typed array or Arrow Vector`);
   }
-  const plain = values.map((v) => (v === undefined ? null : v));
-  return vectorFromArray(plain, inferType(name, plain));
+  const type = inferType(name, values);
+  return vectorFromArray(values.map((v) => normalize(v, type)), type);
+}
+
+// undefined -> null and every struct field present (apache-arrow's builder turns a missing string
+// field into "" rather than null).
+function normalize(v: unknown, type: DataType): unknown {
+  if (v === null || v === undefined) return null;
+  if (type instanceof Struct) {
+    const o = v as Record<string, unknown>;
+    return Object.fromEntries(type.children.map((f) => [f.name, normalize(o[f.name], f.type)]));
+  }
+  if (type instanceof List) return (v as unknown[]).map((x) => normalize(x, type.children[0].type));
+  return v;
 }
 
 function inferType(path: string, values: readonly unknown[]): DataType {
@@ -118,7 +130,10 @@ export function toTable(data: TableInput): Table {
     length = vector.length;
     columns[name] = vector;
   }
-  return new Table(columns);
+  // Every plain column may hold nulls (apache-arrow marks all-null columns non-nullable).
+  const table = new Table(columns);
+  const schema = new Schema(table.schema.fields.map((f) => f.clone({ nullable: true })));
+  return new Table(schema, table.batches.map((b) => new RecordBatch(schema, b.data)));
 }
 
 // The writer's byte count is protected; a subclass may read it. It lets `ipcChunks` know when it
@@ -150,7 +165,8 @@ export async function* ipcChunks(table: Table, chunkBytes = CHUNK_BYTES): AsyncG
     }
   };
   for (const batch of table.batches) {
-    writer.write(batch);
+    // A batch whose schema differs from the table's (even in nullability) would end the stream.
+    writer.write(batch.schema === table.schema ? batch : new RecordBatch(table.schema, batch.data));
     yield* drain();
   }
   writer.close(); // the end-of-stream marker, then the queue ends

@@ -182,7 +182,7 @@ export class PolarwayClient {
   /** The whole dataset (the latest version, or `version`; all columns, or `columns`). */
   async load(name: string, options: LoadOptions = {}): Promise<Table> {
     // Retried whole: a failure before the data is complete restarts the load.
-    return this.retrying(async () => collectTable(loadChunks(await this.openLoad(name, options))));
+    return this.retrying(async () => readTable(await this.openLoad(name, options)));
   }
 
   /**
@@ -190,24 +190,31 @@ export class PolarwayClient {
    * whatever the dataset's size. Breaking out of the loop cancels the call.
    */
   async *loadStream(name: string, options: LoadOptions = {}): AsyncGenerator<RecordBatch> {
-    const messages = await this.retrying(() => this.openLoad(name, options));
-    yield* decode(loadChunks(messages));
+    const stream = await this.retrying(() => this.openLoad(name, options));
+    try {
+      yield* await openBatches(ipcOf(stream.messages));
+    } catch (e) {
+      throw toPolarwayError(e);
+    } finally {
+      stream.cancel(); // a consumer that left early must not leave the call open
+    }
   }
 
   /** Run DuckDB SQL over stored datasets (tables by name) and the data dir's Parquet files. */
   async query(sql: string, options: CallOptions = {}): Promise<Table> {
     return this.retrying(async () => {
-      const messages = await this.openServerStream<PbQueryResponse>('Query', { sql }, firstTable(sql), options);
-      return collectTable(ipcOf(messages));
+      return readTable(await this.openServerStream<PbQueryResponse>('Query', { sql }, firstTable(sql), options));
     });
   }
 
   /** Run SQL and keep the result on the server as dataset `into` (a new version of it). */
   async queryInto(sql: string, into: string, options: CallOptions = {}): Promise<DatasetInfo> {
     // Not retried: it creates a version.
-    const messages = await this.openServerStream<PbQueryResponse>('Query', { sql, into }, into, options);
-    for await (const m of messages) if (m.stored) return info(m.stored);
-    throw new PolarwayError(grpc.status.INTERNAL, 'the server did not describe the stored result');
+    const { messages } = await this.openServerStream<PbQueryResponse>('Query', { sql, into }, into, options);
+    let stored: PbDatasetInfo | undefined;
+    for await (const m of messages) stored = m.stored ?? stored; // read to the end: the call's status
+    if (!stored) throw new PolarwayError(grpc.status.INTERNAL, 'the server did not describe the stored result');
+    return info(stored);
   }
 
   /** Datasets whose names start with `prefix` (all by default), sorted by name. */
@@ -273,7 +280,7 @@ export class PolarwayClient {
     }
   }
 
-  private openLoad(name: string, options: LoadOptions): Promise<AsyncGenerator<PbLoadResponse>> {
+  private openLoad(name: string, options: LoadOptions): Promise<ServerStream<PbLoadResponse>> {
     const req: Record<string, unknown> = { name, columns: options.columns ?? [] };
     if (options.version !== undefined) req.version = options.version;
     return this.openServerStream<PbLoadResponse>('Load', req, name, options);
@@ -281,10 +288,10 @@ export class PolarwayClient {
 
   /**
    * Start a server-streaming call and wait for its first message, so that a failure to start
-   * (e.g. UNAVAILABLE, NOT_FOUND) rejects here, where it can be retried. The generator cancels
-   * the call if the consumer stops early.
+   * (e.g. UNAVAILABLE, NOT_FOUND) rejects here, where it can be retried. A consumer that stops
+   * reading early must call `cancel`.
    */
-  private async openServerStream<T>(method: string, req: object, key: string, options?: CallOptions): Promise<AsyncGenerator<T>> {
+  private async openServerStream<T>(method: string, req: object, key: string, options?: CallOptions): Promise<ServerStream<T>> {
     const call = this.stub[method](req, this.metadata(key), this.callOptions(options)) as grpc.ClientReadableStream<T>;
     const it = call[Symbol.asyncIterator]() as AsyncIterator<T>;
     let first: IteratorResult<T>;
@@ -294,18 +301,15 @@ export class PolarwayClient {
       call.cancel();
       throw toPolarwayError(e);
     }
-    return (async function* () {
-      let done = first.done;
+    const messages = (async function* () {
       try {
         if (!first.done) yield first.value;
         for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
-        done = true;
       } catch (e) {
         throw toPolarwayError(e);
-      } finally {
-        if (!done) call.cancel();
       }
     })();
+    return { messages, cancel: () => call.cancel() };
   }
 
   /** A client-streaming upload: for each item a header, then its IPC chunks, with backpressure. */
@@ -375,19 +379,24 @@ function info(d: PbDatasetInfo): DatasetInfo {
   };
 }
 
-async function* loadChunks(messages: AsyncIterable<PbLoadResponse>): AsyncGenerator<Uint8Array> {
+/** A server-streaming call's messages, and a way to end it early. */
+interface ServerStream<T> {
+  messages: AsyncGenerator<T>;
+  cancel(): void;
+}
+
+async function* ipcOf(messages: AsyncIterable<{ ipc: Buffer }>): AsyncGenerator<Uint8Array> {
   for await (const m of messages) if (m.ipc.byteLength > 0) yield m.ipc;
 }
 
-async function* ipcOf(messages: AsyncIterable<PbQueryResponse>): AsyncGenerator<Uint8Array> {
-  for await (const m of messages) if (m.ipc.byteLength > 0) yield m.ipc;
-}
-
-async function* decode(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<RecordBatch> {
+/** The whole IPC stream of a Load or Query as a Table; the call never outlives this. */
+async function readTable(stream: ServerStream<{ ipc: Buffer }>): Promise<Table> {
   try {
-    yield* await openBatches(chunks);
+    return await collectTable(ipcOf(stream.messages));
   } catch (e) {
     throw toPolarwayError(e);
+  } finally {
+    stream.cancel();
   }
 }
 

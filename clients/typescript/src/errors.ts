@@ -51,6 +51,12 @@ export function errorFor(code: status, details: string, cause?: unknown): Polarw
   return new Cls(code, details, cause === undefined ? undefined : { cause });
 }
 
+// grpc-js decodes the percent-encoded grpc-message with decodeURI, which leaves the reserved
+// characters encoded ("Did you mean ...%3F"); decode those too.
+function unescapeReserved(details: string): string {
+  return details.replace(/%(2[346BCF]|3[ABDF]|40)/gi, (m) => decodeURIComponent(m));
+}
+
 function isServiceError(e: unknown): e is ServiceError {
   return e instanceof Error && typeof (e as ServiceError).code === 'number' && 'details' in e;
 }
@@ -58,7 +64,7 @@ function isServiceError(e: unknown): e is ServiceError {
 /** Turn whatever a call threw into a PolarwayError (gRPC errors keep their code and message). */
 export function toPolarwayError(e: unknown): PolarwayError {
   if (e instanceof PolarwayError) return e;
-  if (isServiceError(e)) return errorFor(e.code, e.details || e.message, e);
+  if (isServiceError(e)) return errorFor(e.code, unescapeReserved(e.details || e.message), e);
   // Arrow decoding/encoding failures and the like: the data was not what it should be.
   const message = e instanceof Error ? e.message : String(e);
   return new PolarwayError(status.INTERNAL, message, { cause: e });

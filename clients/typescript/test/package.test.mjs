@@ -7,7 +7,7 @@ import { PROTO_PATH } from '../dist/proto.js';
 
 test("the package's proto is byte for byte the repository's proto/", () => {
   const repo = new URL('../../../proto/polarway/v1/polarway.proto', import.meta.url);
-  assert.ok(readFileSync(PROTO_PATH).equals(readFileSync(repo)), 'run: npm run sync-proto');
+  assert.ok(readFileSync(PROTO_PATH).equals(readFileSync(repo)), 'run: npm run build (it copies proto/)');
 });
 
 test('the routing key of a query is its first table', () => {

@@ -3,9 +3,9 @@
 // in a mount namespace of the server's own.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { PolarwayClient } from '../dist/index.js';
 import { rows, startServer } from './helpers.mjs';
@@ -37,44 +37,81 @@ after(async () => {
   await server?.stop();
 });
 
-test("the user guide's example runs as written", { skip: !root && 'needs root for a private /data mount' }, async () => {
-  // Trades with the `timestamp` column the guide's query filters on (its own stored frame has none).
-  await client.store('trades_20260202', {
-    symbol: ['BTC', 'ETH', 'BTC', 'SOL'],
-    price: [48000, 2900, 49000, 90],
-    timestamp: [
-      new Date('2026-02-02T09:00:00Z'),
-      new Date('2026-02-02T10:00:00Z'),
-      new Date('2026-01-31T10:00:00Z'),
-      new Date('2026-02-02T11:00:00Z'),
-    ],
-  });
-
-  const source = example.replace("host: 'localhost',\n  port: 50052,", `host: '127.0.0.1',\n  port: ${server.port},`);
-  assert.notEqual(source, example, 'host and port replaced');
+/** Run `source` as a TypeScript file of this package (so '@polarway/client' resolves to it). */
+async function runExample(source) {
   const file = `${pkg}examples/.seed-run-${process.pid}.ts`;
-  writeFileSync(file, source);
-  let out;
+  writeFileSync(file, source.replace("host: 'localhost',\n  port: 50052,", `host: '127.0.0.1',\n  port: ${server.port},`));
   try {
-    out = await run(`${pkg}node_modules/.bin/tsx`, [file], { cwd: pkg, timeout: 60_000 });
+    return await run(`${pkg}node_modules/.bin/tsx`, [file], { cwd: pkg, timeout: 60_000 }).then(
+      (out) => ({ code: 0, ...out }),
+      (e) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
   } finally {
     rmSync(file, { force: true });
   }
-  assert.match(out.stdout, /^Server status: OK$/m);
-  assert.match(out.stdout, /Table/);
+}
 
-  // What the example stored and what its query returns, checked through the client.
-  assert.deepEqual(rows(await client.load('trades_20260203')), [
-    { symbol: 'BTC', price: 50000 },
-    { symbol: 'ETH', price: 3000 },
-    { symbol: 'SOL', price: 100 },
-  ]);
-  const result = await client.query(`
+// The guide's code exactly: the example without the one line it adds.
+const verbatim = example
+  .replace(/^(\/\/.*\n)+/, '')
+  .replace(/,\n  timestamp: \[.*\/\/ added: .*\n/, '\n');
+
+const guide = new URL('../../../../shared/seed/distributed-mode.md', import.meta.url);
+
+test('the example is the guide\'s code plus one line', { skip: !existsSync(guide) && 'the guide is not beside the repository' }, () => {
+  const md = readFileSync(guide, 'utf8');
+  const snippet = /### TypeScript Client\n\n```typescript\n([\s\S]*?)```/.exec(md)[1];
+  assert.equal(verbatim, snippet);
+});
+
+describe('the user guide example against a server with --data-dir /data', { skip: !root && 'needs root for a private /data mount' }, () => {
+  before(async () => {
+    // Earlier trades with the `timestamp` column the guide's query filters on; one row is too old.
+    await client.store('trades_20260202', {
+      symbol: ['BTC', 'ETH', 'BTC', 'SOL'],
+      price: [48000, 2900, 49000, 90],
+      timestamp: [
+        new Date('2026-02-02T09:00:00Z'),
+        new Date('2026-02-02T10:00:00Z'),
+        new Date('2026-01-31T10:00:00Z'),
+        new Date('2026-02-02T11:00:00Z'),
+      ],
+    });
+  });
+
+  test('the example runs to the end', async () => {
+    const out = await runExample(example);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /^Server status: OK$/m);
+    assert.match(out.stdout, /Table/);
+
+    const loaded = await client.load('trades_20260203');
+    assert.deepEqual(rows(loaded).map(({ symbol, price }) => ({ symbol, price })), [
+      { symbol: 'BTC', price: 50000 },
+      { symbol: 'ETH', price: 3000 },
+      { symbol: 'SOL', price: 100 },
+    ]);
+    // The guide's query over both days' files, through the client.
+    const result = await client.query(`
   SELECT symbol, AVG(price) as avg_price
   FROM parquet_scan('/data/cold/trades_*.parquet')
   WHERE timestamp > '2026-02-01'
   GROUP BY symbol
 `);
-  const bySymbol = Object.fromEntries(rows(result).map((r) => [r.symbol, r.avg_price]));
-  assert.deepEqual(bySymbol, { BTC: 48000, ETH: 2900, SOL: 90 });
+    const bySymbol = Object.fromEntries(rows(result).map((r) => [r.symbol, r.avg_price]));
+    assert.deepEqual(bySymbol, { BTC: 49000, ETH: 2950, SOL: 95 });
+  });
+
+  test("the guide's code verbatim: connects, stores, loads; its query fails only on the missing column", async () => {
+    const out = await runExample(verbatim);
+    assert.match(out.stdout, /^Server status: OK$/m);
+    assert.match(out.stdout, /Table/); // the loaded table was printed
+    assert.deepEqual(rows(await client.load('trades_20260203')), [
+      { symbol: 'BTC', price: 50000 },
+      { symbol: 'ETH', price: 3000 },
+      { symbol: 'SOL', price: 100 },
+    ]);
+    assert.notEqual(out.code, 0);
+    assert.match(out.stderr, /InvalidArgumentError: INVALID_ARGUMENT: .*column "timestamp"/);
+  });
 });
