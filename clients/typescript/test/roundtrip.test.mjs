@@ -1,12 +1,17 @@
 // Round trips through the real server: every Arrow type the JS library writes, plain columns,
 // empty tables, batches, projections, versions, conditions, store_batch, catalogue, queries.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import * as A from 'apache-arrow';
 import * as grpc from '@grpc/grpc-js';
 import { PolarwayClient, AlreadyExistsError, AbortedError, NotFoundError } from '../dist/index.js';
 import { fields, rows, startServer, uniqueName } from './helpers.mjs';
 import { wideColumns, wideTable } from '../tools/wide-table.mjs';
+
+const run = promisify(execFile);
 
 let server;
 let client;
@@ -267,4 +272,25 @@ describe('round trips', () => {
 test('wide columns are what the cross-language tool stores', () => {
   // Guards the fixture itself: a null in every column, every column typed.
   for (const [name, v] of Object.entries(wideColumns(9))) assert.ok(v.nullCount > 0, name);
+});
+
+test('the cross-language tool stores the fixed table and dumps it back identically', async () => {
+  const tool = fileURLToPath(new URL('../tools/xlang.mjs', import.meta.url));
+  const address = `${server.host}:${server.port}`;
+  const name = uniqueName('xlang');
+  const stored = JSON.parse((await run(process.execPath, [tool, 'store', address, name])).stdout);
+  assert.deepEqual(stored, { name, version: 1, rows: 9 });
+  const dumped = (await run(process.execPath, [tool, 'dump', address, name])).stdout;
+  const fixture = (await run(process.execPath, [tool, 'fixture'])).stdout;
+  assert.equal(dumped, fixture);
+  const parsed = JSON.parse(dumped);
+  assert.equal(parsed.num_rows, 9);
+  assert.equal(parsed.rows.length, 9);
+  assert.equal(parsed.schema.length, Object.keys(wideColumns(1)).length);
+  // 64-bit integers are exact in the text.
+  assert.match(dumped, /18446744073709551615/);
+  assert.match(dumped, /-9223372036854775807/);
+  const missing = await run(process.execPath, [tool, 'dump', address, uniqueName('absent')]).catch((e) => e);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^xlang: NOT_FOUND: /);
 });
