@@ -364,3 +364,17 @@ async def test_async_big_stream(server, name):
             total += f["id"].sum()
             count += 1
         assert total == n * (n - 1) // 2 and count >= 1
+
+
+@pytest.mark.parametrize("sql,into,key", [
+    ("SELECT * FROM trades_20260203", None, "trades_20260203"),
+    ("select a\nfrom   \"my.data-set\" t join b on true", None, "my.data-set"),
+    ("SELECT symbol FROM parquet_scan('/data/cold/trades_*.parquet') GROUP BY symbol", None, ""),
+    ("SELECT 1", None, ""),
+    ("SELECT * FROM a", "result_1", "result_1"),
+    ("WITH x AS (SELECT 1) SELECT * FROM x", None, "x"),
+])
+def test_query_routing_key(sql, into, key):
+    from polarway._common import query_routing_key
+
+    assert query_routing_key(sql, into) == key
