@@ -156,7 +156,8 @@ export class PolarwayClient {
 
   /** Status, server version and handle store mode. */
   async health(options?: CallOptions): Promise<Health> {
-    return this.retrying(() => this.unary<Health>('Health', {}, '', options));
+    const h = await this.retrying(() => this.unary<Health>('Health', {}, '', options));
+    return { status: h.status, version: h.version, handleStore: h.handleStore };
   }
 
   /**
@@ -234,7 +235,7 @@ export class PolarwayClient {
     return (await this.unary<{ version: number }>('Delete', { name }, name, options)).version;
   }
 
-  /** The server's read-through cache counters. */
+  /** The server's read-through cache counters (a newer server's extra counters come along too). */
   async cacheStats(options?: CallOptions): Promise<CacheStats> {
     return this.retrying(() => this.unary<CacheStats>('CacheStats', {}, '', options));
   }
