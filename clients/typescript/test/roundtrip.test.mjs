@@ -2,6 +2,7 @@
 // empty tables, batches, projections, versions, conditions, store_batch, catalogue, queries.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
@@ -9,7 +10,8 @@ import * as A from 'apache-arrow';
 import * as grpc from '@grpc/grpc-js';
 import { PolarwayClient, AlreadyExistsError, AbortedError, NotFoundError } from '../dist/index.js';
 import { fields, rows, startServer, uniqueName } from './helpers.mjs';
-import { wideColumns, wideTable } from '../tools/wide-table.mjs';
+import { wideTable } from '../tools/wide-table.mjs';
+import { xlangColumns } from '../tools/xlang-table.mjs';
 
 const run = promisify(execFile);
 
@@ -269,27 +271,26 @@ describe('round trips', () => {
   });
 });
 
-test('wide columns are what the cross-language tool stores', () => {
-  // Guards the fixture itself: a null in every column, every column typed.
-  for (const [name, v] of Object.entries(wideColumns(9))) assert.ok(v.nullCount > 0, name);
+test('the shared cross-language table has a null in every column', () => {
+  for (const [name, v] of Object.entries(xlangColumns())) assert.ok(v.nullCount > 0, name);
 });
 
-test('the cross-language tool stores the fixed table and dumps it back identically', async () => {
+test('the cross-language tool stores the shared table and dumps it back as the golden dump', async () => {
   const tool = fileURLToPath(new URL('../tools/xlang.mjs', import.meta.url));
+  const golden = readFileSync(fileURLToPath(new URL('../../../docs/xlang-wide.json', import.meta.url)), 'utf8');
   const address = `${server.host}:${server.port}`;
   const name = uniqueName('xlang');
   const stored = JSON.parse((await run(process.execPath, [tool, 'store', address, name])).stdout);
-  assert.deepEqual(stored, { name, version: 1, rows: 9 });
+  assert.deepEqual(stored, { name, version: 1, rows: 5 });
   const dumped = (await run(process.execPath, [tool, 'dump', address, name])).stdout;
-  const fixture = (await run(process.execPath, [tool, 'fixture'])).stdout;
-  assert.equal(dumped, fixture);
+  assert.equal(dumped, golden);
+  assert.equal((await run(process.execPath, [tool, 'fixture'])).stdout, golden);
   const parsed = JSON.parse(dumped);
-  assert.equal(parsed.num_rows, 9);
-  assert.equal(parsed.rows.length, 9);
-  assert.equal(parsed.schema.length, Object.keys(wideColumns(1)).length);
+  assert.equal(parsed.rows, 5);
+  assert.equal(parsed.columns.length, Object.keys(xlangColumns()).length);
   // 64-bit integers are exact in the text.
-  assert.match(dumped, /18446744073709551615/);
-  assert.match(dumped, /-9223372036854775807/);
+  assert.match(dumped, /"18446744073709551615"/);
+  assert.match(dumped, /"-9223372036854775808"/);
   const missing = await run(process.execPath, [tool, 'dump', address, uniqueName('absent')]).catch((e) => e);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /^xlang: NOT_FOUND: /);

@@ -1,86 +1,76 @@
-// A canonical, language-neutral JSON dump of an Arrow table, for cross-language checks.
-// The format is described in README.md ("Cross-language tool").
+// The canonical dump of an Arrow table that every client's cross-language tool prints, byte for
+// byte (docs/cross-language.md, format "polarway-xlang/1").
 import { Type, Vector } from 'apache-arrow';
 
-/** pyarrow's spelling of an Arrow type (`str(pa_type)`), e.g. "timestamp[us, tz=UTC]". */
+const UNITS = ['s', 'ms', 'us', 'ns'];
+
+/**
+ * The canonical type name. Representation-only differences are normalized: utf8, large_utf8 and
+ * utf8_view are "string"; binary, large_binary and binary_view "binary"; list and large_list
+ * "list<T>"; a dictionary is "dictionary<VALUE>" whatever its index type.
+ */
 export function typeName(t) {
-  const unit = (u) => ['s', 'ms', 'us', 'ns'][u];
   switch (t.typeId) {
-    case Type.Null:
-      return 'null';
-    case Type.Bool:
-      return 'bool';
     case Type.Int:
       return `${t.isSigned ? '' : 'u'}int${t.bitWidth}`;
     case Type.Float:
-      return ['halffloat', 'float', 'double'][t.precision];
+      if (t.precision === 0) break; // float16: outside the shared set
+      return t.precision === 1 ? 'float32' : 'float64';
+    case Type.Bool:
+      return 'bool';
     case Type.Utf8:
-      return 'string';
     case Type.LargeUtf8:
-      return 'large_string';
     case Type.Utf8View:
-      return 'string_view';
+      return 'string';
     case Type.Binary:
-      return 'binary';
     case Type.LargeBinary:
-      return 'large_binary';
     case Type.BinaryView:
-      return 'binary_view';
-    case Type.FixedSizeBinary:
-      return `fixed_size_binary[${t.byteWidth}]`;
+      return 'binary';
     case Type.Date:
-      return t.unit === 0 ? 'date32[day]' : 'date64[ms]';
+      if (t.unit !== 0) break; // date64: outside the shared set
+      return 'date32';
     case Type.Timestamp:
-      return `timestamp[${unit(t.unit)}${t.timezone ? `, tz=${t.timezone}` : ''}]`;
-    case Type.Time:
-      return `time${t.bitWidth}[${unit(t.unit)}]`;
+      return `timestamp[${UNITS[t.unit]}${t.timezone ? `, ${t.timezone}` : ''}]`;
     case Type.Duration:
-      return `duration[${unit(t.unit)}]`;
+      return `duration[${UNITS[t.unit]}]`;
+    case Type.Time:
+      return `time${t.bitWidth}[${UNITS[t.unit]}]`;
     case Type.Decimal:
-      return `decimal${t.bitWidth}(${t.precision}, ${t.scale})`;
+      if (t.bitWidth !== 128) break;
+      return `decimal128(${t.precision}, ${t.scale})`;
     case Type.List:
-      return `list<${fieldName(t.children[0])}>`;
     case Type.LargeList:
-      return `large_list<${fieldName(t.children[0])}>`;
-    case Type.FixedSizeList:
-      return `fixed_size_list<${fieldName(t.children[0])}>[${t.listSize}]`;
+      return `list<${typeName(t.children[0].type)}>`;
     case Type.Struct:
-      return `struct<${t.children.map(fieldName).join(', ')}>`;
-    case Type.Map:
-      return `map<${typeName(t.children[0].type.children[0].type)}, ${typeName(t.children[0].type.children[1].type)}>`;
+      return `struct<${t.children.map((f) => `${f.name}: ${typeName(f.type)}`).join(', ')}>`;
     case Type.Dictionary:
-      return `dictionary<values=${typeName(t.dictionary)}, indices=${typeName(t.indices)}, ordered=${t.isOrdered ? 1 : 0}>`;
-    default:
-      throw new Error(`no canonical name for Arrow type ${t}`);
+      return `dictionary<${typeName(t.dictionary)}>`;
   }
+  throw new Error(`no canonical name for Arrow type ${t}`);
 }
 
-const fieldName = (f) => `${f.name}: ${typeName(f.type)}${f.nullable ? '' : ' not null'}`;
-
-// BigInts and special floats are written as raw JSON tokens through this marker.
-const RAW = '\u0000raw:';
-
-function float(x) {
+/** Shortest round-trip digits in scientific notation: "1e-1", "-1.5e0", "-0e0". */
+export function floatText(x) {
   if (Number.isNaN(x)) return 'NaN';
   if (x === Infinity) return 'Infinity';
   if (x === -Infinity) return '-Infinity';
-  if (Object.is(x, -0)) return `${RAW}-0.0`;
-  return x;
+  if (Object.is(x, -0)) return '-0e0';
+  return x.toExponential().replace('e+', 'e');
 }
 
 const hex = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 
+/** An unscaled Decimal128 (four little-endian 32-bit words) with exactly `scale` fraction digits. */
 function decimalText(words, scale) {
   let x = 0n;
   for (let k = words.length - 1; k >= 0; k--) x = (x << 32n) | BigInt(words[k]);
   x = BigInt.asIntN(words.length * 32, x);
-  const neg = x < 0n;
-  let digits = (neg ? -x : x).toString();
+  let digits = (x < 0n ? -x : x).toString();
   if (scale > 0) {
     digits = digits.padStart(scale + 1, '0');
     digits = `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
   }
-  return (neg ? '-' : '') + digits;
+  return (x < 0n ? '-' : '') + digits;
 }
 
 /** The canonical value of row `i` of one chunk (`Data`) of a column. */
@@ -88,16 +78,14 @@ function value(data, i) {
   if (!data.getValid(i)) return null;
   const t = data.type;
   switch (t.typeId) {
-    case Type.Null:
-      return null;
     case Type.Int:
-    case Type.Date: // date32: days, date64: ms since the epoch
-    case Type.Timestamp: // in the type's unit
+    case Type.Date: // days
+    case Type.Timestamp: // ticks of the type's unit
     case Type.Time:
     case Type.Duration:
-      return raw(data.values[i]);
-    case Type.Float:
-      return float(t.precision === 0 ? new Vector([data]).get(i) : data.values[i]);
+      return String(data.values[i]);
+    case Type.Float: // float32 widened to float64
+      return floatText(data.values[i]);
     case Type.Bool:
     case Type.Utf8:
     case Type.LargeUtf8:
@@ -106,23 +94,15 @@ function value(data, i) {
     case Type.Binary:
     case Type.LargeBinary:
     case Type.BinaryView:
-    case Type.FixedSizeBinary:
       return hex(new Vector([data]).get(i));
-    case Type.Decimal: {
-      const stride = t.bitWidth / 32;
-      return decimalText(data.values.subarray(stride * i, stride * (i + 1)), t.scale);
-    }
+    case Type.Decimal:
+      return decimalText(data.values.subarray(4 * i, 4 * (i + 1)), t.scale);
     case Type.List:
-    case Type.LargeList:
-    case Type.Map: {
+    case Type.LargeList: {
       const [child] = data.children;
       const out = [];
       for (let j = Number(data.valueOffsets[i]); j < Number(data.valueOffsets[i + 1]); j++) out.push(value(child, j));
-      return t.typeId === Type.Map ? out.map((e) => [e.key, e.value]) : out;
-    }
-    case Type.FixedSizeList: {
-      const [child] = data.children;
-      return Array.from({ length: t.listSize }, (_, k) => value(child, i * t.listSize + k));
+      return out;
     }
     case Type.Struct: {
       const out = {};
@@ -139,31 +119,23 @@ function value(data, i) {
       }
       throw new Error(`dictionary index out of range in ${t}`);
     }
-    default:
-      throw new Error(`no canonical value for Arrow type ${t}`);
   }
+  throw new Error(`no canonical value for Arrow type ${t}`);
 }
 
-const raw = (v) => (typeof v === 'bigint' ? `${RAW}${v}` : v);
-
-/** The canonical dump of `table` as a plain object (markers for raw tokens included). */
-export function canonical(table) {
-  const fields = table.schema.fields;
-  const rows = [];
-  for (const batch of table.batches) {
-    const columns = fields.map((_, k) => batch.data.children[k]);
-    for (let i = 0; i < batch.numRows; i++) rows.push(columns.map((d) => value(d, i)));
-  }
-  return {
-    schema: fields.map((f) => ({ name: f.name, type: typeName(f.type), nullable: f.nullable })),
-    num_rows: table.numRows,
-    rows,
-  };
-}
-
-/** The canonical dump of `table` as JSON text: one row per line, 64-bit integers exact. */
+/**
+ * The canonical dump of `table`: a header line, one compact JSON line per column, a closing line.
+ * JSON.stringify escapes exactly what the format escapes (", \, control characters).
+ */
 export function canonicalJson(table) {
-  const { schema, num_rows, rows } = canonical(table);
-  const text = (x) => JSON.stringify(x).replace(/"\\u0000raw:([^"]*)"/g, '$1');
-  return `{"schema":${text(schema)},\n"num_rows":${num_rows},\n"rows":[${rows.map((r) => `\n${text(r)}`).join(',')}\n]}\n`;
+  const lines = table.schema.fields.map((f, k) => {
+    const values = [];
+    for (const batch of table.batches) {
+      const data = batch.data.children[k];
+      for (let i = 0; i < batch.numRows; i++) values.push(value(data, i));
+    }
+    return JSON.stringify({ name: f.name, type: typeName(f.type), values });
+  });
+  const body = lines.map((line, k) => `${k ? ',' : ''}\n${line}`).join('');
+  return `{"format":"polarway-xlang/1","rows":${table.numRows},"columns":[${body}\n]}\n`;
 }

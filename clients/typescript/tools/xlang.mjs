@@ -1,23 +1,23 @@
 #!/usr/bin/env node
-// Cross-language helper (see README.md, "Cross-language tool"):
-//   node tools/xlang.mjs store HOST:PORT NAME [--token T]   store the fixed wide-typed table as NAME
+// The TypeScript side of the cross-language test (docs/cross-language.md):
+//   node tools/xlang.mjs store HOST:PORT NAME [--token T]   store the shared wide table as NAME
 //   node tools/xlang.mjs dump  HOST:PORT NAME [--token T]   print NAME's canonical JSON dump
+//   node tools/xlang.mjs copy  HOST:PORT SRC DST [--token T] load SRC, store what was loaded as DST
 //   node tools/xlang.mjs fixture                             print the fixed table's dump (no server)
 import { PolarwayClient } from '../dist/index.js';
 import { canonicalJson } from './canonical.mjs';
-import { wideTable } from './wide-table.mjs';
-
-const FIXTURE_ROWS = 9;
+import { xlangTable } from './xlang-table.mjs';
 
 async function main(argv) {
   const [command, address, name, ...rest] = argv;
+  const dst = command === 'copy' ? rest.shift() : undefined;
   const token = rest[0] === '--token' ? rest[1] : undefined;
   if (command === 'fixture') {
-    process.stdout.write(canonicalJson(wideTable(FIXTURE_ROWS)));
+    process.stdout.write(canonicalJson(xlangTable()));
     return;
   }
-  if (!['store', 'dump'].includes(command) || !address || !name) {
-    throw new Error('usage: xlang.mjs store|dump HOST:PORT NAME [--token T]  |  xlang.mjs fixture');
+  if (!['store', 'dump', 'copy'].includes(command) || !address || !name || (command === 'copy' && !dst)) {
+    throw new Error('usage: xlang.mjs store|dump HOST:PORT NAME [--token T]  |  copy HOST:PORT SRC DST [--token T]  |  fixture');
   }
   const at = address.lastIndexOf(':');
   const client = new PolarwayClient({
@@ -27,8 +27,8 @@ async function main(argv) {
     timeout: 60_000,
   });
   try {
-    if (command === 'store') {
-      const info = await client.store(name, wideTable(FIXTURE_ROWS));
+    if (command === 'store' || command === 'copy') {
+      const info = await client.store(dst ?? name, command === 'copy' ? await client.load(name) : xlangTable());
       process.stdout.write(`${JSON.stringify({ name: info.name, version: info.version, rows: info.rows })}\n`);
     } else {
       process.stdout.write(canonicalJson(await client.load(name)));

@@ -1,35 +1,33 @@
 package testdata
 
 import (
+	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"math"
 	"math/big"
+	"strconv"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
-// Dump renders a table as canonical JSON, the format every client's cross-language helper prints
-// (described in clients/go/README.md):
+// Dump renders a table in the canonical dump format every client's cross-language tool prints
+// (docs/cross-language.md), byte for byte:
 //
-//	{"rows": N, "columns": [{"name": "...", "type": "...", "values": [...]}, ...]}
+//	{"format":"polarway-xlang/1","rows":N,"columns":[
+//	{"name":"i64","type":"int64","values":["-9223372036854775808",null]},
+//	...
+//	]}
 //
-// Integers, temporal values (as their stored integer: days, or ticks of the type's unit) and
-// decimals are strings, so 64-bit values survive JSON; floats are JSON numbers (float32 widened to
-// float64); binary is lowercase hex; lists are arrays, structs objects, dictionaries their
+// Integers, temporal values (their stored integer: days, or ticks of the type's unit), floats
+// (shortest round-trip digits, scientific: "1e-1") and decimals are strings; bool is true/false;
+// binary is lowercase hex; lists are arrays, structs objects in field order, dictionaries their
 // decoded values; null is null.
 func Dump(tbl arrow.Table) ([]byte, error) {
-	type column struct {
-		Name   string `json:"name"`
-		Type   string `json:"type"`
-		Values []any  `json:"values"`
-	}
-	out := struct {
-		Rows    int64    `json:"rows"`
-		Columns []column `json:"columns"`
-	}{Rows: tbl.NumRows(), Columns: []column{}}
+	var out bytes.Buffer
+	fmt.Fprintf(&out, `{"format":"polarway-xlang/1","rows":%d,"columns":[`, tbl.NumRows())
 	for i := 0; i < int(tbl.NumCols()); i++ {
 		col := tbl.Column(i)
 		typ, err := TypeName(col.DataType())
@@ -46,36 +44,51 @@ func Dump(tbl arrow.Table) ([]byte, error) {
 				values = append(values, v)
 			}
 		}
-		out.Columns = append(out.Columns, column{Name: col.Name(), Type: typ, Values: values})
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.WriteByte('\n')
+		writeJSON(&out, object{{"name", col.Name()}, {"type", typ}, {"values", values}})
 	}
-	return json.Marshal(out)
+	out.WriteString("\n]}\n")
+	return out.Bytes(), nil
 }
 
-// TypeName is the canonical spelling of a type: int8..uint64, float32, float64, bool, utf8,
-// large_utf8, binary, date32, timestamp[UNIT,TZ] (TZ empty when naive), duration[UNIT],
-// time64[UNIT], decimal128(P,S), list<T>, struct<name:T,...>, dictionary<INDEX,VALUE>, with UNIT
-// one of s, ms, us, ns.
+// TypeName is the canonical name of a type. Representation-only differences are normalized:
+// utf8/large_utf8/utf8_view are "string", binary/large_binary/binary_view "binary",
+// list/large_list "list<T>", and a dictionary is "dictionary<VALUE>" whatever its index type.
 func TypeName(t arrow.DataType) (string, error) {
 	switch t := t.(type) {
 	case *arrow.Int8Type, *arrow.Int16Type, *arrow.Int32Type, *arrow.Int64Type,
 		*arrow.Uint8Type, *arrow.Uint16Type, *arrow.Uint32Type, *arrow.Uint64Type,
-		*arrow.Float32Type, *arrow.Float64Type, *arrow.BinaryType, *arrow.Date32Type:
+		*arrow.Float32Type, *arrow.Float64Type, *arrow.Date32Type:
 		return t.Name(), nil
 	case *arrow.BooleanType:
 		return "bool", nil
-	case *arrow.StringType:
-		return "utf8", nil
-	case *arrow.LargeStringType:
-		return "large_utf8", nil
+	case *arrow.StringType, *arrow.LargeStringType, *arrow.StringViewType:
+		return "string", nil
+	case *arrow.BinaryType, *arrow.LargeBinaryType, *arrow.BinaryViewType:
+		return "binary", nil
 	case *arrow.TimestampType:
-		return fmt.Sprintf("timestamp[%s,%s]", t.Unit, t.TimeZone), nil
+		if t.TimeZone == "" {
+			return fmt.Sprintf("timestamp[%s]", t.Unit), nil
+		}
+		return fmt.Sprintf("timestamp[%s, %s]", t.Unit, t.TimeZone), nil
 	case *arrow.DurationType:
 		return fmt.Sprintf("duration[%s]", t.Unit), nil
+	case *arrow.Time32Type:
+		return fmt.Sprintf("time32[%s]", t.Unit), nil
 	case *arrow.Time64Type:
 		return fmt.Sprintf("time64[%s]", t.Unit), nil
 	case *arrow.Decimal128Type:
-		return fmt.Sprintf("decimal128(%d,%d)", t.Precision, t.Scale), nil
-	case *arrow.ListType:
+		return fmt.Sprintf("decimal128(%d, %d)", t.Precision, t.Scale), nil
+	case arrow.ListLikeType:
+		if _, ok := t.(*arrow.MapType); ok {
+			break
+		}
+		if _, ok := t.(*arrow.FixedSizeListType); ok {
+			break
+		}
 		elem, err := TypeName(t.Elem())
 		return "list<" + elem + ">", err
 	case *arrow.StructType:
@@ -85,69 +98,81 @@ func TypeName(t arrow.DataType) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			parts[i] = f.Name + ":" + n
+			parts[i] = f.Name + ": " + n
 		}
-		return "struct<" + strings.Join(parts, ",") + ">", nil
+		return "struct<" + strings.Join(parts, ", ") + ">", nil
 	case *arrow.DictionaryType:
-		idx, err := TypeName(t.IndexType)
-		if err != nil {
-			return "", err
-		}
 		val, err := TypeName(t.ValueType)
-		return "dictionary<" + idx + "," + val + ">", err
+		return "dictionary<" + val + ">", err
 	}
 	return "", fmt.Errorf("no canonical name for type %s", t)
+}
+
+// object is a JSON object whose keys keep their order (struct fields in schema order).
+type object []struct {
+	key string
+	val any
 }
 
 func value(a arrow.Array, i int) (any, error) {
 	if a.IsNull(i) {
 		return nil, nil
 	}
+	str := func(v any) (any, error) { return fmt.Sprint(v), nil }
 	switch a := a.(type) {
 	case *array.Int8:
-		return fmt.Sprint(a.Value(i)), nil
+		return str(a.Value(i))
 	case *array.Int16:
-		return fmt.Sprint(a.Value(i)), nil
+		return str(a.Value(i))
 	case *array.Int32:
-		return fmt.Sprint(a.Value(i)), nil
+		return str(a.Value(i))
 	case *array.Int64:
-		return fmt.Sprint(a.Value(i)), nil
+		return str(a.Value(i))
 	case *array.Uint8:
-		return fmt.Sprint(a.Value(i)), nil
+		return str(a.Value(i))
 	case *array.Uint16:
-		return fmt.Sprint(a.Value(i)), nil
+		return str(a.Value(i))
 	case *array.Uint32:
-		return fmt.Sprint(a.Value(i)), nil
+		return str(a.Value(i))
 	case *array.Uint64:
-		return fmt.Sprint(a.Value(i)), nil
+		return str(a.Value(i))
 	case *array.Float32:
-		return float64(a.Value(i)), nil
+		return floatText(float64(a.Value(i))), nil
 	case *array.Float64:
-		return a.Value(i), nil
+		return floatText(a.Value(i)), nil
 	case *array.Boolean:
 		return a.Value(i), nil
 	case *array.String:
 		return a.Value(i), nil
 	case *array.LargeString:
 		return a.Value(i), nil
+	case *array.StringView:
+		return a.Value(i), nil
 	case *array.Binary:
 		return hex.EncodeToString(a.Value(i)), nil
+	case *array.LargeBinary:
+		return hex.EncodeToString(a.Value(i)), nil
+	case *array.BinaryView:
+		return hex.EncodeToString(a.Value(i)), nil
 	case *array.Date32:
-		return fmt.Sprint(int32(a.Value(i))), nil
+		return str(int32(a.Value(i)))
 	case *array.Timestamp:
-		return fmt.Sprint(int64(a.Value(i))), nil
+		return str(int64(a.Value(i)))
 	case *array.Duration:
-		return fmt.Sprint(int64(a.Value(i))), nil
+		return str(int64(a.Value(i)))
+	case *array.Time32:
+		return str(int32(a.Value(i)))
 	case *array.Time64:
-		return fmt.Sprint(int64(a.Value(i))), nil
+		return str(int64(a.Value(i)))
 	case *array.Decimal128:
 		scale := a.DataType().(*arrow.Decimal128Type).Scale
 		return decimalString(a.Value(i).BigInt(), scale), nil
-	case *array.List:
-		start, end := a.ValueOffsets(i)
+	case *array.List, *array.LargeList, *array.ListView, *array.LargeListView:
+		l := a.(array.ListLike)
+		start, end := l.ValueOffsets(i)
 		out := []any{}
 		for j := start; j < end; j++ {
-			v, err := value(a.ListValues(), int(j))
+			v, err := value(l.ListValues(), int(j))
 			if err != nil {
 				return nil, err
 			}
@@ -155,20 +180,35 @@ func value(a arrow.Array, i int) (any, error) {
 		}
 		return out, nil
 	case *array.Struct:
-		out := map[string]any{}
 		st := a.DataType().(*arrow.StructType)
-		for f := 0; f < a.NumField(); f++ {
+		out := make(object, a.NumField())
+		for f := range out {
 			v, err := value(a.Field(f), i)
 			if err != nil {
 				return nil, err
 			}
-			out[st.Field(f).Name] = v
+			out[f].key, out[f].val = st.Field(f).Name, v
 		}
 		return out, nil
 	case *array.Dictionary:
 		return value(a.Dictionary(), a.GetValueIndex(i))
 	}
 	return nil, fmt.Errorf("no canonical rendering for %s", a.DataType())
+}
+
+// floatText is the shortest round-trip spelling in scientific notation: "1e-1", "-1.5e0", "-0e0".
+func floatText(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
+	}
+	mantissa, exp, _ := strings.Cut(strconv.FormatFloat(f, 'e', -1, 64), "e")
+	e, _ := strconv.Atoi(exp) // "+08" -> 8
+	return mantissa + "e" + strconv.Itoa(e)
 }
 
 // decimalString renders unscaled*10^-scale with exactly scale fraction digits, e.g. "-0.05".
@@ -185,4 +225,64 @@ func decimalString(unscaled *big.Int, scale int32) string {
 		return "-" + digits
 	}
 	return digits
+}
+
+// writeJSON writes compact JSON. Strings escape only '"', '\\' and control characters (\b \f \n
+// \r \t, others as \u00xx), as every client's dump does; everything else is raw UTF-8.
+func writeJSON(out *bytes.Buffer, v any) {
+	switch v := v.(type) {
+	case nil:
+		out.WriteString("null")
+	case bool:
+		out.WriteString(strconv.FormatBool(v))
+	case string:
+		out.WriteByte('"')
+		for _, r := range v {
+			switch r {
+			case '"':
+				out.WriteString(`\"`)
+			case '\\':
+				out.WriteString(`\\`)
+			case '\b':
+				out.WriteString(`\b`)
+			case '\f':
+				out.WriteString(`\f`)
+			case '\n':
+				out.WriteString(`\n`)
+			case '\r':
+				out.WriteString(`\r`)
+			case '\t':
+				out.WriteString(`\t`)
+			default:
+				if r < 0x20 {
+					fmt.Fprintf(out, `\u%04x`, r)
+				} else {
+					out.WriteRune(r)
+				}
+			}
+		}
+		out.WriteByte('"')
+	case []any:
+		out.WriteByte('[')
+		for i, item := range v {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			writeJSON(out, item)
+		}
+		out.WriteByte(']')
+	case object:
+		out.WriteByte('{')
+		for i, kv := range v {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			writeJSON(out, kv.key)
+			out.WriteByte(':')
+			writeJSON(out, kv.val)
+		}
+		out.WriteByte('}')
+	default:
+		panic(fmt.Sprintf("writeJSON: unexpected %T", v))
+	}
 }
