@@ -1,0 +1,70 @@
+//! The gateway's errors and their one mapping to gRPC: every failure becomes a trailers-only gRPC
+//! response (HTTP 200, `grpc-status`, `grpc-message`), never a bare HTTP error.
+
+use std::time::Duration;
+
+use http::Response;
+use tonic::body::Body;
+use tonic::{Code, Status};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("rate limit exceeded for {identity}; retry in {} ms", retry_after.as_millis())]
+    RateLimited { identity: String, retry_after: Duration },
+    #[error("deadline exceeded at the gateway")]
+    DeadlineExceeded,
+    #[error("no healthy backend: {0}")]
+    NoBackend(String),
+    /// The backend failed before sending response headers (connect refused, reset, ...).
+    #[error("backend {backend} unavailable: {source}")]
+    Upstream { backend: String, source: BoxError },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::RateLimited { .. } => Code::ResourceExhausted,
+            Self::DeadlineExceeded => Code::DeadlineExceeded,
+            Self::NoBackend(_) | Self::Upstream { .. } => Code::Unavailable,
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    pub fn into_status(self) -> Status {
+        let mut status = Status::new(self.code(), self.to_string());
+        if let Self::RateLimited { retry_after, .. } = &self {
+            // Both the plain header clients read and gRPC's own pushback header.
+            let ms = retry_after.as_millis().max(1).to_string();
+            if let Ok(v) = ms.parse() {
+                status.metadata_mut().insert("retry-after-ms", v);
+            }
+            if let Ok(v) = ms.parse() {
+                status.metadata_mut().insert("grpc-retry-pushback-ms", v);
+            }
+        }
+        status
+    }
+
+    /// A trailers-only gRPC response carrying this error.
+    pub fn into_response(self) -> Response<Body> {
+        self.into_status().into_http()
+    }
+}
+
+/// The gRPC status a response carries in its headers (trailers-only responses), if any.
+pub fn header_status(headers: &http::HeaderMap) -> Option<Code> {
+    headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok()).map(Code::from_i32)
+}

@@ -1,0 +1,180 @@
+//! The innermost service: forward the HTTP/2 gRPC call to the chosen worker as is — headers,
+//! body frames both ways without buffering, trailers — over a pooled HTTP/2 connection with large
+//! flow-control windows. A worker that fails before answering counts toward its passive
+//! ejection; one that fails mid-stream ends the call with UNAVAILABLE trailers.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Request, Response, Uri};
+use http_body::Frame;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tonic::body::Body;
+use tower::Service;
+
+use crate::deadline::{encode_timeout, Deadline};
+use crate::error::GatewayError;
+use crate::route::Endpoint;
+
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// HTTP/2 windows sized for bulk transfers, as on the worker (defaults throttle large loads).
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+pub const MAX_FRAME: u32 = 1 << 20;
+pub const SEND_BUFFER: usize = 8 << 20;
+
+/// A pooled HTTP/2 client toward the workers: h2c for `http://`, TLS with ALPN h2 for `https://`.
+pub fn upstream_client(tls: rustls::ClientConfig, server_name: Option<String>) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+    let builder = match server_name.map(rustls::pki_types::ServerName::try_from) {
+        Some(Ok(name)) => builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name)),
+        Some(Err(e)) => {
+            tracing::error!("invalid --backend-tls-name: {e}");
+            builder
+        }
+        None => builder,
+    };
+    let connector = builder.enable_http2().wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .http2_only(true)
+        .http2_initial_stream_window_size(STREAM_WINDOW)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_max_frame_size(MAX_FRAME)
+        .http2_max_send_buf_size(SEND_BUFFER)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
+/// Headers that describe one hop, not the call.
+const HOP_HEADERS: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
+
+#[derive(Clone)]
+pub struct Proxy {
+    pub client: UpstreamClient,
+    /// Sent to workers as `authorization: Bearer ...` (workers started with `--auth-token`).
+    pub backend_token: Option<HeaderValue>,
+    pub eject_after: u32,
+    /// Add `x-polarway-backend: ADDR` to responses (debugging and tests).
+    pub debug_headers: bool,
+}
+
+impl Service<Request<Body>> for Proxy {
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let endpoint =
+                req.extensions().get::<Arc<Endpoint>>().cloned().ok_or_else(|| GatewayError::Internal("no worker chosen".into()))?;
+            let deadline = req.extensions().get::<Deadline>().copied();
+            let (mut parts, body) = req.into_parts();
+            let mut uri = endpoint.uri.clone().into_parts();
+            uri.path_and_query = parts.uri.path_and_query().cloned();
+            parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.to_string()))?;
+            for h in HOP_HEADERS {
+                parts.headers.remove(*h);
+            }
+            parts.headers.remove(http::header::AUTHORIZATION);
+            if let Some(token) = &this.backend_token {
+                parts.headers.insert(http::header::AUTHORIZATION, token.clone());
+            }
+            if let Some(Deadline(at)) = deadline {
+                // The worker gets the time that is left, not the caller's original budget.
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(GatewayError::DeadlineExceeded);
+                }
+                parts.headers.insert("grpc-timeout", encode_timeout(left));
+            }
+            parts.extensions = Default::default();
+            let sent = this.client.request(Request::from_parts(parts, body)).await;
+            match sent {
+                Ok(resp) => {
+                    endpoint.record_success();
+                    let (mut parts, body) = resp.into_parts();
+                    if parts.status != http::StatusCode::OK {
+                        return Err(GatewayError::Upstream {
+                            backend: endpoint.addr.clone(),
+                            source: format!("HTTP {}", parts.status).into(),
+                        });
+                    }
+                    if this.debug_headers {
+                        if let Ok(v) = HeaderValue::from_str(&endpoint.addr) {
+                            parts.headers.insert("x-polarway-backend", v);
+                        }
+                    }
+                    parts.extensions = Default::default();
+                    parts.extensions.insert(endpoint.clone());
+                    let body = UpstreamBody { inner: Some(body), backend: endpoint.addr.clone() };
+                    Ok(Response::from_parts(parts, Body::new(body)))
+                }
+                Err(e) => {
+                    if endpoint.record_failure(this.eject_after) {
+                        tracing::warn!(backend = %endpoint.addr, "worker ejected after {} failed calls in a row", this.eject_after);
+                    }
+                    Err(GatewayError::Upstream { backend: endpoint.addr.clone(), source: Box::new(e) })
+                }
+            }
+        })
+    }
+}
+
+/// A worker's response body; a transport failure mid-stream ends it with UNAVAILABLE trailers
+/// (so the caller gets a retriable status instead of a reset stream).
+struct UpstreamBody {
+    inner: Option<hyper::body::Incoming>,
+    backend: String,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.inner = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Err(e))) => {
+                self.inner = None;
+                let status = tonic::Status::unavailable(format!("worker {} failed mid-stream: {e}", self.backend));
+                let mut trailers = http::HeaderMap::new();
+                let _ = status.add_header(&mut trailers);
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}

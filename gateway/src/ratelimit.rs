@@ -1,0 +1,153 @@
+//! Rate limits (governor, GCRA) keyed per identity, plus per identity and method where the policy
+//! says. Over quota: RESOURCE_EXHAUSTED with the wait in `retry-after-ms` (and
+//! `grpc-retry-pushback-ms`). Key memory is bounded: idle keys are dropped every few seconds, and
+//! past `max_rate_keys` new keys share one overflow bucket.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::Request;
+use tonic::body::Body;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::policy::{Identity, PolicyHandle, RateFile};
+use crate::{rpc_name, HttpService};
+
+const OVERFLOW_KEY: &str = "\u{0}overflow";
+
+fn quota(r: &RateFile) -> Quota {
+    let period = Duration::from_secs_f64(1.0 / r.per_second).max(Duration::from_nanos(1));
+    Quota::with_period(period).expect("positive period").allow_burst(NonZeroU32::new(r.burst).unwrap_or(NonZeroU32::MIN))
+}
+
+struct Bucket {
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+/// The limiters of one policy (a reload starts them afresh).
+pub struct RateLimits {
+    default: Option<Bucket>,
+    methods: HashMap<String, Bucket>,
+    /// Identities with their own quota: one limiter per distinct quota.
+    own: std::sync::Mutex<HashMap<(u64, u32), Arc<Bucket>>>,
+    max_keys: usize,
+}
+
+impl RateLimits {
+    pub fn new(default: Option<RateFile>, methods: &BTreeMap<String, RateFile>, max_keys: usize) -> Self {
+        let bucket = |r: &RateFile| Bucket { limiter: RateLimiter::keyed(quota(r)) };
+        Self {
+            default: default.as_ref().map(bucket),
+            methods: methods.iter().map(|(m, r)| (m.clone(), bucket(r))).collect(),
+            own: Default::default(),
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    fn check(&self, bucket: &Bucket, identity: &Identity) -> Result<(), Duration> {
+        // Policy identities are a fixed set; JWT subjects are not: past the bound, new ones share
+        // one bucket so that memory stays bounded whatever tokens callers bring.
+        let key = if identity.dynamic && bucket.limiter.len() >= self.max_keys { OVERFLOW_KEY.to_string() } else { identity.name.clone() };
+        bucket.limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Take one call from the identity's quotas; the wait until the next allowed call if over.
+    pub fn acquire(&self, identity: &Identity, method: &str) -> Result<(), Duration> {
+        match &identity.rate {
+            Some(r) => {
+                let id = (r.per_second.to_bits(), r.burst);
+                let bucket = self
+                    .own
+                    .lock()
+                    .unwrap()
+                    .entry(id)
+                    .or_insert_with(|| Arc::new(Bucket { limiter: RateLimiter::keyed(quota(r)) }))
+                    .clone();
+                self.check(&bucket, identity)?;
+            }
+            None => {
+                if let Some(b) = &self.default {
+                    self.check(b, identity)?;
+                }
+            }
+        }
+        if let Some(b) = self.methods.get(method) {
+            self.check(b, identity)?;
+        }
+        Ok(())
+    }
+
+    /// Forget keys whose buckets are full again (nothing to remember about them).
+    pub fn sweep(&self) {
+        let all = self.default.iter().chain(self.methods.values());
+        for b in all {
+            b.limiter.retain_recent();
+            b.limiter.shrink_to_fit();
+        }
+        for b in self.own.lock().unwrap().values() {
+            b.limiter.retain_recent();
+        }
+    }
+}
+
+/// Sweep the policy in force's limiters now and then.
+pub async fn sweep(policy: PolicyHandle, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        policy.current().rate.sweep();
+    }
+}
+
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    pub policy: PolicyHandle,
+    pub metrics: Metrics,
+}
+
+impl Layer<HttpService> for RateLimitLayer {
+    type Service = RateLimit;
+    fn layer(&self, inner: HttpService) -> RateLimit {
+        RateLimit { inner, layer: self.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct RateLimit {
+    inner: HttpService,
+    layer: RateLimitLayer,
+}
+
+impl Service<Request<Body>> for RateLimit {
+    type Response = http::Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Self::Response, GatewayError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        let identity = req.extensions().get::<Arc<Identity>>().cloned();
+        let method = rpc_name(req.uri().path()).to_string();
+        let policy = self.layer.policy.current();
+        let metrics = self.layer.metrics.clone();
+        Box::pin(async move {
+            if let Some(identity) = identity {
+                if let Err(retry_after) = policy.rate.acquire(&identity, &method) {
+                    metrics.rate_limited(&method);
+                    return Err(GatewayError::RateLimited { identity: identity.name.clone(), retry_after });
+                }
+            }
+            inner.oneshot(req).await
+        })
+    }
+}

@@ -1,0 +1,209 @@
+//! Retries, as linkerd2-proxy does them: only idempotent calls (Load, Query without `into`, List,
+//! Describe, Health, CacheStats), only when the request body is small enough to keep (≤ 64 KiB;
+//! unary requests are tiny), only when the worker failed before answering (a transport error, or
+//! a trailers-only UNAVAILABLE), each time on another worker, and within a retry budget (a share
+//! of recent calls) so that retries cannot multiply load during an outage.
+//!
+//! Whether a Query has `into` is read from its buffered body with a tag scan of the protobuf
+//! (field 2 of QueryRequest): the only place the gateway looks inside a message.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tonic::body::Body;
+use tonic::Code;
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::error::{header_status, GatewayError};
+use crate::metrics::Metrics;
+use crate::route::Endpoint;
+use crate::{rpc_name, HttpService};
+
+/// Largest request body kept for a retry.
+pub const MAX_BUFFER: usize = 64 * 1024;
+
+const IDEMPOTENT: &[&str] = &["Load", "Query", "List", "Describe", "Health", "CacheStats"];
+
+/// Workers already tried by this call (the route layer skips them).
+#[derive(Debug, Clone, Default)]
+pub struct Tried(pub Vec<String>);
+
+#[derive(Clone)]
+pub struct RetryLayer {
+    budget: Arc<TpsBudget>,
+    attempts: usize,
+    metrics: Metrics,
+}
+
+impl RetryLayer {
+    /// `attempts` calls at most per request; retries may add `percent` % to recent traffic
+    /// (plus a floor of 10 per second).
+    pub fn new(attempts: usize, percent: f32, metrics: Metrics) -> Self {
+        let budget = TpsBudget::new(Duration::from_secs(10), 10, (percent / 100.0).clamp(0.0, 10.0));
+        Self { budget: Arc::new(budget), attempts: attempts.max(1), metrics }
+    }
+}
+
+impl Layer<HttpService> for RetryLayer {
+    type Service = Retry;
+    fn layer(&self, inner: HttpService) -> Retry {
+        Retry { inner, layer: self.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Retry {
+    inner: HttpService,
+    layer: RetryLayer,
+}
+
+enum Buffered {
+    Whole(Bytes),
+    /// Too large to keep: the call goes once, with the part read so far in front.
+    Partial(Body),
+}
+
+async fn buffer(mut body: Body) -> Result<Buffered, GatewayError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| GatewayError::InvalidArgument(format!("request body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            buf.extend_from_slice(data);
+        }
+        if buf.len() > MAX_BUFFER {
+            let head = futures::stream::once(async move { Ok::<_, tonic::Status>(http_body::Frame::data(buf.freeze())) });
+            let rest = http_body_util::BodyStream::new(body);
+            let chained = http_body_util::StreamBody::new(futures::StreamExt::chain(head, rest));
+            return Ok(Buffered::Partial(Body::new(chained)));
+        }
+    }
+    Ok(Buffered::Whole(buf.freeze()))
+}
+
+/// Does this gRPC-framed QueryRequest set field 2 (`into`)? Unknown or compressed: assume yes.
+pub fn query_has_into(body: &[u8]) -> bool {
+    fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *b.get(*i)?;
+            *i += 1;
+            v |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    if body.len() < 5 || body[0] != 0 {
+        return true;
+    }
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    let Some(msg) = body.get(5..5 + len) else { return true };
+    let mut i = 0;
+    while i < msg.len() {
+        let Some(tag) = varint(msg, &mut i) else { return true };
+        if tag >> 3 == 2 {
+            return true;
+        }
+        let skip = match tag & 7 {
+            0 => varint(msg, &mut i).map(|_| 0),
+            1 => Some(8),
+            2 => varint(msg, &mut i).map(|n| n as usize),
+            5 => Some(4),
+            _ => None,
+        };
+        match skip {
+            Some(n) if i + n <= msg.len() => i += n,
+            _ => return true,
+        }
+    }
+    false
+}
+
+fn attempt(parts: &http::request::Parts, body: &Bytes, tried: &[String]) -> Request<Body> {
+    let mut req = Request::new(Body::new(Full::new(body.clone())));
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    *req.extensions_mut() = parts.extensions.clone();
+    req.extensions_mut().insert(Tried(tried.to_vec()));
+    req
+}
+
+impl Service<Request<Body>> for Retry {
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        let layer = self.layer.clone();
+        let method = rpc_name(req.uri().path()).to_string();
+        Box::pin(async move {
+            layer.budget.deposit();
+            if !IDEMPOTENT.contains(&method.as_str()) {
+                return inner.oneshot(req).await;
+            }
+            let (parts, body) = req.into_parts();
+            let body = match buffer(body).await? {
+                Buffered::Whole(b) => b,
+                Buffered::Partial(body) => return inner.oneshot(Request::from_parts(parts, body)).await,
+            };
+            if method == "Query" && query_has_into(&body) {
+                return inner.oneshot(attempt(&parts, &body, &[])).await;
+            }
+            let mut tried: Vec<String> = Vec::new();
+            loop {
+                let result = inner.clone().oneshot(attempt(&parts, &body, &tried)).await;
+                let failed_on = match &result {
+                    Err(GatewayError::Upstream { backend, .. }) => Some(backend.clone()),
+                    Ok(resp) if header_status(resp.headers()) == Some(Code::Unavailable) => {
+                        resp.extensions().get::<Arc<Endpoint>>().map(|e| e.addr.clone())
+                    }
+                    _ => None,
+                };
+                let Some(backend) = failed_on else { return result };
+                tried.push(backend);
+                if tried.len() >= layer.attempts || !layer.budget.withdraw() {
+                    return result;
+                }
+                layer.metrics.retry(&method);
+                tracing::info!(method = %method, tried = ?tried, "retrying on another worker");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_has_into;
+
+    fn frame(msg: &[u8]) -> Vec<u8> {
+        let mut f = vec![0];
+        f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        f.extend_from_slice(msg);
+        f
+    }
+
+    #[test]
+    fn sees_into_without_decoding() {
+        // sql = "SELECT 1"
+        let sql = [&[0x0a, 8][..], b"SELECT 1"].concat();
+        assert!(!query_has_into(&frame(&sql)));
+        let with_into = [&sql[..], &[0x12, 3][..], b"out"].concat();
+        assert!(query_has_into(&frame(&with_into)));
+        assert!(query_has_into(&frame(&[0x0a, 50])), "truncated: assume into");
+        assert!(query_has_into(&[1, 0, 0, 0, 0]), "compressed: assume into");
+    }
+}

@@ -1,0 +1,254 @@
+//! The auth matrix through the gateway: static tokens, JWT (RS256, ES256, HS256; JWKS with key
+//! rotation), every way a token can be wrong, roles without the method or the dataset; TLS and
+//! mutual TLS in front.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use polarway::{Code, DistributedClient, TlsOptions};
+use serde_json::json;
+
+const ISSUER: &str = "https://issuer.test";
+
+fn keys() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys")
+}
+
+fn policy(dir: &Path) -> PathBuf {
+    let keys = keys();
+    std::fs::write(dir.join("jwks.json"), r#"{"keys": []}"#).unwrap();
+    let text = format!(
+        r#"
+[[identity]]
+name = "admin"
+token = "admin-token"
+roles = ["admin"]
+
+[[identity]]
+name = "ann"
+# printf %s analyst-token | sha256sum
+token_sha256 = "{ann}"
+roles = ["analyst"]
+
+[[jwt]]
+issuer = "{ISSUER}"
+audiences = ["polarway"]
+algorithms = ["RS256", "ES256", "HS256"]
+leeway_secs = 30
+keys = [
+  {{ kid = "rsa1", alg = "RS256", public_key_file = "{rsa}" }},
+  {{ kid = "ec1", alg = "ES256", public_key_file = "{ec}" }},
+  {{ kid = "hs1", alg = "HS256", secret = "hs-secret-of-at-least-32-bytes!!" }},
+]
+
+[[jwt]]
+issuer = "https://rotating.test"
+algorithms = ["RS256"]
+jwks_file = "jwks.json"
+default_roles = ["analyst"]
+
+[roles.admin]
+methods = ["*"]
+datasets = ["*"]
+
+[roles.analyst]
+methods = ["Load", "Query", "List", "Describe", "Health", "CacheStats"]
+datasets = ["trades_*"]
+"#,
+        ann = hex(&sha256(b"analyst-token")),
+        rsa = keys.join("rsa_public.pem").display(),
+        ec = keys.join("ec_public.pem").display(),
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn claims(iss: &str, aud: &str, exp_in: i64, nbf_in: i64) -> serde_json::Value {
+    json!({ "sub": "alice", "iss": iss, "aud": aud, "exp": now() + exp_in, "nbf": now() + nbf_in, "roles": ["analyst"] })
+}
+
+fn sign(alg: Algorithm, kid: &str, claims: &serde_json::Value) -> String {
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap()).unwrap(),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&std::fs::read(keys().join("ec_private.pem")).unwrap()).unwrap(),
+        _ => EncodingKey::from_secret(b"hs-secret-of-at-least-32-bytes!!"),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.into());
+    encode(&header, claims, &key).unwrap()
+}
+
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+async fn as_token(gw: &Gateway, token: &str) -> DistributedClient {
+    DistributedClient::builder(gw.url()).auth_token(token).retries(0, Duration::ZERO).connect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(3);
+    let gw = Gateway::start(&cluster, &["--policy", policy(dir.path()).to_str().unwrap()]);
+    let df = frame(5);
+
+    let admin = as_token(&gw, "admin-token").await;
+    admin.store("trades_a", &df).await.unwrap();
+    admin.store("quotes_a", &df).await.unwrap();
+
+    // Who are you?
+    let anonymous = DistributedClient::builder(gw.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    assert_eq!(code_of(anonymous.load("trades_a").await), Code::Unauthenticated, "no token");
+    assert_eq!(code_of(as_token(&gw, "wrong-token").await.load("trades_a").await), Code::Unauthenticated, "wrong token");
+    let cases = [
+        ("expired", sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "polarway", -3600, -7200))),
+        ("not yet valid", sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "polarway", 7200, 3600))),
+        ("wrong issuer", sign(Algorithm::RS256, "rsa1", &claims("https://evil.test", "polarway", 600, -10))),
+        ("wrong audience", sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "other", 600, -10))),
+        ("bad signature", format!("{}x", sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "polarway", 600, -10)))),
+        ("unknown kid", sign(Algorithm::RS256, "nope", &claims(ISSUER, "polarway", 600, -10))),
+    ];
+    for (what, token) in &cases {
+        assert_eq!(code_of(as_token(&gw, token).await.load("trades_a").await), Code::Unauthenticated, "{what}");
+    }
+    // alg: none, unsigned.
+    let body = claims(ISSUER, "polarway", 600, -10).to_string();
+    let none = format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), b64url(body.as_bytes()));
+    assert_eq!(code_of(as_token(&gw, &none).await.load("trades_a").await), Code::Unauthenticated, "alg none");
+    // Algorithm confusion: HS256 "signed" with the RSA public key, naming the RSA key, or no key.
+    let public = std::fs::read(keys().join("rsa_public.pem")).unwrap();
+    for kid in [Some("rsa1"), None] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(String::from);
+        let forged = encode(&header, &claims(ISSUER, "polarway", 600, -10), &EncodingKey::from_secret(&public)).unwrap();
+        assert_eq!(
+            code_of(as_token(&gw, &forged).await.load("trades_a").await),
+            Code::Unauthenticated,
+            "HS256 with the RSA public key, kid {kid:?}"
+        );
+    }
+
+    // What may you do?
+    let ann = as_token(&gw, "analyst-token").await;
+    assert_eq!(ann.load("trades_a").await.unwrap().height(), 5);
+    assert_eq!(ann.query("SELECT count(*) AS n FROM trades_a").await.unwrap().height(), 1);
+    assert!(!ann.list("").await.unwrap().is_empty());
+    assert_eq!(code_of(ann.store("trades_b", &df).await), Code::PermissionDenied, "role without the method");
+    assert_eq!(code_of(ann.delete("trades_a").await), Code::PermissionDenied, "role without the method");
+    assert_eq!(code_of(ann.load("quotes_a").await), Code::PermissionDenied, "dataset outside the pattern");
+    assert_eq!(code_of(ann.query("SELECT 1").await), Code::PermissionDenied, "query naming no dataset");
+
+    // Valid JWTs of every algorithm, including one expired within the leeway.
+    for (alg, kid) in [(Algorithm::RS256, "rsa1"), (Algorithm::ES256, "ec1"), (Algorithm::HS256, "hs1")] {
+        let c = as_token(&gw, &sign(alg, kid, &claims(ISSUER, "polarway", 600, -10))).await;
+        assert_eq!(c.load("trades_a").await.unwrap().height(), 5, "{alg:?}");
+        assert_eq!(code_of(c.load("quotes_a").await), Code::PermissionDenied, "{alg:?} outside the pattern");
+    }
+    let within_leeway = sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "polarway", -5, -60));
+    assert_eq!(as_token(&gw, &within_leeway).await.load("trades_a").await.unwrap().height(), 5);
+
+    // JWKS key rotation: a token under a new kid fails until the JWKS file lists it.
+    let rotating = json!({ "sub": "bob", "iss": "https://rotating.test", "exp": now() + 600 });
+    let token = sign(Algorithm::RS256, "k2", &rotating);
+    assert_eq!(code_of(as_token(&gw, &token).await.load("trades_a").await), Code::Unauthenticated);
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap()).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("k2".into());
+    write_atomic(&dir.path().join("jwks.json"), &json!({ "keys": [jwk] }).to_string());
+    let client = as_token(&gw, &token).await;
+    let rotated = eventually(Duration::from_secs(20), || async { client.load("trades_a").await.is_ok() }).await;
+    assert!(rotated, "the new JWKS key was not picked up");
+}
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
+        for (name, sans) in [("server", vec!["localhost".to_string(), "127.0.0.1".to_string()]), ("client", vec!["client".to_string()])] {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(sans).unwrap().signed_by(&key, &ca).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.dir.path().join(f).display().to_string()
+    }
+
+    fn options(&self, with_client_cert: bool) -> TlsOptions {
+        TlsOptions {
+            ca_cert: Some(self.dir.path().join("ca.crt")),
+            client_cert: with_client_cert.then(|| self.dir.path().join("client.crt")),
+            client_key: with_client_cert.then(|| self.dir.path().join("client.key")),
+            domain: None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_and_mutual_tls() {
+    let pki = Pki::new();
+    let cluster = Cluster::start(1);
+    let (cert, key, ca) = (pki.path("server.crt"), pki.path("server.key"), pki.path("ca.crt"));
+    let tls_gw = Gateway::start(&cluster, &["--tls-cert", &cert, "--tls-key", &key]);
+    let mtls_gw = Gateway::start(&cluster, &["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca]);
+    let https = |gw: &Gateway| format!("https://localhost:{}", gw.proc.addr().rsplit(':').next().unwrap());
+    let df = frame(3);
+
+    let client = DistributedClient::builder(https(&tls_gw)).tls(pki.options(false)).connect().await.unwrap();
+    client.store("secure_a", &df).await.unwrap();
+    assert!(client.load("secure_a").await.unwrap().equals_missing(&df));
+
+    let client = DistributedClient::builder(https(&mtls_gw)).tls(pki.options(true)).connect().await.unwrap();
+    assert!(client.load("secure_a").await.unwrap().equals_missing(&df));
+
+    // Without a client certificate the mTLS gateway refuses the connection.
+    let refused = match DistributedClient::builder(https(&mtls_gw)).tls(pki.options(false)).retries(0, Duration::ZERO).connect().await {
+        Err(_) => true,
+        Ok(c) => c.health_check().await.is_err(),
+    };
+    assert!(refused, "a client without a certificate got through mutual TLS");
+    // Plaintext to the TLS port fails too.
+    let plain = match DistributedClient::builder(tls_gw.url()).retries(0, Duration::ZERO).connect().await {
+        Err(_) => true,
+        Ok(c) => c.health_check().await.is_err(),
+    };
+    assert!(plain);
+}

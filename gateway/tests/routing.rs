@@ -1,0 +1,132 @@
+//! Sticky routing and failover: rendezvous hashing keeps each dataset on one worker (its cache
+//! stays warm: compare with round robin); when a worker is killed (-9) under load, idempotent
+//! calls still succeed, non-idempotent ones fail with UNAVAILABLE instead of hanging, and only the
+//! dead worker's datasets move.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use polarway::{Code, DistributedClient};
+
+async fn cache_totals(cluster: &Cluster) -> (u64, u64) {
+    let mut totals = (0, 0);
+    for w in &cluster.workers {
+        let s = w.client().await.cache_stats().await.unwrap();
+        totals.0 += s.hits;
+        totals.1 += s.misses;
+    }
+    totals
+}
+
+/// Load each of `names` `rounds` times through `client`; the workers' cache hit rate over it.
+async fn hit_rate(cluster: &Cluster, client: &DistributedClient, names: &[String], rounds: usize) -> f64 {
+    let before = cache_totals(cluster).await;
+    for _ in 0..rounds {
+        for n in names {
+            assert_eq!(client.load(n).await.unwrap().height(), 1000);
+        }
+    }
+    let after = cache_totals(cluster).await;
+    let (hits, misses) = (after.0 - before.0, after.1 - before.1);
+    hits as f64 / (hits + misses).max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sticky_hashing_keeps_caches_warm() {
+    let cluster = Cluster::start(3);
+    let hashing = Gateway::start(&cluster, &[]);
+    let round_robin = Gateway::start(&cluster, &["--routing", "round-robin"]);
+    let (h, rr) = (hashing.client().await, round_robin.client().await);
+    // 25 datasets (not a multiple of 3, so round robin does not line up by accident), 4 rounds.
+    let sticky: Vec<String> = (0..25).map(|i| format!("sticky_{i}")).collect();
+    let spread: Vec<String> = (0..25).map(|i| format!("spread_{i}")).collect();
+    for n in sticky.iter().chain(&spread) {
+        h.store(n, &frame(1000)).await.unwrap();
+    }
+    let hashed = hit_rate(&cluster, &h, &sticky, 4).await;
+    let rotated = hit_rate(&cluster, &rr, &spread, 4).await;
+    eprintln!("cache hit rate over 25 datasets x 4 loads, 3 workers: hashing {hashed:.2}, round robin {rotated:.2}");
+    assert!(hashed >= 0.7, "hashing hit rate {hashed}");
+    assert!(hashed > rotated + 0.3, "hashing {hashed} vs round robin {rotated}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_under_load_moves_only_the_dead_workers_keys() {
+    let mut cluster = Cluster::start(3);
+    let gw = Gateway::start(&cluster, &["--health-interval", "0.3"]);
+    let client = gw.client().await;
+    let names: Vec<String> = (0..30).map(|i| format!("ds_{i}")).collect();
+    for n in &names {
+        client.store(n, &frame(2000)).await.unwrap();
+    }
+    let mut raw = raw(&gw.url()).await;
+    let mut before = HashMap::new();
+    for n in &names {
+        before.insert(n.clone(), backend_of(&mut raw, n).await.unwrap());
+    }
+    let victim = cluster.workers[0].addr().to_string();
+    let victims_keys = before.values().filter(|b| **b == victim).count();
+    assert!(victims_keys > 0 && victims_keys < names.len(), "{victims_keys} keys on the victim");
+
+    // Load: readers (idempotent) and writers (non-idempotent), each a bounded number of calls.
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::new();
+    for r in 0..4 {
+        let (client, names, started) = (client.clone(), names.clone(), started.clone());
+        readers.push(tokio::spawn(async move {
+            for i in 0..60 {
+                let n = &names[(i * 7 + r) % names.len()];
+                started.fetch_add(1, Ordering::Relaxed);
+                let df = client.load(n).await.unwrap_or_else(|e| panic!("load {n} failed: {e}"));
+                assert_eq!(df.height(), 2000);
+                client.describe(n).await.unwrap_or_else(|e| panic!("describe {n} failed: {e}"));
+            }
+        }));
+    }
+    let writer = {
+        let names = names.clone();
+        let client = DistributedClient::builder(gw.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+        tokio::spawn(async move {
+            let mut unavailable = 0;
+            for i in 0..60 {
+                let n = &names[i % names.len()];
+                let stored = tokio::time::timeout(Duration::from_secs(30), client.store(n, &frame(2000))).await;
+                match stored.expect("a store hung instead of failing") {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some(Code::Unavailable) => unavailable += 1,
+                    Err(e) => panic!("store {n}: unexpected {e}"),
+                }
+            }
+            unavailable
+        })
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while started.load(Ordering::Relaxed) < 40 && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.workers[0].proc.kill9();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let unavailable = writer.await.unwrap();
+    eprintln!("stores failed with UNAVAILABLE after the kill: {unavailable} of 60");
+
+    let mut moved = 0;
+    for n in &names {
+        let now = backend_of(&mut raw, n).await.unwrap();
+        if before[n] == victim {
+            assert_ne!(now, victim, "{n} still routed to the dead worker");
+            moved += 1;
+        } else {
+            assert_eq!(now, before[n], "{n} moved although its worker is alive");
+        }
+    }
+    assert_eq!(moved, victims_keys);
+    let text = http_get(&gw.metrics_url());
+    assert!(text.contains(&format!("polarway_gateway_upstream_healthy{{backend=\"{victim}\"}} 0")), "{text}");
+}
