@@ -104,13 +104,8 @@ function value(data, i) {
       for (let j = Number(data.valueOffsets[i]); j < Number(data.valueOffsets[i + 1]); j++) out.push(value(child, j));
       return out;
     }
-    case Type.Struct: {
-      const out = {};
-      t.children.forEach((f, k) => {
-        out[f.name] = value(data.children[k], i);
-      });
-      return out;
-    }
+    case Type.Struct: // a Map keeps field order even for integer-like names
+      return new Map(t.children.map((f, k) => [f.name, value(data.children[k], i)]));
     case Type.Dictionary: {
       let idx = Number(data.values[i]);
       for (const chunk of data.dictionary.data) {
@@ -123,10 +118,14 @@ function value(data, i) {
   throw new Error(`no canonical value for Arrow type ${t}`);
 }
 
-/**
- * The canonical dump of `table`: a header line, one compact JSON line per column, a closing line.
- * JSON.stringify escapes exactly what the format escapes (", \, control characters).
- */
+/** Compact JSON of a canonical value; JSON.stringify escapes strings exactly as the format does. */
+function json(v) {
+  if (Array.isArray(v)) return `[${v.map(json).join(',')}]`;
+  if (v instanceof Map) return `{${[...v].map(([k, x]) => `${JSON.stringify(k)}:${json(x)}`).join(',')}}`;
+  return JSON.stringify(v);
+}
+
+/** The canonical dump of `table`: a header line, one compact JSON line per column, a closing line. */
 export function canonicalJson(table) {
   const lines = table.schema.fields.map((f, k) => {
     const values = [];
@@ -134,7 +133,7 @@ export function canonicalJson(table) {
       const data = batch.data.children[k];
       for (let i = 0; i < batch.numRows; i++) values.push(value(data, i));
     }
-    return JSON.stringify({ name: f.name, type: typeName(f.type), values });
+    return json(new Map([['name', f.name], ['type', typeName(f.type)], ['values', values]]));
   });
   const body = lines.map((line, k) => `${k ? ',' : ''}\n${line}`).join('');
   return `{"format":"polarway-xlang/1","rows":${table.numRows},"columns":[${body}\n]}\n`;
