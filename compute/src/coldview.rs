@@ -76,6 +76,19 @@ impl ColdView {
                     std::fs::rename(&tmp, &target)?;
                     Ok(linked)
                 }
+                ObjectData::Temp(src) => {
+                    if copied.as_deref() == Some(key_owned.as_str()) && target.exists() {
+                        let _ = std::fs::remove_file(&src);
+                        return Ok(false);
+                    }
+                    // A private copy: move it into place (copy across file systems).
+                    if std::fs::rename(&src, &tmp).is_err() {
+                        std::fs::copy(&src, &tmp)?;
+                        let _ = std::fs::remove_file(&src);
+                    }
+                    std::fs::rename(&tmp, &target)?;
+                    Ok(false)
+                }
                 ObjectData::Bytes(b) => {
                     if copied.as_deref() == Some(key_owned.as_str()) && target.exists() {
                         return Ok(false);

@@ -11,6 +11,8 @@ pub enum HandleStoreKind {
     Memory,
     /// Datasets in a directory shared by all workers (POLARWAY_STATE_DIR).
     External,
+    /// Datasets in an S3 bucket shared by all workers (POLARWAY_S3_BUCKET).
+    S3,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -58,6 +60,34 @@ pub struct ServerArgs {
     /// CA (PEM) that client certificates must chain to: enables mutual TLS.
     #[arg(long, env = "POLARWAY_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+
+    /// S3 bucket of the `s3` store.
+    #[arg(long, env = "POLARWAY_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// Key prefix inside the bucket, e.g. `polarway/`.
+    #[arg(long, env = "POLARWAY_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+
+    /// S3 endpoint URL for S3-compatible stores (AWS_ENDPOINT_URL works too).
+    #[arg(long, env = "POLARWAY_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Path-style addressing (http://host/bucket/key), which most S3-compatible stores need.
+    #[arg(long, env = "POLARWAY_S3_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: bool,
+
+    /// Seconds one S3 request may take before it is retried (3 attempts), then UNAVAILABLE.
+    #[arg(long, env = "POLARWAY_S3_TIMEOUT", default_value_t = 30.0)]
+    pub s3_timeout: f64,
+
+    /// Run on an S3 store that does not enforce conditional writes (safe with one writer only).
+    #[arg(long, env = "POLARWAY_S3_ALLOW_UNCONDITIONAL_WRITES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub s3_allow_unconditional_writes: bool,
+
+    /// Local disk cache of S3 objects, GB (under <data-dir>/s3-cache).
+    #[arg(long, env = "POLARWAY_DISK_CACHE_SIZE", default_value_t = 10.0)]
+    pub disk_cache_size: f64,
 
     /// Bearer token every call except health must present.
     #[arg(long, env = "POLARWAY_AUTH_TOKEN", hide_env_values = true)]
@@ -114,6 +144,14 @@ impl ServerArgs {
     }
 
     pub fn cache_bytes(&self) -> u64 {
-        (self.cache_size.max(0.0) * 1024.0 * 1024.0 * 1024.0) as u64
+        gb(self.cache_size)
     }
+
+    pub fn disk_cache_bytes(&self) -> u64 {
+        gb(self.disk_cache_size)
+    }
+}
+
+fn gb(v: f64) -> u64 {
+    (v.max(0.0) * 1024.0 * 1024.0 * 1024.0) as u64
 }

@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let addr = args.listen_addr();
     let tls = server::tls_config(&args)?;
-    let worker = server::build_worker(&args)?;
+    let worker = server::build_worker(&args).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
     // A stable line for scripts and tests (which start workers on port 0).

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{RecordBatch, RecordBatchReader};
+use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -100,6 +100,11 @@ impl ParquetBatches {
     pub fn open(data: &ObjectData, columns: &[String]) -> Result<Self> {
         match data {
             ObjectData::File(p) => Self::build(ParquetRecordBatchReaderBuilder::try_new(File::open(p)?), columns),
+            ObjectData::Temp(p) => {
+                let file = File::open(p)?;
+                let _ = std::fs::remove_file(p); // ours alone: gone once this read ends
+                Self::build(ParquetRecordBatchReaderBuilder::try_new(file), columns)
+            }
             ObjectData::Bytes(b) => Self::build(ParquetRecordBatchReaderBuilder::try_new(b.clone()), columns),
         }
     }
@@ -117,11 +122,13 @@ impl ParquetBatches {
             }
             None => builder,
         };
-        let reader = builder.build().map_err(|e| Error::internal("reading stored Parquet", e))?;
-        let schema = match &order {
-            Some(ord) => std::sync::Arc::new(reader.schema().project(ord).map_err(|e| Error::internal("projecting", e))?),
-            None => reader.schema(),
+        // The stored Arrow schema, with the schema-level metadata the reader's batches lack
+        // (pandas keeps its index and dtypes there).
+        let schema = match &indices {
+            Some(idx) => std::sync::Arc::new(builder.schema().project(idx).map_err(|e| Error::internal("projecting", e))?),
+            None => builder.schema().clone(),
         };
+        let reader = builder.build().map_err(|e| Error::internal("reading stored Parquet", e))?;
         Ok(Self { reader, order, schema })
     }
 
@@ -141,6 +148,11 @@ impl Iterator for ParquetBatches {
                 .and_then(|b| match &self.order {
                     Some(ord) => b.project(ord).map_err(|e| Error::internal("projecting", e)),
                     None => Ok(b),
+                })
+                .and_then(|b| {
+                    let rows = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+                    RecordBatch::try_new_with_options(self.schema.clone(), b.columns().to_vec(), &rows)
+                        .map_err(|e| Error::internal("reading stored Parquet", e))
                 }),
         )
     }

@@ -18,20 +18,42 @@ use crate::coldview::ColdView;
 use crate::config::{HandleStoreKind, ServerArgs};
 use crate::service::{PolarwayService, Worker};
 use crate::sql::SqlLimits;
+use crate::service::RemoteStats;
+use crate::store::disk_cache::DiskCache;
+use crate::store::s3::{S3Backend, S3Options};
 use crate::store::{dir::DirBackend, memory::MemoryBackend, Backend, Catalog};
 
 /// HTTP/2 windows sized for bulk transfers: the defaults (64 KiB) throttle large loads.
 const STREAM_WINDOW: u32 = 8 << 20;
 const CONNECTION_WINDOW: u32 = 32 << 20;
 
-pub fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
+pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let mut remote = None;
     let backend: Arc<dyn Backend> = match args.handle_store {
         HandleStoreKind::External => Arc::new(DirBackend::open(&args.state_dir())?),
         HandleStoreKind::Memory => Arc::new(MemoryBackend::new(args.data_dir.join("tmp"))?),
+        HandleStoreKind::S3 => {
+            let bucket = args.s3_bucket.clone().filter(|b| !b.is_empty()).context(
+                "POLARWAY_HANDLE_STORE=s3 needs a bucket: set POLARWAY_S3_BUCKET (or --s3-bucket)",
+            )?;
+            let opts = S3Options {
+                bucket,
+                prefix: args.s3_prefix.clone(),
+                endpoint: args.s3_endpoint.clone(),
+                path_style: args.s3_path_style,
+                timeout: Duration::from_secs_f64(args.s3_timeout.max(0.1)),
+                allow_unconditional_writes: args.s3_allow_unconditional_writes,
+            };
+            let disk = Arc::new(DiskCache::open(&args.data_dir.join("s3-cache"), args.disk_cache_bytes())?);
+            let s3 = S3Backend::connect(&opts, args.data_dir.join("tmp/staging"), disk.clone()).await?;
+            remote = Some(RemoteStats { disk, s3: s3.counters() });
+            Arc::new(s3)
+        }
     };
     Ok(Worker {
+        remote,
         catalog: Catalog::new(backend, args.retain_versions),
         cache: Cache::new(args.cache_bytes()),
         cold: ColdView::new(args.cold_dir())?,

@@ -186,3 +186,41 @@ async fn memory_handle_store() {
     // Nothing of the memory store lands in a state directory.
     assert!(!worker.data_dir.join("state").exists());
 }
+
+/// Arrow metadata (schema-level and per field) comes back as it was sent: pandas and other
+/// writers keep their index and dtype descriptions there.
+#[tokio::test(flavor = "multi_thread")]
+async fn arrow_schema_and_field_metadata_round_trip() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType as ArrowType, Field, Schema};
+
+    let worker = Worker::start();
+    let mut raw = common::raw(&worker).await;
+    let field_md = HashMap::from([("unit".to_string(), "USD".to_string())]);
+    let schema_md = HashMap::from([("pandas".to_string(), r#"{"index_columns": ["a"]}"#.to_string())]);
+    let schema = Arc::new(Schema::new_with_metadata(
+        vec![Field::new("a", ArrowType::Int64, true).with_metadata(field_md), Field::new("b", ArrowType::Int64, false)],
+        schema_md,
+    ));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![Some(1), None])), Arc::new(Int64Array::from(vec![3, 4]))]).unwrap();
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    raw.store(futures::stream::iter(common::store_messages("meta", vec![w.into_inner().unwrap()]))).await.unwrap();
+
+    // Twice: the first load reads Parquet, the second is served from the cache.
+    for _ in 0..2 {
+        let mut stream = raw.load(polarway_proto::v1::LoadRequest { name: "meta".into(), columns: vec![], version: None }).await.unwrap().into_inner();
+        let mut bytes = Vec::new();
+        while let Some(msg) = stream.message().await.unwrap() {
+            bytes.extend_from_slice(&msg.ipc);
+        }
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        assert_eq!(reader.schema(), schema, "schema or metadata changed");
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        assert_eq!(batches, vec![batch.clone()]);
+    }
+}

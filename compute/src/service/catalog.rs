@@ -22,8 +22,9 @@ pub async fn delete(w: &Worker, req: pb::DeleteRequest) -> Result<pb::DeleteResp
 }
 
 pub fn cache_stats(w: &Worker) -> pb::CacheStatsResponse {
+    use std::sync::atomic::Ordering::Relaxed;
     let s = w.cache.stats();
-    pb::CacheStatsResponse {
+    let mut out = pb::CacheStatsResponse {
         hits: s.hits,
         misses: s.misses,
         hit_rate: s.hit_rate(),
@@ -31,5 +32,14 @@ pub fn cache_stats(w: &Worker) -> pb::CacheStatsResponse {
         capacity: s.capacity,
         entries: s.entries,
         evictions: s.evictions,
+        ..Default::default()
+    };
+    if let Some(remote) = &w.remote {
+        let d = remote.disk.stats();
+        (out.disk_hits, out.disk_misses, out.disk_bytes, out.disk_capacity) = (d.hits, d.misses, d.bytes, d.capacity);
+        out.store_requests = remote.s3.requests.load(Relaxed);
+        out.store_bytes_read = remote.s3.bytes_read.load(Relaxed);
+        out.store_bytes_written = remote.s3.bytes_written.load(Relaxed);
     }
+    out
 }

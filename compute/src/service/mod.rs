@@ -30,6 +30,13 @@ pub struct Worker {
     pub auth: TokenAuth,
     pub max_upload_bytes: u64,
     pub in_flight: Arc<Semaphore>,
+    /// The disk cache and request counters of a remote (S3) store.
+    pub remote: Option<RemoteStats>,
+}
+
+pub struct RemoteStats {
+    pub disk: Arc<crate::store::disk_cache::DiskCache>,
+    pub s3: Arc<crate::store::s3::S3Counters>,
 }
 
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;

@@ -14,6 +14,9 @@ use crate::error::Result;
 pub enum ObjectData {
     /// A local file that stays readable while open, even if the object is deleted meanwhile.
     File(PathBuf),
+    /// A private local copy made for this read (too big for a cache): whoever reads it removes
+    /// it once it has it open.
+    Temp(PathBuf),
     Bytes(Bytes),
 }
 

@@ -20,7 +20,9 @@
 
 pub mod backend;
 pub mod dir;
+pub mod disk_cache;
 pub mod memory;
+pub mod s3;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,6 +83,8 @@ pub struct Staged {
 }
 
 const CLAIM_ATTEMPTS: usize = 64;
+/// Manifests remembered (a few hundred bytes each).
+const MANIFEST_MEMO_ENTRIES: u64 = 100_000;
 
 /// The version protocol over one backend. Cheap to clone.
 #[derive(Clone)]
@@ -91,6 +95,9 @@ pub struct Catalog {
     /// Newest visible version per dataset, with the listing stamp it was resolved at: a warm
     /// lookup is one stamp check (a stat of the dataset's directory), no reads.
     latest: Arc<Mutex<HashMap<String, (i128, Option<Manifest>)>>>,
+    /// Manifests read so far, by key. A manifest never changes once created (only pruning
+    /// removes it), so a lookup on a remote store costs one listing, not a read per version.
+    manifests: moka::sync::Cache<String, Arc<Manifest>>,
     retain_versions: usize,
 }
 
@@ -136,6 +143,7 @@ impl Catalog {
             backend,
             batch_states: Default::default(),
             latest: Default::default(),
+            manifests: moka::sync::Cache::new(MANIFEST_MEMO_ENTRIES),
             retain_versions: retain_versions.max(1),
         }
     }
@@ -374,10 +382,21 @@ impl Catalog {
     }
 
     async fn read_manifest(&self, name: &str, version: u64) -> Result<Option<Manifest>> {
-        let Some(bytes) = self.backend.get(&manifest_key(name, version)).await? else { return Ok(None) };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::internal(&format!("manifest {version} of {name:?} is unreadable"), e))
+        let key = manifest_key(name, version);
+        if let Some(m) = self.manifests.get(&key) {
+            return Ok(Some((*m).clone()));
+        }
+        let Some(bytes) = self.backend.get(&key).await? else { return Ok(None) };
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::internal(&format!("manifest {version} of {name:?} is unreadable"), e))?;
+        self.manifests.insert(key, Arc::new(m.clone()));
+        Ok(Some(m))
+    }
+
+    async fn delete_manifest(&self, name: &str, version: u64) -> Result<()> {
+        let key = manifest_key(name, version);
+        self.manifests.invalidate(&key);
+        self.backend.delete(&key).await
     }
 
     /// Version numbers with a manifest, newest first.
@@ -477,7 +496,7 @@ impl Catalog {
                         self.backend.delete(d).await?;
                     }
                     if i > 0 {
-                        self.backend.delete(&manifest_key(name, *v)).await?;
+                        self.delete_manifest(name, *v).await?;
                     }
                 }
                 BatchState::Committed => {
@@ -489,7 +508,7 @@ impl Catalog {
                         if let Some(d) = &m.data {
                             self.backend.delete(d).await?;
                         }
-                        self.backend.delete(&manifest_key(name, *v)).await?;
+                        self.delete_manifest(name, *v).await?;
                     } else {
                         kept += 1;
                     }

@@ -218,3 +218,4 @@ pub fn store_messages(name: &str, chunks: Vec<Vec<u8>>) -> Vec<polarway_proto::v
     out.extend(chunks.into_iter().map(|c| StoreRequest { msg: Some(Msg::Ipc(c.into())) }));
     out
 }
+pub mod s3;

@@ -127,7 +127,7 @@ class CacheStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CacheStatsResponse(_message.Message):
-    __slots__ = ("hits", "misses", "hit_rate", "bytes", "capacity", "entries", "evictions")
+    __slots__ = ("hits", "misses", "hit_rate", "bytes", "capacity", "entries", "evictions", "disk_hits", "disk_misses", "disk_bytes", "disk_capacity", "store_requests", "store_bytes_read", "store_bytes_written")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MISSES_FIELD_NUMBER: _ClassVar[int]
     HIT_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,13 @@ class CacheStatsResponse(_message.Message):
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     EVICTIONS_FIELD_NUMBER: _ClassVar[int]
+    DISK_HITS_FIELD_NUMBER: _ClassVar[int]
+    DISK_MISSES_FIELD_NUMBER: _ClassVar[int]
+    DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    STORE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    STORE_BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    STORE_BYTES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     hits: int
     misses: int
     hit_rate: float
@@ -142,7 +149,14 @@ class CacheStatsResponse(_message.Message):
     capacity: int
     entries: int
     evictions: int
-    def __init__(self, hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ...) -> None: ...
+    disk_hits: int
+    disk_misses: int
+    disk_bytes: int
+    disk_capacity: int
+    store_requests: int
+    store_bytes_read: int
+    store_bytes_written: int
+    def __init__(self, hits: _Optional[int] = ..., misses: _Optional[int] = ..., hit_rate: _Optional[float] = ..., bytes: _Optional[int] = ..., capacity: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., disk_hits: _Optional[int] = ..., disk_misses: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., disk_capacity: _Optional[int] = ..., store_requests: _Optional[int] = ..., store_bytes_read: _Optional[int] = ..., store_bytes_written: _Optional[int] = ...) -> None: ...
 
 class Column(_message.Message):
     __slots__ = ("name", "data_type", "nullable")

@@ -1,0 +1,196 @@
+//! Real S3-compatible server (moto_server, installed by scripts/test.sh) and real nginx for the
+//! multi-worker tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{free_port, Worker, WorkerConfig};
+
+/// A moto S3 server on a free loopback port, killed on drop.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("POLARWAY_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let p = PathBuf::from(home).join(".cache/polarway/tools-venv/bin/moto_server");
+    assert!(p.exists(), "moto_server not found at {} (scripts/test.sh installs it; or set POLARWAY_MOTO_SERVER)", p.display());
+    p
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+}
+
+impl S3Server {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        wait_for_port(port, "moto_server");
+        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// The SDK client a test uses to look inside the bucket.
+    pub async fn client(&self) -> aws_sdk_s3::Client {
+        let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "polarway-tests");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// A fresh bucket for one test.
+    pub async fn bucket(&self) -> String {
+        let name = format!("polarway-{}", uuid::Uuid::new_v4().simple());
+        self.client().await.create_bucket().bucket(&name).send().await.expect("create bucket");
+        name
+    }
+
+    /// Every key in `bucket` under `prefix`.
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let out = self.client().await.list_objects_v2().bucket(bucket).prefix(prefix).send().await.expect("list");
+        out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+    }
+
+    /// Freeze the server (SIGSTOP): connections hang, as in an outage.
+    pub fn pause(&self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+
+    /// A worker configuration on this server's `bucket`.
+    pub fn worker(&self, bucket: &str) -> WorkerConfig {
+        WorkerConfig::default()
+            .env("POLARWAY_HANDLE_STORE", "s3")
+            .env("POLARWAY_S3_BUCKET", bucket)
+            .env("POLARWAY_S3_ENDPOINT", self.endpoint.clone())
+            .env("POLARWAY_S3_PATH_STYLE", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            // Never look for instance metadata (a non-loopback address).
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Real nginx with the user guide's gRPC round-robin configuration in front of `workers`.
+pub struct Nginx {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start(workers: &[&Worker]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let servers: String = workers.iter().map(|w| format!("        server {};\n", w.addr)).collect();
+        let p = dir.path().display();
+        // The user guide's nginx.conf, on loopback, with private paths for logs and temp files.
+        // `client_max_body_size 0`: nginx refuses request bodies over 1 MiB by default, which
+        // would cut off any Store larger than that.
+        // Run as root, nginx would hand requests to `nobody`, who cannot enter the test's
+        // private directory.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" };
+        let conf = format!(
+            "{user}daemon off;
+pid {p}/nginx.pid;
+error_log {p}/error.log warn;
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {p}/body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+
+    upstream polarway_backend {{
+{servers}    }}
+
+    server {{
+        listen 127.0.0.1:{port} http2;
+        client_max_body_size 0;
+
+        location / {{
+            grpc_pass grpc://polarway_backend;
+            grpc_set_header Host $host;
+            grpc_read_timeout 300s;
+            grpc_send_timeout 300s;
+        }}
+    }}
+}}
+"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists()).expect(
+            "nginx not found (scripts/test.sh installs Debian's nginx-light)",
+        );
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        wait_for_port(port, "nginx");
+        Self { child, addr: format!("127.0.0.1:{port}"), _dir: dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop its workers; then make sure.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,276 @@
+//! Stateless workers on S3: a real S3-compatible server (moto), several real workers sharing one
+//! bucket, and real nginx round-robin in front of them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::s3::{Nginx, S3Server};
+use common::{code_of, Worker, WorkerConfig};
+use polars::prelude::*;
+use polarway::{Code, Condition, DistributedClient};
+
+fn numbers(n: i64, salt: i64) -> DataFrame {
+    DataFrame::new_infer_height(vec![
+        Series::new("v".into(), (0..n).map(|i| i ^ salt).collect::<Vec<_>>()).into_column(),
+        // Hard to compress, so that a few million rows make a multi-part object.
+        Series::new("h".into(), (0..n).map(|i| (i ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64)).collect::<Vec<_>>())
+            .into_column(),
+    ])
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_worker_stores_loads_queries_and_deletes() {
+    let s3 = S3Server::start();
+    let bucket = s3.bucket().await;
+    let worker = Worker::start_with(s3.worker(&bucket));
+    let client = worker.client().await;
+    assert_eq!(client.health_check().await.unwrap(), "OK");
+
+    let small = numbers(1000, 1);
+    assert_eq!(client.store("small", &small).await.unwrap().version, 1);
+    // 3 million rows of random-looking int64: a Parquet object of well over one 8 MiB part.
+    let big = numbers(3_000_000, 2);
+    let info = client.store("big", &big).await.unwrap();
+    assert!(info.bytes > 16 << 20, "expected a multipart object, got {} bytes", info.bytes);
+    assert!(client.load("big").await.unwrap().equals_missing(&big));
+    assert!(client.load("small").await.unwrap().equals_missing(&small));
+
+    // Versions and conditions.
+    assert_eq!(client.store_if("small", &numbers(10, 3), Condition::IfVersion(1)).await.unwrap().version, 2);
+    assert_eq!(code_of(client.store_if("small", &small, Condition::IfVersion(1)).await), Code::Aborted);
+    assert_eq!(code_of(client.store_if("small", &small, Condition::IfAbsent).await), Code::AlreadyExists);
+    assert!(client.load_with("small", &[], Some(1)).await.unwrap().equals_missing(&small));
+
+    // SQL over S3 datasets, by table name and by cold path.
+    let n = client.query("SELECT COUNT(*)::BIGINT AS n FROM big").await.unwrap();
+    assert_eq!(n.column("n").unwrap().i64().unwrap().get(0), Some(3_000_000));
+    let cold = worker.data_dir.join("cold");
+    let sql = format!("SELECT SUM(v)::BIGINT AS s FROM parquet_scan('{}/sm*.parquet')", cold.display());
+    let expected: i64 = (0..10i64).map(|i| i ^ 3).sum();
+    assert_eq!(client.query(&sql).await.unwrap().column("s").unwrap().i64().unwrap().get(0), Some(expected));
+
+    let names: Vec<String> = client.list("").await.unwrap().into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["big", "small"]);
+    client.delete("big").await.unwrap();
+    assert_eq!(code_of(client.load("big").await), Code::NotFound);
+
+    // The bucket holds only committed objects: no multipart upload was left unfinished.
+    let uploads = s3.client().await.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    assert!(uploads.uploads().is_empty(), "unfinished uploads: {:?}", uploads.uploads());
+    let stats = client.cache_stats().await.unwrap();
+    assert!(stats.store_bytes_written > info.bytes, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_sharing_a_bucket_read_each_others_writes() {
+    let s3 = S3Server::start();
+    let bucket = s3.bucket().await;
+    let a = Worker::start_with(s3.worker(&bucket));
+    let b = Worker::start_with(s3.worker(&bucket));
+    let (ca, cb) = (a.client().await, b.client().await);
+
+    for version in 1..=5i64 {
+        let df = numbers(2000 + version, version);
+        ca.store("shared", &df).await.unwrap();
+        // Right after the store returns on A, B serves the new version (after warming up on
+        // the previous one, so a stale cache would show).
+        assert!(cb.load("shared").await.unwrap().equals_missing(&df), "version {version}");
+        let rows = cb.query("SELECT COUNT(*)::BIGINT AS n FROM shared").await.unwrap();
+        assert_eq!(rows.column("n").unwrap().i64().unwrap().get(0), Some(2000 + version));
+    }
+
+    // Conditional stores racing on two workers: exactly one winner, every time.
+    for round in 0..10 {
+        let name = format!("race_{round}");
+        let (da, db) = (numbers(3000, 10), numbers(3000, 20));
+        let (ra, rb) = tokio::join!(ca.store_if(&name, &da, Condition::IfAbsent), cb.store_if(&name, &db, Condition::IfAbsent));
+        assert_eq!([ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count(), 1, "round {round}: {ra:?} / {rb:?}");
+        let winner = if ra.is_ok() { &da } else { &db };
+        assert_eq!(code_of(if ra.is_ok() { rb } else { ra }), Code::AlreadyExists);
+        assert!(ca.load(&name).await.unwrap().equals_missing(winner));
+        assert!(cb.load(&name).await.unwrap().equals_missing(winner));
+    }
+}
+
+/// Warm loads come from memory after one listing; measure what cross-worker validation costs.
+#[tokio::test(flavor = "multi_thread")]
+async fn warm_loads_are_served_from_the_cache_and_validated_by_one_listing() {
+    let s3 = S3Server::start();
+    let bucket = s3.bucket().await;
+    let worker = Worker::start_with(s3.worker(&bucket));
+    let client = worker.client().await;
+    let df = numbers(10_000, 5);
+    client.store("hot", &df).await.unwrap();
+    client.load("hot").await.unwrap();
+    let before = client.cache_stats().await.unwrap();
+    let loads = 50;
+    let started = Instant::now();
+    for _ in 0..loads {
+        assert!(client.load("hot").await.unwrap().equals_missing(&df));
+    }
+    let per_load = started.elapsed() / loads;
+    let after = client.cache_stats().await.unwrap();
+    assert_eq!(after.hits - before.hits, loads as u64, "{after:?}");
+    assert_eq!(after.misses, before.misses);
+    assert_eq!(after.store_bytes_read, before.store_bytes_read, "warm loads must not read objects from S3");
+    let requests = (after.store_requests - before.store_requests) as f64 / loads as f64;
+    assert!(requests <= 1.0, "{requests} S3 requests per warm load");
+
+    // The same loads on the external store (no S3 round trip) for comparison.
+    let local = Worker::start();
+    let lc = local.client().await;
+    lc.store("hot", &df).await.unwrap();
+    lc.load("hot").await.unwrap();
+    let started = Instant::now();
+    for _ in 0..loads {
+        lc.load("hot").await.unwrap();
+    }
+    let local_per_load = started.elapsed() / loads;
+    println!(
+        "warm load of 10k rows (debug build): s3 store {per_load:?} ({requests} S3 request per load), external store {local_per_load:?}; \
+         S3 bytes read {}, written {}",
+        after.store_bytes_read, after.store_bytes_written
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_during_a_multipart_store_leaves_the_old_version_everywhere() {
+    let s3 = S3Server::start();
+    let bucket = s3.bucket().await;
+    let mut a = Worker::start_with(s3.worker(&bucket));
+    let b = Worker::start_with(s3.worker(&bucket));
+    let (ca, cb) = (a.client().await, b.client().await);
+    let old = numbers(1000, 1);
+    ca.store("ds", &old).await.unwrap();
+    let old_objects = s3.keys(&bucket, "datasets/ds/").await;
+
+    let big = numbers(6_000_000, 2);
+    let upload = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.store("ds", &big).await }
+    });
+    // Kill A once its multipart upload to S3 is under way.
+    let s3_client = s3.client().await;
+    let mut started = false;
+    for _ in 0..1200 {
+        let uploads = s3_client.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+        if !uploads.uploads().is_empty() {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(started, "the multipart upload never started");
+    a.kill9();
+    assert!(upload.await.unwrap().is_err(), "the interrupted store must fail");
+
+    // B (and a fresh A) still serve version 1; no new object became visible.
+    assert!(cb.load("ds").await.unwrap().equals_missing(&old));
+    assert_eq!(cb.describe("ds").await.unwrap().version, 1);
+    assert_eq!(s3.keys(&bucket, "datasets/ds/").await, old_objects);
+    let a2 = Worker::start_with(s3.worker(&bucket));
+    assert!(a2.client().await.load("ds").await.unwrap().equals_missing(&old));
+    // The next store takes version 2.
+    assert_eq!(cb.store("ds", &numbers(5, 3)).await.unwrap().version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_outage_is_unavailable_then_heals_by_itself() {
+    let s3 = S3Server::start();
+    let bucket = s3.bucket().await;
+    let worker = Worker::start_with(s3.worker(&bucket).env("POLARWAY_S3_TIMEOUT", "1"));
+    let client = DistributedClient::builder(worker.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    let df = numbers(1000, 1);
+    client.store("kept", &df).await.unwrap();
+
+    s3.pause();
+    assert_eq!(code_of(client.store("other", &df).await), Code::Unavailable);
+    assert_eq!(code_of(client.load("kept").await), Code::Unavailable);
+    assert_eq!(code_of(client.list("").await), Code::Unavailable);
+    assert_eq!(client.health_check().await.unwrap(), "OK", "the worker itself keeps serving");
+
+    s3.resume();
+    // It recovers without a restart, and nothing was lost or half-written.
+    let mut healed = false;
+    for _ in 0..100 {
+        if client.list("").await.is_ok() {
+            healed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healed, "the worker did not recover after S3 came back");
+    assert!(client.load("kept").await.unwrap().equals_missing(&df));
+    let names: Vec<String> = client.list("").await.unwrap().into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["kept"], "a store that failed during the outage became visible");
+    assert_eq!(client.store("other", &df).await.unwrap().version, 1);
+}
+
+/// A store that ignores If-None-Match would let two workers commit the same version: refuse it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_refuses_a_missing_bucket_with_a_clear_error() {
+    let s3 = S3Server::start();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["server", "--grpc-port", "0", "--data-dir"]).arg(tempfile::tempdir().unwrap().path());
+    for (k, v) in s3.worker("no-such-bucket").env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-bucket") && err.contains("POLARWAY_S3_BUCKET"), "{err}");
+}
+
+/// The user guide's multi-worker setup: three workers behind nginx round robin, on both shared
+/// stores. Every worker serves, and every answer is the same.
+async fn three_workers_behind_nginx(cfg: impl Fn() -> WorkerConfig) {
+    let workers: Vec<Worker> = (0..3).map(|_| Worker::start_with(cfg())).collect();
+    let nginx = Nginx::start(&workers.iter().collect::<Vec<_>>());
+    let client = DistributedClient::connect(nginx.url()).await.unwrap();
+    let frames: Vec<DataFrame> = (0..4).map(|i| numbers(5000 + i, i)).collect();
+    for (i, df) in frames.iter().enumerate() {
+        client.store(&format!("trades_{i}"), df).await.unwrap();
+    }
+    // A large store streams through nginx too.
+    let big = numbers(1_000_000, 9);
+    client.store("big", &big).await.unwrap();
+    for round in 0..6 {
+        for (i, df) in frames.iter().enumerate() {
+            assert!(client.load(&format!("trades_{i}")).await.unwrap().equals_missing(df), "round {round} trades_{i}");
+        }
+        assert_eq!(client.list("trades_").await.unwrap().len(), 4);
+        let n = client.query("SELECT COUNT(*)::BIGINT AS n FROM trades_2").await.unwrap();
+        assert_eq!(n.column("n").unwrap().i64().unwrap().get(0), Some(5002));
+    }
+    assert!(client.load("big").await.unwrap().equals_missing(&big));
+    // A new version stored through nginx is what every worker serves next.
+    let v2 = numbers(7, 42);
+    client.store("trades_0", &v2).await.unwrap();
+    for w in &workers {
+        assert!(w.client().await.load("trades_0").await.unwrap().equals_missing(&v2), "worker {}", w.addr);
+    }
+    // Round robin reached every worker.
+    for w in &workers {
+        let s = w.client().await.cache_stats().await.unwrap();
+        assert!(s.hits + s.misses >= 4, "worker {} served no loads through nginx: {s:?}", w.addr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_on_a_shared_directory_behind_nginx() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    three_workers_behind_nginx(|| {
+        WorkerConfig::default().env("POLARWAY_HANDLE_STORE", "external").env("POLARWAY_STATE_DIR", state.display().to_string())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_on_s3_behind_nginx() {
+    let s3 = S3Server::start();
+    let bucket = s3.bucket().await;
+    three_workers_behind_nginx(|| s3.worker(&bucket)).await;
+}
