@@ -161,10 +161,9 @@ def test_pandas_roundtrip(client, name):
     )
     client.store(name, pdf)
     back = client.load(name, format="pandas")
-    # The server keeps field metadata but not schema metadata, so pandas' own metadata is lost:
-    # a nullable Int64 column comes back as float64 with NaN (as from any Parquet without it).
-    expected = pdf.astype({"nullable": "float64"})
-    pd.testing.assert_frame_equal(back, expected)
+    # The server keeps Arrow schema metadata, where pandas records its dtypes: even a nullable
+    # Int64 extension column comes back as it went.
+    pd.testing.assert_frame_equal(back, pdf)
     assert client.load(name, format="arrow").schema.field("nullable").type == pa.int64()
     # and as Polars: the same values
     assert client.load(name)["i64"].to_list() == [1, 2, 3]
