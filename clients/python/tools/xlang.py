@@ -66,6 +66,8 @@ def wide_table() -> pa.Table:
             pa.struct([("x", pa.int32()), ("label", pa.string())]),
         ),
         "cat": pa.array(["buy", "sell", None, "buy", ""], pa.string()).dictionary_encode(),
+        "fsl": pa.array([[1, 2], None, [I64_MAX, None], [0, 0], [-1, -2]], pa.list_(pa.int64(), 2)),
+        "nothing": pa.nulls(5),
     }
     return pa.table(cols)
 
@@ -97,6 +99,10 @@ def type_name(t: pa.DataType) -> str:
         return f"decimal128({t.precision}, {t.scale})"
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
         return f"list<{type_name(t.value_type)}>"
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{type_name(t.value_type)}>[{t.list_size}]"
+    if pa.types.is_null(t):
+        return "null"
     if pa.types.is_struct(t):
         return "struct<" + ", ".join(f"{f.name}: {type_name(f.type)}" for f in t) + ">"
     if pa.types.is_dictionary(t):
@@ -134,7 +140,12 @@ def values(arr: pa.Array) -> list[Any]:
     t = arr.type
     if pa.types.is_dictionary(t):
         return values(arr.dictionary_decode())
+    if pa.types.is_null(t):
+        return [None] * len(arr)
     valid = arr.is_valid().to_pylist()
+    if pa.types.is_fixed_size_list(t):
+        n, inner = t.list_size, values(arr.values)  # .values: the whole child, slots of null rows too
+        return [inner[(arr.offset + i) * n : (arr.offset + i + 1) * n] if ok else None for i, ok in enumerate(valid)]
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         offsets = arr.offsets.to_pylist()
         inner = values(arr.values)

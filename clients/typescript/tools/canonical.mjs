@@ -41,6 +41,10 @@ export function typeName(t) {
     case Type.List:
     case Type.LargeList:
       return `list<${typeName(t.children[0].type)}>`;
+    case Type.FixedSizeList:
+      return `fixed_size_list<${typeName(t.children[0].type)}>[${t.listSize}]`;
+    case Type.Null:
+      return 'null';
     case Type.Struct:
       return `struct<${t.children.map((f) => `${f.name}: ${typeName(f.type)}`).join(', ')}>`;
     case Type.Dictionary:
@@ -75,7 +79,7 @@ function decimalText(words, scale) {
 
 /** The canonical value of row `i` of one chunk (`Data`) of a column. */
 function value(data, i) {
-  if (!data.getValid(i)) return null;
+  if (data.type.typeId === Type.Null || !data.getValid(i)) return null;
   const t = data.type;
   switch (t.typeId) {
     case Type.Int:
@@ -103,6 +107,10 @@ function value(data, i) {
       const out = [];
       for (let j = Number(data.valueOffsets[i]); j < Number(data.valueOffsets[i + 1]); j++) out.push(value(child, j));
       return out;
+    }
+    case Type.FixedSizeList: {
+      const [child] = data.children;
+      return Array.from({ length: t.listSize }, (_, k) => value(child, i * t.listSize + k));
     }
     case Type.Struct: // a Map keeps field order even for integer-like names
       return new Map(t.children.map((f, k) => [f.name, value(data.children[k], i)]));

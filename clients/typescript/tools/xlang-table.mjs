@@ -70,11 +70,18 @@ export function xlangColumns() {
       { x: 0, label: '' },
     ]),
     cat: col(new A.Dictionary(new A.Utf8(), new A.Int32()), ['buy', 'sell', null, 'buy', '']),
+    fsl: col(new A.FixedSizeList(2, field('item', new A.Int64())), [[1n, 2n], null, [I64_MAX, null], [0n, 0n], [-1n, -2n]]),
+    nothing: col(new A.Null(), [null, null, null, null, null]),
   };
 }
 
 export function xlangTable() {
-  const table = new A.Table(xlangColumns());
+  // An explicit schema: every field nullable (inferred, a Null-typed field would be non-nullable).
+  const columns = Object.entries(xlangColumns());
+  const schema = new A.Schema(columns.map(([name, v]) => new A.Field(name, v.type, true)));
+  const children = columns.map(([, v]) => v.data[0]);
+  const struct = A.makeData({ type: new A.Struct(schema.fields), length: ROWS, nullCount: 0, children });
+  const table = new A.Table([new A.RecordBatch(schema, struct)]);
   if (table.numRows !== ROWS) throw new Error(`the shared table has ${table.numRows} rows, not ${ROWS}`);
   return table;
 }

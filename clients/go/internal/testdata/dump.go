@@ -56,7 +56,7 @@ func Dump(tbl arrow.Table) ([]byte, error) {
 
 // TypeName is the canonical name of a type. Representation-only differences are normalized:
 // utf8/large_utf8/utf8_view are "string", binary/large_binary/binary_view "binary",
-// list/large_list "list<T>", and a dictionary is "dictionary<VALUE>" whatever its index type.
+// list/large_list "list<T>" (fixed_size_list<T>[N] stays apart), and a dictionary is "dictionary<VALUE>" whatever its index type.
 func TypeName(t arrow.DataType) (string, error) {
 	switch t := t.(type) {
 	case *arrow.Int8Type, *arrow.Int16Type, *arrow.Int32Type, *arrow.Int64Type,
@@ -82,15 +82,17 @@ func TypeName(t arrow.DataType) (string, error) {
 		return fmt.Sprintf("time64[%s]", t.Unit), nil
 	case *arrow.Decimal128Type:
 		return fmt.Sprintf("decimal128(%d, %d)", t.Precision, t.Scale), nil
+	case *arrow.FixedSizeListType:
+		elem, err := TypeName(t.Elem())
+		return fmt.Sprintf("fixed_size_list<%s>[%d]", elem, t.Len()), err
 	case arrow.ListLikeType:
 		if _, ok := t.(*arrow.MapType); ok {
 			break
 		}
-		if _, ok := t.(*arrow.FixedSizeListType); ok {
-			break
-		}
 		elem, err := TypeName(t.Elem())
 		return "list<" + elem + ">", err
+	case *arrow.NullType:
+		return "null", nil
 	case *arrow.StructType:
 		parts := make([]string, t.NumFields())
 		for i, f := range t.Fields() {
@@ -115,7 +117,7 @@ type object []struct {
 }
 
 func value(a arrow.Array, i int) (any, error) {
-	if a.IsNull(i) {
+	if _, ok := a.(*array.Null); ok || a.IsNull(i) { // a Null array has no validity bitmap
 		return nil, nil
 	}
 	str := func(v any) (any, error) { return fmt.Sprint(v), nil }
@@ -167,7 +169,7 @@ func value(a arrow.Array, i int) (any, error) {
 	case *array.Decimal128:
 		scale := a.DataType().(*arrow.Decimal128Type).Scale
 		return decimalString(a.Value(i).BigInt(), scale), nil
-	case *array.List, *array.LargeList, *array.ListView, *array.LargeListView:
+	case *array.List, *array.LargeList, *array.ListView, *array.LargeListView, *array.FixedSizeList:
 		l := a.(array.ListLike)
 		start, end := l.ValueOffsets(i)
 		out := []any{}

@@ -43,6 +43,8 @@ var XlangSchema = arrow.NewSchema([]arrow.Field{
 		arrow.Field{Name: "label", Type: arrow.BinaryTypes.String, Nullable: true},
 	), Nullable: true},
 	{Name: "cat", Type: &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: arrow.BinaryTypes.String}, Nullable: true},
+	{Name: "fsl", Type: arrow.FixedSizeListOf(2, arrow.PrimitiveTypes.Int64), Nullable: true},
+	{Name: "nothing", Type: arrow.Null, Nullable: true},
 }, nil)
 
 // XlangRecord is the fixed 5-row batch of XlangSchema; the other clients build the same values
@@ -123,5 +125,19 @@ func XlangRecord(mem memory.Allocator) arrow.RecordBatch {
 			panic(err)
 		}
 	}
+
+	fb := f(27).(*array.FixedSizeListBuilder)
+	fv := fb.ValueBuilder().(*array.Int64Builder)
+	fb.Append(true)
+	fv.AppendValues([]int64{1, 2}, nil)
+	fb.AppendNull()
+	fb.Append(true)
+	fv.AppendValues([]int64{math.MaxInt64, 0}, []bool{true, false})
+	fb.Append(true)
+	fv.AppendValues([]int64{0, 0}, nil)
+	fb.Append(true)
+	fv.AppendValues([]int64{-1, -2}, nil)
+
+	f(28).(*array.NullBuilder).AppendNulls(5)
 	return b.NewRecordBatch()
 }
