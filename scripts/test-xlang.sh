@@ -6,6 +6,7 @@
 # and stored again (copy).
 #   POLARWAY_BIN    server binary (default: $CARGO_TARGET_DIR/debug/polarway)
 #   POLARWAY_VENV   Python virtualenv to use/create (default: ~/.cache/polarway/venv)
+# Like scripts/test-typescript.sh it runs `npm ci` in clients/typescript: do not run the two at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
