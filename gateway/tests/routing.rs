@@ -130,3 +130,68 @@ async fn kill9_under_load_moves_only_the_dead_workers_keys() {
     let text = http_get(&gw.metrics_url());
     assert!(text.contains(&format!("polarway_gateway_upstream_healthy{{backend=\"{victim}\"}} 0")), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_stores_to_the_dead_workers_keys_land_or_fail_cleanly() {
+    let mut cluster = Cluster::start(3);
+    let gw = Gateway::start(&cluster, &["--health-interval", "0.3"]);
+    let client = DistributedClient::builder(gw.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    let mut raw = raw(&gw.url()).await;
+    let victim = cluster.workers[1].addr().to_string();
+    let mut names = Vec::new();
+    for i in 0..40 {
+        let n = format!("w_{i}");
+        client.store(&n, &frame(1000)).await.unwrap();
+        if backend_of(&mut raw, &n).await.unwrap() == victim {
+            names.push(n);
+        }
+    }
+    assert!(names.len() >= 3, "only {} keys on the victim", names.len());
+
+    // Right after the kill (before the health check can eject it): each store either lands
+    // somewhere it can be read back or fails with UNAVAILABLE; none hangs.
+    cluster.workers[1].proc.kill9();
+    let mut outcomes = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let df = frame(1001 + i);
+        let stored = tokio::time::timeout(Duration::from_secs(30), client.store(n, &df)).await;
+        match stored.unwrap_or_else(|_| panic!("store {n} hung")) {
+            Ok(info) => outcomes.push((n, Some((info.version, df)))),
+            Err(e) if e.code() == Some(Code::Unavailable) => outcomes.push((n, None)),
+            Err(e) => panic!("store {n}: unexpected {e}"),
+        }
+    }
+    let failed = outcomes.iter().filter(|o| o.1.is_none()).count();
+    eprintln!("stores to the dead worker's {} keys right after kill -9: {failed} UNAVAILABLE", names.len());
+
+    // Once the worker is ejected, reads see exactly what was acknowledged.
+    let ejected = eventually(Duration::from_secs(20), || async {
+        http_get(&gw.metrics_url()).contains(&format!("polarway_gateway_upstream_healthy{{backend=\"{victim}\"}} 0"))
+    })
+    .await;
+    assert!(ejected, "the dead worker was not ejected");
+    for (n, acked) in &outcomes {
+        let loaded = tokio::time::timeout(Duration::from_secs(30), client.load(n)).await.expect("load hung").unwrap();
+        let described = client.describe(n).await.unwrap();
+        match acked {
+            Some((version, df)) => {
+                assert!(loaded.equals_missing(df), "{n}: an acknowledged store is not what loads");
+                assert_eq!(described.version, *version, "{n}");
+            }
+            None => {
+                assert!(loaded.equals_missing(&frame(1000)), "{n}: a store that failed changed the data");
+                assert_eq!(described.version, 1, "{n}");
+            }
+        }
+    }
+
+    // After ejection, stores to those keys succeed on the new owner, which then serves them.
+    for n in &names {
+        let df = frame(7);
+        let info = tokio::time::timeout(Duration::from_secs(30), client.store(n, &df)).await.expect("store hung").unwrap();
+        let owner = backend_of(&mut raw, n).await.unwrap();
+        assert_ne!(owner, victim);
+        assert!(client.load(n).await.unwrap().equals_missing(&df));
+        assert_eq!(client.describe(n).await.unwrap().version, info.version);
+    }
+}

@@ -180,6 +180,11 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway in front of `cluster` with `args` added (e.g. `--policy FILE`).
     pub fn start(cluster: &Cluster, args: &[&str]) -> Self {
+        Self::start_backends(&cluster.backend_args(), args)
+    }
+
+    /// A gateway with explicit backend arguments (e.g. `https://` workers).
+    pub fn start_backends(backends: &[String], args: &[&str]) -> Self {
         // POLARWAY_GATEWAY_BIN: measure another build (e.g. release) with the same tests.
         let bin = std::env::var("POLARWAY_GATEWAY_BIN").unwrap_or_else(|_| GATEWAY_BIN.to_string());
         let mut cmd = Command::new(bin);
@@ -187,7 +192,7 @@ impl Gateway {
         if !args.contains(&"--health-interval") {
             cmd.args(["--health-interval", "0.5"]);
         }
-        cmd.args(cluster.backend_args()).args(args).env("RUST_LOG", log_level());
+        cmd.args(backends).args(args).env("RUST_LOG", log_level());
         for (k, _) in std::env::vars() {
             if k.starts_with("POLARWAY_") && k != "POLARWAY_GATEWAY_BIN" {
                 cmd.env_remove(k);

@@ -1,0 +1,123 @@
+//! The gateway toward its workers and the clock: deadlines end to end (the caller's
+//! `grpc-timeout` and the policy's cap), the backend token (workers that require `--auth-token`),
+//! and TLS toward `https://` workers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use polarway::{Code, DistributedClient};
+
+/// Runs for minutes on a worker: only a deadline ends it early.
+const SLOW_QUERY: &str = "SELECT COUNT(*) FROM range(100000000000) a";
+
+/// A slow query through `client`, bounded so that a hang fails the test instead of stalling it.
+async fn slow_query_code(client: &DistributedClient) -> Code {
+    let r = tokio::time::timeout(Duration::from_secs(30), client.query(SLOW_QUERY)).await;
+    code_of(r.expect("the slow query hung past its deadline"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_end_to_end() {
+    let cluster = Cluster::start(2);
+    let gw = Gateway::start(&cluster, &[]);
+
+    // The caller's own deadline (grpc-timeout 1 s).
+    let short = DistributedClient::builder(gw.url()).timeout(Duration::from_secs(1)).retries(0, Duration::ZERO).connect().await.unwrap();
+    assert_eq!(slow_query_code(&short).await, Code::DeadlineExceeded);
+    // The workers gave up too (the remaining time was forwarded): a normal call still works.
+    let client = gw.client().await;
+    let one = client.query("SELECT 41 + 1 AS x").await.unwrap();
+    assert_eq!(one.column("x").unwrap().i32().unwrap().get(0), Some(42));
+
+    // The policy's cap: a caller asking for 60 s (or nothing) is cut to 1 s.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[auth]\nanonymous_roles = [\"all\"]\n\n[roles.all]\nmethods = [\"*\"]\ndatasets = [\"*\"]\n\n[limits]\nmax_deadline_secs = 1\n",
+    )
+    .unwrap();
+    let capped = Gateway::start(&cluster, &["--policy", policy.to_str().unwrap()]);
+    let patient = DistributedClient::builder(capped.url()).timeout(Duration::from_secs(60)).retries(0, Duration::ZERO).connect().await.unwrap();
+    assert_eq!(slow_query_code(&patient).await, Code::DeadlineExceeded);
+    let text = http_get(&capped.metrics_url());
+    assert!(text.contains("polarway_grpc_errors_total{method=\"Query\",status=\"DeadlineExceeded\"} 1"), "{text}");
+    // Quick calls under the cap are unaffected.
+    let df = frame(100);
+    patient.store("capped_ok", &df).await.unwrap();
+    assert!(patient.load("capped_ok").await.unwrap().equals_missing(&df));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_token_reaches_workers_that_require_one() {
+    let cluster = Cluster::start_with(2, &["--auth-token", "worker-secret"]);
+    let gw = Gateway::start(&cluster, &["--backend-token", "worker-secret"]);
+    let client = gw.client().await;
+    let df = frame(500);
+    client.store("tok_a", &df).await.unwrap();
+    assert!(client.load("tok_a").await.unwrap().equals_missing(&df));
+    assert_eq!(client.describe("tok_a").await.unwrap().rows, 500);
+    assert_eq!(client.list("tok_").await.unwrap().len(), 1);
+
+    // The workers do require it: direct calls without it (or with a wrong one) are refused.
+    for w in &cluster.workers {
+        assert_eq!(code_of(w.client().await.describe("tok_a").await), Code::Unauthenticated);
+        let wrong = DistributedClient::builder(w.url()).auth_token("nope").connect().await.unwrap();
+        assert_eq!(code_of(wrong.load("tok_a").await), Code::Unauthenticated);
+        let right = DistributedClient::builder(w.url()).auth_token("worker-secret").connect().await.unwrap();
+        assert!(right.load("tok_a").await.unwrap().equals_missing(&df));
+    }
+    // A gateway without the token gets the workers' UNAUTHENTICATED, passed through.
+    let tokenless = Gateway::start(&cluster, &[]);
+    assert_eq!(code_of(tokenless.client().await.load("tok_a").await), Code::Unauthenticated);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_toward_workers() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let pki = tempfile::tempdir().unwrap();
+    let path = |f: &str| pki.path().join(f).display().to_string();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(path("ca.crt"), ca.pem()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["worker.polarway.test".to_string()]).unwrap().signed_by(&key, &ca).unwrap();
+    std::fs::write(path("worker.crt"), cert.pem()).unwrap();
+    std::fs::write(path("worker.key"), key.serialize_pem()).unwrap();
+    // Another CA, to show an untrusted worker certificate is refused.
+    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let other = CertifiedIssuer::self_signed(other_params, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(path("other.crt"), other.pem()).unwrap();
+
+    let (crt, key) = (path("worker.crt"), path("worker.key"));
+    let cluster = Cluster::start_with(2, &["--tls-cert", &crt, "--tls-key", &key]);
+    let backends: Vec<String> =
+        cluster.workers.iter().flat_map(|w| ["--backend".to_string(), format!("https://{}", w.addr())]).collect();
+    let name = ["--backend-tls-name", "worker.polarway.test"];
+    let gw = Gateway::start_backends(&backends, &[&["--backend-ca", &path("ca.crt")][..], &name].concat());
+    let client = gw.client().await;
+    let df = frame(2000);
+    client.store("tls_a", &df).await.unwrap();
+    assert!(client.load("tls_a").await.unwrap().equals_missing(&df));
+    let n = client.query("SELECT COUNT(*) AS n FROM tls_a").await.unwrap();
+    assert_eq!(n.column("n").unwrap().i64().unwrap().get(0), Some(2000));
+
+    // The workers speak TLS only, and the gateway verifies them: a wrong CA gets UNAVAILABLE.
+    assert!(plaintext_refused(&cluster).await);
+    let untrusted = Gateway::start_backends(&backends, &[&["--backend-ca", &path("other.crt")][..], &name].concat());
+    let c = DistributedClient::builder(untrusted.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    assert_eq!(code_of(c.load("tls_a").await), Code::Unavailable);
+}
+
+/// Plaintext calls to the TLS workers fail.
+async fn plaintext_refused(cluster: &Cluster) -> bool {
+    let w = &cluster.workers[0];
+    match DistributedClient::builder(w.url()).retries(0, Duration::ZERO).connect().await {
+        Err(_) => true,
+        Ok(c) => c.health_check().await.is_err(),
+    }
+}
