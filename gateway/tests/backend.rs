@@ -74,29 +74,42 @@ async fn backend_token_reaches_workers_that_require_one() {
     assert_eq!(code_of(tokenless.client().await.load("tok_a").await), Code::Unauthenticated);
 }
 
+type Ca = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
+
+/// A CA, its certificate written to `dir/NAME.crt`.
+fn ca(dir: &std::path::Path, name: &str) -> Ca {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), ca.pem()).unwrap();
+    ca
+}
+
+/// A certificate for `san` signed by `ca`, written to `dir/NAME.crt` and `dir/NAME.key`.
+fn leaf(dir: &std::path::Path, ca: &Ca, name: &str, san: &str) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![san.to_string()]).unwrap().signed_by(&key, ca).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+fn https_backends(cluster: &Cluster) -> Vec<String> {
+    cluster.workers.iter().flat_map(|w| ["--backend".to_string(), format!("https://{}", w.addr())]).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_toward_workers() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let pki = tempfile::tempdir().unwrap();
     let path = |f: &str| pki.path().join(f).display().to_string();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    std::fs::write(path("ca.crt"), ca.pem()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["worker.polarway.test".to_string()]).unwrap().signed_by(&key, &ca).unwrap();
-    std::fs::write(path("worker.crt"), cert.pem()).unwrap();
-    std::fs::write(path("worker.key"), key.serialize_pem()).unwrap();
     // Another CA, to show an untrusted worker certificate is refused.
-    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let other = CertifiedIssuer::self_signed(other_params, KeyPair::generate().unwrap()).unwrap();
-    std::fs::write(path("other.crt"), other.pem()).unwrap();
+    ca(pki.path(), "other");
+    let ca = ca(pki.path(), "ca");
+    leaf(pki.path(), &ca, "worker", "worker.polarway.test");
 
     let (crt, key) = (path("worker.crt"), path("worker.key"));
     let cluster = Cluster::start_with(2, &["--tls-cert", &crt, "--tls-key", &key]);
-    let backends: Vec<String> =
-        cluster.workers.iter().flat_map(|w| ["--backend".to_string(), format!("https://{}", w.addr())]).collect();
+    let backends = https_backends(&cluster);
     let name = ["--backend-tls-name", "worker.polarway.test"];
     let gw = Gateway::start_backends(&backends, &[&["--backend-ca", &path("ca.crt")][..], &name].concat());
     let client = gw.client().await;
@@ -111,6 +124,33 @@ async fn tls_toward_workers() {
     let untrusted = Gateway::start_backends(&backends, &[&["--backend-ca", &path("other.crt")][..], &name].concat());
     let c = DistributedClient::builder(untrusted.url()).retries(0, Duration::ZERO).connect().await.unwrap();
     assert_eq!(code_of(c.load("tls_a").await), Code::Unavailable);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_toward_workers() {
+    let pki = tempfile::tempdir().unwrap();
+    let path = |f: &str| pki.path().join(f).display().to_string();
+    let ca = ca(pki.path(), "ca");
+    leaf(pki.path(), &ca, "worker", "worker.polarway.test");
+    leaf(pki.path(), &ca, "gateway", "gateway.polarway.test");
+
+    // Workers that require a client certificate from the CA.
+    let (crt, key, ca_crt) = (path("worker.crt"), path("worker.key"), path("ca.crt"));
+    let cluster = Cluster::start_with(2, &["--tls-cert", &crt, "--tls-key", &key, "--tls-ca", &ca_crt]);
+    let backends = https_backends(&cluster);
+    let common = ["--backend-ca", &ca_crt, "--backend-tls-name", "worker.polarway.test"];
+    let (gw_crt, gw_key) = (path("gateway.crt"), path("gateway.key"));
+    let gw = Gateway::start_backends(&backends, &[&common[..], &["--backend-cert", &gw_crt, "--backend-key", &gw_key]].concat());
+    let client = gw.client().await;
+    let df = frame(300);
+    client.store("mtls_a", &df).await.unwrap();
+    assert!(client.load("mtls_a").await.unwrap().equals_missing(&df));
+
+    // A gateway without its certificate is refused by the workers: UNAVAILABLE, not a hang.
+    let anonymous = Gateway::start_backends(&backends, &common);
+    let c = DistributedClient::builder(anonymous.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), c.load("mtls_a")).await.expect("load hung");
+    assert_eq!(code_of(r), Code::Unavailable);
 }
 
 /// Plaintext calls to the TLS workers fail.
