@@ -252,3 +252,40 @@ async fn tls_and_mutual_tls() {
     };
     assert!(plain);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_certificate_reloads_without_restart() {
+    let (old, new) = (Pki::new(), Pki::new());
+    let live = tempfile::tempdir().unwrap();
+    let (cert, key) = (live.path().join("server.crt"), live.path().join("server.key"));
+    std::fs::copy(old.path("server.crt"), &cert).unwrap();
+    std::fs::copy(old.path("server.key"), &key).unwrap();
+    let cluster = Cluster::start(1);
+    let gw = Gateway::start(
+        &cluster,
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--tls-reload-interval", "0.2"],
+    );
+    let url = format!("https://localhost:{}", gw.proc.addr().rsplit(':').next().unwrap());
+    // Whether a fresh connection trusting `pki`'s CA gets through.
+    let trusted_by = |pki: &Pki| {
+        let (url, tls) = (url.clone(), pki.options(false));
+        async move {
+            match DistributedClient::builder(url).tls(tls).retries(0, Duration::ZERO).connect().await {
+                Ok(c) => c.health_check().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    let client = DistributedClient::builder(url.clone()).tls(old.options(false)).connect().await.unwrap();
+    client.store("rotated_a", &frame(5)).await.unwrap();
+    assert!(trusted_by(&old).await);
+    assert!(!trusted_by(&new).await);
+
+    // Rotate the files in place (key first, then certificate): new connections get the new one.
+    write_atomic(&key, &std::fs::read_to_string(new.path("server.key")).unwrap());
+    write_atomic(&cert, &std::fs::read_to_string(new.path("server.crt")).unwrap());
+    assert!(eventually(Duration::from_secs(20), || trusted_by(&new)).await, "the new certificate was not picked up");
+    assert!(!trusted_by(&old).await);
+    let client = DistributedClient::builder(url).tls(new.options(false)).connect().await.unwrap();
+    assert!(client.load("rotated_a").await.unwrap().equals_missing(&frame(5)));
+}
