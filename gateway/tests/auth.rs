@@ -289,3 +289,119 @@ async fn tls_certificate_reloads_without_restart() {
     let client = DistributedClient::builder(url).tls(new.options(false)).connect().await.unwrap();
     assert!(client.load("rotated_a").await.unwrap().equals_missing(&frame(5)));
 }
+
+/// A loopback HTTP server for JWKS documents: `docs` by path, with a count of GETs per path.
+struct JwksServer {
+    addr: String,
+    docs: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (String, usize)>>>,
+}
+
+impl JwksServer {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let docs = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, (String, usize)>::new()));
+        let served = docs.clone();
+        // Detached: it dies with the test process.
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                // Skip the headers.
+                let mut h = String::new();
+                while reader.read_line(&mut h).map(|n| n > 2).unwrap_or(false) {
+                    h.clear();
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let body = served.lock().unwrap().get_mut(&path).map(|(doc, hits)| {
+                    *hits += 1;
+                    doc.clone()
+                });
+                let resp = match body {
+                    Some(b) => format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}", b.len()),
+                    None => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string(),
+                };
+                let _ = stream.write_all(resp.as_bytes());
+            }
+        });
+        Self { addr, docs }
+    }
+
+    fn set(&self, path: &str, kids: &[&str]) {
+        let key = EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap()).unwrap();
+        let jwks: Vec<_> = kids
+            .iter()
+            .map(|kid| {
+                let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+                jwk.common.key_id = Some(kid.to_string());
+                jwk
+            })
+            .collect();
+        let mut docs = self.docs.lock().unwrap();
+        let hits = docs.get(path).map_or(0, |d| d.1);
+        docs.insert(path.into(), (json!({ "keys": jwks }).to_string(), hits));
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.docs.lock().unwrap().get(path).map_or(0, |d| d.1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwks_url_is_cached_and_follows_rotation() {
+    let jwks = JwksServer::start();
+    jwks.set("/cached.json", &["c1"]);
+    jwks.set("/rotating.json", &["r1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"
+[[jwt]]
+issuer = "https://cached.test"
+algorithms = ["RS256"]
+jwks_url = "http://{a}/cached.json"
+default_roles = ["all"]
+
+[[jwt]]
+issuer = "https://rotating.test"
+algorithms = ["RS256"]
+jwks_url = "http://{a}/rotating.json"
+jwks_refresh_secs = 1
+default_roles = ["all"]
+
+[roles.all]
+methods = ["*"]
+datasets = ["*"]
+"#,
+            a = jwks.addr
+        ),
+    )
+    .unwrap();
+    let cluster = Cluster::start(1);
+    let gw = Gateway::start(&cluster, &["--policy", policy.to_str().unwrap()]);
+    let token = |iss: &str, kid: &str| sign(Algorithm::RS256, kid, &json!({ "sub": "carol", "iss": iss, "exp": now() + 600 }));
+
+    // Cached: many calls, one fetch.
+    let cached = as_token(&gw, &token("https://cached.test", "c1")).await;
+    cached.store("jwks_a", &frame(4)).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(cached.load("jwks_a").await.unwrap().height(), 4);
+    }
+    assert_eq!(jwks.hits("/cached.json"), 1);
+    // A kid the JWKS does not list is refused.
+    assert_eq!(code_of(as_token(&gw, &token("https://cached.test", "c9")).await.load("jwks_a").await), Code::Unauthenticated);
+
+    // Rotation at the URL: r2 replaces r1; once refreshed, r2 passes and r1 is refused.
+    let (r1, r2) = (as_token(&gw, &token("https://rotating.test", "r1")).await, as_token(&gw, &token("https://rotating.test", "r2")).await);
+    assert_eq!(r1.load("jwks_a").await.unwrap().height(), 4);
+    assert_eq!(code_of(r2.load("jwks_a").await), Code::Unauthenticated);
+    jwks.set("/rotating.json", &["r2"]);
+    assert!(eventually(Duration::from_secs(20), || async { r2.load("jwks_a").await.is_ok() }).await, "the rotated key was not fetched");
+    assert_eq!(code_of(r1.load("jwks_a").await), Code::Unauthenticated);
+}
