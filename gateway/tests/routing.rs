@@ -1,7 +1,7 @@
 //! Sticky routing and failover: rendezvous hashing keeps each dataset on one worker (its cache
 //! stays warm: compare with round robin); when a worker is killed (-9) under load, idempotent
 //! calls still succeed, non-idempotent ones fail with UNAVAILABLE instead of hanging, and only the
-//! dead worker's datasets move.
+//! dead worker's datasets move; a worker that comes back is brought back with its datasets.
 
 mod common;
 
@@ -193,5 +193,43 @@ async fn kill9_stores_to_the_dead_workers_keys_land_or_fail_cleanly() {
         assert_ne!(owner, victim);
         assert!(client.load(n).await.unwrap().equals_missing(&df));
         assert_eq!(client.describe(n).await.unwrap().version, info.version);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_comes_back_gets_its_keys_back() {
+    let mut cluster = Cluster::start(3);
+    let gw = Gateway::start(&cluster, &["--health-interval", "0.3"]);
+    let client = gw.client().await;
+    let mut raw = raw(&gw.url()).await;
+    let names: Vec<String> = (0..20).map(|i| format!("back_{i}")).collect();
+    let mut before = HashMap::new();
+    for n in &names {
+        client.store(n, &frame(100)).await.unwrap();
+        before.insert(n.clone(), backend_of(&mut raw, n).await.unwrap());
+    }
+    let victim = cluster.workers[2].addr().to_string();
+    assert!(before.values().any(|b| *b == victim));
+    let health = |up: u8| {
+        let (url, victim) = (gw.metrics_url(), victim.clone());
+        move || {
+            let (url, victim) = (url.clone(), victim.clone());
+            async move { http_get(&url).contains(&format!("polarway_gateway_upstream_healthy{{backend=\"{victim}\"}} {up}")) }
+        }
+    };
+
+    cluster.workers[2].proc.kill9();
+    assert!(eventually(Duration::from_secs(20), health(0)).await, "the dead worker was not ejected");
+    for n in &names {
+        assert_ne!(backend_of(&mut raw, n).await.unwrap(), victim);
+        assert_eq!(client.load(n).await.unwrap().height(), 100);
+    }
+
+    // Same address again: the active check brings it back and its keys return to it.
+    cluster.restart(2);
+    assert!(eventually(Duration::from_secs(20), health(1)).await, "the restarted worker was not brought back");
+    for n in &names {
+        assert_eq!(backend_of(&mut raw, n).await.unwrap(), before[n], "{n}");
+        assert!(client.load(n).await.unwrap().equals_missing(&frame(100)));
     }
 }

@@ -138,6 +138,23 @@ impl Worker {
 pub struct Cluster {
     pub workers: Vec<Worker>,
     pub state: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+fn spawn_worker(state: &Path, data: &Path, port: &str, args: &[String]) -> Proc {
+    let mut cmd = Command::new(worker_bin());
+    cmd.arg("server")
+        .args(["--grpc-port", port, "--handle-store", "external"])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("POLARWAY_AUTH_TOKEN")
+        .env_remove("POLARWAY_HANDLE_STORE")
+        .env_remove("POLARWAY_STATE_DIR")
+        .env("RUST_LOG", log_level());
+    Proc::spawn(cmd, "polarway")
 }
 
 impl Cluster {
@@ -147,25 +164,22 @@ impl Cluster {
 
     pub fn start_with(n: usize, args: &[&str]) -> Self {
         let state = tempfile::tempdir().unwrap();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let workers = (0..n)
             .map(|_| {
                 let dir = tempfile::tempdir().unwrap();
-                let mut cmd = Command::new(worker_bin());
-                cmd.arg("server")
-                    .args(["--grpc-port", "0", "--handle-store", "external"])
-                    .arg("--data-dir")
-                    .arg(dir.path().join("data"))
-                    .arg("--state-dir")
-                    .arg(state.path())
-                    .args(args)
-                    .env_remove("POLARWAY_AUTH_TOKEN")
-                    .env_remove("POLARWAY_HANDLE_STORE")
-                    .env_remove("POLARWAY_STATE_DIR")
-                    .env("RUST_LOG", log_level());
-                Worker { proc: Proc::spawn(cmd, "polarway"), _dir: dir }
+                Worker { proc: spawn_worker(state.path(), &dir.path().join("data"), "0", &args), _dir: dir }
             })
             .collect();
-        Cluster { workers, state }
+        Cluster { workers, state, args }
+    }
+
+    /// Start worker `i` again (after a kill) on its old port, data and state directories.
+    pub fn restart(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        let port = w.addr().rsplit(':').next().unwrap().to_string();
+        w.proc.kill9();
+        w.proc = spawn_worker(self.state.path(), &w._dir.path().join("data"), &port, &self.args);
     }
 
     pub fn backend_args(&self) -> Vec<String> {
