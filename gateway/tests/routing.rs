@@ -233,3 +233,46 @@ async fn a_worker_that_comes_back_gets_its_keys_back() {
         assert!(client.load(n).await.unwrap().equals_missing(&frame(100)));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_idempotent_calls_are_retried_on_a_dead_worker() {
+    let mut cluster = Cluster::start(3);
+    // No ejection during the test (checks every 60 s, passive ejection after 1000 failures): every
+    // call routed to the dead worker meets it, so the retry rules alone decide the outcome.
+    let gw = Gateway::start(&cluster, &["--health-interval", "60", "--eject-after", "1000"]);
+    let client = DistributedClient::builder(gw.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    let mut raw = raw(&gw.url()).await;
+    let victim = cluster.workers[0].addr().to_string();
+    // Two datasets on the victim: one to read, one for `query_into` (routed by its target).
+    let mut on_victim = Vec::new();
+    for i in 0..30 {
+        let n = format!("retry_{i}");
+        client.store(&n, &frame(50)).await.unwrap();
+        if backend_of(&mut raw, &n).await.unwrap() == victim {
+            on_victim.push(n);
+        }
+    }
+    assert!(on_victim.len() >= 2, "{} datasets on the victim", on_victim.len());
+    let (name, target) = (on_victim[0].clone(), on_victim[1].clone());
+    cluster.workers[0].proc.kill9();
+
+    // Idempotent: retried on another worker, they succeed.
+    assert!(client.load(&name).await.unwrap().equals_missing(&frame(50)));
+    assert_eq!(client.describe(&name).await.unwrap().rows, 50);
+    let sum = client.query(&format!("SELECT SUM(a) AS s FROM {name}")).await.unwrap();
+    assert_eq!(sum.column("s").unwrap().cast(&polars::prelude::DataType::Int64).unwrap().i64().unwrap().get(0), Some(1225));
+    let retried = http_get(&gw.metrics_url());
+    assert!(retried.contains("polarway_gateway_retries_total{method=\"Load\"}"), "{retried}");
+    assert!(retried.contains("polarway_gateway_retries_total{method=\"Query\"}"), "{retried}");
+
+    // Not idempotent: UNAVAILABLE (bounded), and nothing was written.
+    let store = tokio::time::timeout(Duration::from_secs(30), client.store(&name, &frame(3))).await;
+    assert_eq!(code_of(store.expect("store hung")), Code::Unavailable);
+    let sql = format!("SELECT * FROM {name} WHERE a < 10");
+    let into = tokio::time::timeout(Duration::from_secs(30), client.query_into(&sql, &target)).await;
+    assert_eq!(code_of(into.expect("query into hung")), Code::Unavailable);
+    for n in [&name, &target] {
+        let d = client.describe(n).await.unwrap();
+        assert_eq!((d.version, d.rows), (1, 50), "{n}");
+    }
+}
