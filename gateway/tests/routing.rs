@@ -254,16 +254,25 @@ async fn only_idempotent_calls_are_retried_on_a_dead_worker() {
     }
     assert!(on_victim.len() >= 2, "{} datasets on the victim", on_victim.len());
     let (name, target) = (on_victim[0].clone(), on_victim[1].clone());
+    let sum_of = |df: polars::prelude::DataFrame| {
+        df.column("s").unwrap().cast(&polars::prelude::DataType::Int64).unwrap().i64().unwrap().get(0)
+    };
+    // A query over 64 KiB works while its worker lives (used again below).
+    let big = format!("SELECT SUM(a) AS s FROM {name} /* {} */", "x".repeat(70 * 1024));
+    assert_eq!(sum_of(client.query(&big).await.unwrap()), Some(1225));
     cluster.workers[0].proc.kill9();
 
     // Idempotent: retried on another worker, they succeed.
     assert!(client.load(&name).await.unwrap().equals_missing(&frame(50)));
     assert_eq!(client.describe(&name).await.unwrap().rows, 50);
     let sum = client.query(&format!("SELECT SUM(a) AS s FROM {name}")).await.unwrap();
-    assert_eq!(sum.column("s").unwrap().cast(&polars::prelude::DataType::Int64).unwrap().i64().unwrap().get(0), Some(1225));
+    assert_eq!(sum_of(sum), Some(1225));
     let retried = http_get(&gw.metrics_url());
     assert!(retried.contains("polarway_gateway_retries_total{method=\"Load\"}"), "{retried}");
     assert!(retried.contains("polarway_gateway_retries_total{method=\"Query\"}"), "{retried}");
+
+    // Too large to keep for a retry (over 64 KiB): passed through once, so UNAVAILABLE.
+    assert_eq!(code_of(client.query(&big).await), Code::Unavailable);
 
     // Not idempotent: UNAVAILABLE (bounded), and nothing was written.
     let store = tokio::time::timeout(Duration::from_secs(30), client.store(&name, &frame(3))).await;
