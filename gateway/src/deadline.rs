@@ -126,19 +126,19 @@ impl http_body::Body for DeadlineBody {
         if self.done {
             return Poll::Ready(None);
         }
-        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            if frame.is_none() {
-                self.done = true;
-            }
-            return Poll::Ready(frame);
-        }
+        // The deadline first: a worker that keeps up always has data ready, so checking it only
+        // when the body is pending would never end a stream read by a slow caller.
         if self.sleep.as_mut().poll(cx).is_ready() {
             self.done = true;
             let mut trailers = http::HeaderMap::new();
             let _ = tonic::Status::deadline_exceeded("deadline exceeded at the gateway").add_header(&mut trailers);
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
-        Poll::Pending
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none() {
+            self.done = true;
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -51,6 +51,40 @@ async fn deadlines_end_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_policy_cap_bounds_a_started_stream() {
+    use futures::StreamExt;
+    let cluster = Cluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[auth]\nanonymous_roles = [\"all\"]\n\n[roles.all]\nmethods = [\"*\"]\ndatasets = [\"*\"]\n\n[limits]\nmax_deadline_secs = 2\n",
+    )
+    .unwrap();
+    // Stored directly on the worker: the cap would bound a slow store through the gateway too.
+    let n = 4_000_000;
+    let direct = DistributedClient::builder(cluster.workers[0].url()).timeout(Duration::from_secs(120)).connect().await.unwrap();
+    direct.store("long_stream", &frame(n)).await.unwrap();
+
+    let gw = Gateway::start(&cluster, &["--policy", policy.to_str().unwrap()]);
+    let client = DistributedClient::builder(gw.url()).timeout(Duration::from_secs(60)).retries(0, Duration::ZERO).connect().await.unwrap();
+    // A slow reader: far more data than the flow-control windows hold, read a part at a time.
+    let read = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut stream = client.load_stream("long_stream").await?;
+        let mut rows = 0;
+        while let Some(part) = stream.next().await {
+            rows += part?.height();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<usize, polarway::Error>(rows)
+    })
+    .await
+    .expect("the capped stream did not end");
+    // (Before the fix, a worker that kept up meant the cap was never checked: all rows came.)
+    assert_eq!(code_of(read), Code::DeadlineExceeded);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn backend_token_reaches_workers_that_require_one() {
     let cluster = Cluster::start_with(2, &["--auth-token", "worker-secret"]);
     let gw = Gateway::start(&cluster, &["--backend-token", "worker-secret"]);
