@@ -61,6 +61,8 @@ impl ColdView {
         let copied = self.copied.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
         let key_owned = key.to_string();
         let linked = tokio::task::spawn_blocking(move || -> Result<bool> {
+            // A copy of this very version is already in place.
+            let copy_is_current = || copied.as_deref() == Some(key_owned.as_str()) && target.exists();
             match data {
                 ObjectData::File(src) => {
                     if same_file(&src, &target) {
@@ -68,7 +70,7 @@ impl ColdView {
                     }
                     let linked = std::fs::hard_link(&src, &tmp).is_ok();
                     if !linked {
-                        if copied.as_deref() == Some(key_owned.as_str()) && target.exists() {
+                        if copy_is_current() {
                             return Ok(false);
                         }
                         std::fs::copy(&src, &tmp)?;
@@ -77,7 +79,7 @@ impl ColdView {
                     Ok(linked)
                 }
                 ObjectData::Temp(src) => {
-                    if copied.as_deref() == Some(key_owned.as_str()) && target.exists() {
+                    if copy_is_current() {
                         let _ = std::fs::remove_file(&src);
                         return Ok(false);
                     }
@@ -90,7 +92,7 @@ impl ColdView {
                     Ok(false)
                 }
                 ObjectData::Bytes(b) => {
-                    if copied.as_deref() == Some(key_owned.as_str()) && target.exists() {
+                    if copy_is_current() {
                         return Ok(false);
                     }
                     std::fs::write(&tmp, &b)?;

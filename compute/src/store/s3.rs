@@ -199,15 +199,19 @@ impl S3Backend {
         completed
     }
 
+    /// The body of an object, or `None` if it does not exist.
+    async fn get_object(&self, key: &str) -> Result<Option<ByteStream>> {
+        self.count();
+        match self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await {
+            Ok(resp) => Ok(Some(resp.body)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(s3_error("reading an object", e)),
+        }
+    }
+
     /// Stream an object into a local file; `None` if it does not exist.
     async fn download(&self, key: &str, to: &Path) -> Result<Option<()>> {
-        self.count();
-        let resp = match self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await {
-            Ok(r) => r,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(s3_error("reading an object", e)),
-        };
-        let mut body = resp.body;
+        let Some(mut body) = self.get_object(key).await? else { return Ok(None) };
         let written: Result<()> = async {
             let mut out = tokio::fs::File::create(to).await?;
             while let Some(bytes) = body.try_next().await.map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))? {
@@ -307,16 +311,10 @@ impl Backend for S3Backend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.count();
-        match self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await {
-            Ok(resp) => {
-                let bytes = resp.body.collect().await.map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))?.into_bytes();
-                self.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                Ok(Some(bytes))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(s3_error("reading an object", e)),
-        }
+        let Some(body) = self.get_object(key).await? else { return Ok(None) };
+        let bytes = body.collect().await.map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))?.into_bytes();
+        self.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(Some(bytes))
     }
 
     async fn open(&self, key: &str) -> Result<Option<ObjectData>> {
