@@ -4,12 +4,22 @@ mkdir -p "$CARGO_TARGET_DIR"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# ensure_apt COMMAND PACKAGE: install PACKAGE from Debian's packages unless COMMAND exists.
+# apt_install PACKAGE...: install from Debian's packages (the package lists are updated once).
 _apt_updated=""
-ensure_apt() {
-  command -v "$1" >/dev/null 2>&1 && return 0
+apt_install() {
   if [ -z "$_apt_updated" ]; then as_root apt-get update -qq; _apt_updated=1; fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ensure_apt COMMAND PACKAGE: install PACKAGE unless COMMAND exists.
+ensure_apt() {
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
+
+# python3 with venv and ensurepip, which a bare Debian lacks (python3-venv).
+ensure_python_venv() {
+  command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && return 0
+  apt_install python3 python3-venv
 }
 
 ensure_build_tools() {
@@ -21,10 +31,7 @@ ensure_build_tools() {
 ensure_moto() {
   local venv="$HOME/.cache/polarway/tools-venv"
   [ -x "$venv/bin/moto_server" ] && return 0
-  command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || {
-    if [ -z "$_apt_updated" ]; then as_root apt-get update -qq; _apt_updated=1; fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-  }
+  ensure_python_venv
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.2.5'
 }

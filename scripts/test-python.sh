@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export POLARWAY_BIN="${POLARWAY_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/polarway/target}/debug/polarway}"
+source scripts/lib.sh
+export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
 venv="${POLARWAY_VENV:-$HOME/.cache/polarway/venv}"
 
 if [ ! -x "$POLARWAY_BIN" ]; then
@@ -15,17 +16,9 @@ if [ ! -x "$POLARWAY_BIN" ]; then
   exit 1
 fi
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-# python3 -m venv needs Debian's python3-venv on a bare machine; unshare (util-linux) runs the
-# guide's /data and /certs paths in private mount namespaces.
-if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-fi
-if ! command -v unshare >/dev/null 2>&1; then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux >/dev/null
-fi
+# unshare (util-linux) runs the guide's /data and /certs paths in private mount namespaces.
+ensure_python_venv
+ensure_apt unshare util-linux
 
 if [ ! -x "$venv/bin/python" ]; then
   echo "== creating virtualenv $venv"

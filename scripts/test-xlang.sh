@@ -26,10 +26,7 @@ trap cleanup EXIT
 
 echo "== installing and building the four tools"
 # Python: the client into a virtualenv (as scripts/test-python.sh does).
-if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-fi
+ensure_python_venv
 venv="${POLARWAY_VENV:-$HOME/.cache/polarway/venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check ./clients/python
