@@ -16,5 +16,10 @@ done
 
 echo "== ops: go vet, build the validator (scripts/validate-ops)"
 (cd scripts/validate-ops && go mod download && go vet ./... && go build -o "$CARGO_TARGET_DIR/validate-ops" .)
+# kubectl, when the machine has it, renders the kustomization offline (not required).
+if command -v kubectl >/dev/null 2>&1; then
+  echo "== ops: kubectl kustomize deploy/k8s"
+  kubectl kustomize deploy/k8s >/dev/null
+fi
 echo "== ops: validate"
 "$CARGO_TARGET_DIR/validate-ops" -root . -worker "$POLARWAY_BIN" -gateway "$POLARWAY_GATEWAY_BIN"

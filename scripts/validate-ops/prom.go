@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/prometheus/common/model"
+	"sigs.k8s.io/yaml"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -128,6 +129,16 @@ func checkPromQL(r *refs) error {
 	}
 	if err := json.Unmarshal(b, &dash); err != nil {
 		return fmt.Errorf("dashboard: %w", err)
+	}
+	// The provisioned datasource is the one the panels name, and points at the compose Prometheus.
+	var prov struct {
+		Datasources []struct{ UID, URL, Type string } `json:"datasources"`
+	}
+	if y, err := os.ReadFile(path("deploy/grafana/provisioning/datasources/prometheus.yml")); err != nil {
+		e.add("%v", err)
+	} else if err := yaml.Unmarshal(y, &prov); err != nil || len(prov.Datasources) != 1 ||
+		prov.Datasources[0].UID != "prometheus" || prov.Datasources[0].URL != "http://prometheus:9090" {
+		e.add("grafana datasource provisioning: want uid prometheus at http://prometheus:9090, got %+v %v", prov, err)
 	}
 	titles := map[string]string{}
 	for _, p := range dash.Panels {
