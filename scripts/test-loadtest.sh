@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Smoke test of the load-testing harness (loadtest/) against real binaries on loopback: a spawned
+# cluster running every operation, TLS + token against one worker, a wrong token, the open loop,
+# fault mode (kill -9 and restart of a worker mid-run), and a bad scenario. Under 2 minutes.
+#   POLARWAY_BIN           worker binary (default: $CARGO_TARGET_DIR/debug/polarway); the gateway
+#                          binary is taken from the same directory
+#   POLARWAY_LOADTEST_BIN  harness binary (default: built with cargo into the same target dir)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
+BIN_DIR=$(dirname "$POLARWAY_BIN")
+if [ -z "${POLARWAY_LOADTEST_BIN:-}" ]; then
+  ensure_build_tools
+  cargo build --workspace --bins
+  POLARWAY_LOADTEST_BIN="$CARGO_TARGET_DIR/debug/polarway-loadtest"
+fi
+LT=$POLARWAY_LOADTEST_BIN
+for b in "$POLARWAY_BIN" "$BIN_DIR/polarway-gateway" "$LT"; do
+  [ -x "$b" ] || { echo "$b not found: build the workspace (cargo build --workspace --bins)" >&2; exit 1; }
+done
+ensure_python_venv   # python3 checks the JSON reports
+command -v openssl >/dev/null 2>&1 || apt_install openssl
+
+work=$(mktemp -d /tmp/polarway-loadtest-test.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export RUST_LOG=warn
+passed=0 failed=0
+pass() { echo "ok   $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+# check NAME JSON PYTHON_EXPR...: asserts over the report `r` (a dict); prints what failed.
+check() {
+  local name=$1 json=$2; shift 2
+  if python3 - "$json" "$@" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ops = r["operations"]
+bad = [e for e in sys.argv[2:] if not eval(e)]
+for e in bad:
+    print("  assertion failed:", e, file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
+  then pass "$name"; else fail "$name"; fi
+}
+
+# 1. A spawned cluster (gateway + 3 workers), every operation, no error allowed.
+if "$LT" -s loadtest/scenarios/smoke.toml --spawn-cluster 3 --bin-dir "$BIN_DIR" --fail-on-errors \
+    --json "$work/smoke.json" --html "$work/smoke.html" >"$work/smoke.out" 2>&1; then
+  check "spawned cluster: every operation succeeds, rows and bytes add up" "$work/smoke.json" \
+    'set(ops) == {"store", "load", "load_stream", "query", "describe", "list"}' \
+    'all(o["calls"] > 0 and o["ok"] == o["calls"] and not o["errors"] for o in ops.values())' \
+    'ops["load"]["rows"] == ops["load"]["ok"] * 20000' \
+    'ops["load_stream"]["rows"] == ops["load_stream"]["ok"] * 20000' \
+    'ops["store"]["bytes_sent"] > ops["store"]["ok"] * 20000 * 4 * 8' \
+    'ops["list"]["rows"] >= ops["list"]["ok"] * 6  # the datasets, plus the _w copies stores made' \
+    'ops["query"]["rows"] == ops["query"]["ok"] * 100' \
+    'all(0 < o["latency_ms"]["p50"] <= o["latency_ms"]["p99"] <= o["latency_ms"]["max"] for o in ops.values())' \
+    'r["setup"]["datasets_stored"] == 6 and r["failures_total"] == 0' \
+    'len(r["cache"]["workers"]) == 3 and r["cache"]["hits"] + r["cache"]["misses"] > 0' \
+    'r["total"]["calls"] == sum(o["calls"] for o in ops.values()) and len(r["timeline"]) > 0'
+  if grep -q "<svg" "$work/smoke.html" && grep -q "Latency histogram" "$work/smoke.html" && ! grep -qi "<script" "$work/smoke.html"; then
+    pass "HTML report: inline SVG charts, no script"
+  else fail "HTML report: inline SVG charts, no script"; fi
+else
+  cat "$work/smoke.out"; fail "spawned cluster run"
+fi
+
+# 2. One worker with TLS and a token: --tls-ca and --token; then a wrong token.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/ca.key" -out "$work/ca.pem" \
+  -days 1 -subj "/CN=test-ca" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=keyCertSign,cRLSign" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/server.key" -out "$work/server.csr" -subj "/CN=localhost" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$work/ext.cnf"
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -out "$work/server.pem" \
+  -days 1 -extfile "$work/ext.cnf" 2>/dev/null
+"$POLARWAY_BIN" server --grpc-port 0 --data-dir "$work/tls" --auth-token s3cret \
+  --tls-cert "$work/server.pem" --tls-key "$work/server.key" >"$work/tls.out" 2>"$work/tls.log" &
+pids+=($!)
+addr=""
+for _ in $(seq 300); do
+  addr=$(sed -n 's/^polarway: listening on //p' "$work/tls.out"); [ -n "$addr" ] && break; sleep 0.1
+done
+[ -n "$addr" ] || { cat "$work/tls.log"; exit 1; }
+port=${addr##*:}
+if "$LT" --target "https://127.0.0.1:$port" --tls-ca "$work/ca.pem" --token s3cret --fail-on-errors \
+    --set datasets.count=2 --set mix.load=2 --set mix.describe=1 --set run.duration_secs=0 --set run.calls=60 \
+    --json "$work/tls.json" >"$work/tls-run.out" 2>&1; then
+  check "TLS + token against one worker" "$work/tls.json" \
+    'r["total"]["calls"] == 60 and r["total"]["ok"] == 60' \
+    'r["cache"]["workers"][0]["error"] is None'
+else
+  cat "$work/tls-run.out"; fail "TLS + token against one worker"
+fi
+if "$LT" --target "https://127.0.0.1:$port" --tls-ca "$work/ca.pem" --token wrong --fail-on-errors \
+    --set datasets.count=2 --set datasets.setup=skip --set mix.load=0 --set mix.describe=1 --set run.duration_secs=0 \
+    --set run.calls=20 --json "$work/badtoken.json" >"$work/badtoken.out" 2>&1; then
+  fail "wrong token: the run should fail (--fail-on-errors)"
+else
+  check "wrong token: every call UNAUTHENTICATED, exit status 1" "$work/badtoken.json" \
+    'r["total"]["ok"] == 0 and r["total"]["errors"] == {"UNAUTHENTICATED": 20}'
+fi
+
+# 3. Open loop: 200 calls/s for 2 s starts 400 calls whatever the latency.
+if "$LT" --target "https://127.0.0.1:$port" --tls-ca "$work/ca.pem" --token s3cret --fail-on-errors \
+    -s loadtest/scenarios/open-loop.toml --set datasets.count=2 --set datasets.setup=skip --set run.rate=200 \
+    --set run.duration_secs=2 --json "$work/open.json" >"$work/open.out" 2>&1; then
+  check "open loop: 200 calls/s for 2 s" "$work/open.json" \
+    'r["total"]["calls"] == 400 and r["total"]["ok"] == 400' \
+    'r["scenario"]["run"]["mode"] == "open"'
+else
+  cat "$work/open.out"; fail "open loop"
+fi
+
+# 4. Fault mode: worker 0 killed at 1.5 s, restarted 1.5 s later; the report says what failed.
+if "$LT" -s loadtest/scenarios/fault.toml --spawn-cluster 3 --bin-dir "$BIN_DIR" --kill-worker-at 1.5 --restart-after 1.5 \
+    --set run.duration_secs=6 --json "$work/fault.json" --html "$work/fault.html" >"$work/fault.out" 2>&1; then
+  check "fault mode: kill -9 and restart reported, calls succeed after the restart" "$work/fault.json" \
+    'r["fault"]["killed_at_s"] >= 1.5 and r["fault"]["restarted_at_s"] > r["fault"]["killed_at_s"]' \
+    'r["fault"]["failed_total"] == r["failures_total"] == sum(sum(s.values()) for s in r["fault"]["failed"].values())' \
+    'all(f["status"] != "OK" for f in r["failures"])' \
+    'any(p["second"] >= 5 and p["calls"] > p["errors"] for p in r["timeline"])' \
+    'r["total"]["ok"] > 0'
+  grep -q "kill -9" "$work/fault.html" && pass "fault mode: HTML marks the kill" || fail "fault mode: HTML marks the kill"
+else
+  cat "$work/fault.out"; fail "fault mode"
+fi
+
+# 5. A scenario without a bound is refused with a clear message.
+if "$LT" --target "http://127.0.0.1:1" --set run.duration_secs=0 --set run.calls=0 >"$work/bad.out" 2>&1; then
+  fail "unbounded scenario refused"
+elif grep -q "needs a bound" "$work/bad.out"; then pass "unbounded scenario refused"
+else cat "$work/bad.out"; fail "unbounded scenario refused"; fi
+
+echo "loadtest: $passed passed, $failed failed"
+[ "$failed" = 0 ]
