@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -105,12 +107,18 @@ type liveResult struct {
 	workerHelp, gatewayHelp string
 	workerHealthHelp        string
 	gatewayHealthHelp       string
+	gateway2                *proc
+	workerSamples           []sample
+	gatewaySamples          []sample
+	gateway2Samples         []sample
+	cache                   cacheStats
 	workerMetrics           map[string]bool
 	gatewayMetrics          map[string]bool
 	dataDir                 string
 }
 
 func (l *liveResult) stop() {
+	l.gateway2.stop()
 	l.gateway.stop()
 	l.worker.stop()
 	if l.dataDir != "" {
@@ -155,6 +163,12 @@ func runLive(workerBin, gatewayBin string) (*liveResult, error) {
 	if err := workload(l.worker.addr["listening"], l.gateway.addr["listening"]); err != nil {
 		e.add("workload: %v", err)
 	}
+	if err := gatewayEvents(l); err != nil {
+		e.add("gateway events: %v", err)
+	}
+	if l.cache, err = readCacheStats(l.worker.addr["listening"]); err != nil {
+		e.add("CacheStats: %v", err)
+	}
 	// Health subcommands (the Docker HEALTHCHECKs): exit 0 on a serving server, non-zero on a closed port.
 	for _, h := range []struct{ bin, addr, help string }{
 		{workerBin, l.worker.addr["listening"], l.workerHealthHelp},
@@ -171,35 +185,112 @@ func runLive(workerBin, gatewayBin string) (*liveResult, error) {
 			e.add("%s health on a closed port exited 0", h.bin)
 		}
 	}
-	if a := l.worker.addr["metrics"]; a != "" {
-		l.workerMetrics, err = scrape(a)
-		if err != nil {
-			e.add("worker: %v", err)
+	for _, p := range []struct {
+		who     string
+		p       *proc
+		names   *map[string]bool
+		samples *[]sample
+	}{
+		{"worker", l.worker, &l.workerMetrics, &l.workerSamples},
+		{"gateway", l.gateway, &l.gatewayMetrics, &l.gatewaySamples},
+		{"second gateway", l.gateway2, nil, &l.gateway2Samples},
+	} {
+		if p.p == nil || p.p.addr["metrics"] == "" {
+			continue
 		}
-	}
-	if a := l.gateway.addr["metrics"]; a != "" {
-		l.gatewayMetrics, err = scrape(a)
+		text, err := getMetrics(p.p.addr["metrics"])
 		if err != nil {
-			e.add("gateway: %v", err)
+			e.add("%s: %v", p.who, err)
+			continue
+		}
+		*p.samples = parseSamples(text)
+		names, _ := scrape(p.p.addr["metrics"])
+		if p.names != nil {
+			*p.names = names
+		} else {
+			for n := range names { // the second gateway's events count for the gateway's names
+				l.gatewayMetrics[n] = true
+			}
 		}
 	}
 	return l, e.err()
 }
 
-// scrape returns the metric names of a /metrics page: sample names and the names of # TYPE lines.
-func scrape(addr string) (map[string]bool, error) {
+// sample is one line of a /metrics page.
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+var (
+	sampleRe = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)`)
+	labelRe  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
+)
+
+func getMetrics(addr string) (string, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != 200 {
-		return nil, fmt.Errorf("GET /metrics: %v %s", err, resp.Status)
+		return "", fmt.Errorf("GET /metrics: %v %s", err, resp.Status)
+	}
+	return string(b), nil
+}
+
+func parseSamples(text string) []sample {
+	var out []sample
+	for _, line := range strings.Split(text, "\n") {
+		m := sampleRe.FindStringSubmatch(line)
+		if m == nil || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
+			continue
+		}
+		l := map[string]string{}
+		for _, kv := range labelRe.FindAllStringSubmatch(m[2], -1) {
+			l[kv[1]] = kv[2]
+		}
+		out = append(out, sample{m[1], l, v})
+	}
+	return out
+}
+
+// value sums the samples of name whose labels include want (-1 when there is none).
+func value(samples []sample, name string, want map[string]string) float64 {
+	sum, found := 0.0, false
+	for _, s := range samples {
+		if s.name != name {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			ok = ok && s.labels[k] == v
+		}
+		if ok {
+			sum, found = sum+s.value, true
+		}
+	}
+	if !found {
+		return -1
+	}
+	return sum
+}
+
+// scrape returns the metric names of a /metrics page: sample names and the names of # TYPE lines.
+func scrape(addr string) (map[string]bool, error) {
+	b, err := getMetrics(addr)
+	if err != nil {
+		return nil, err
 	}
 	names := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(b, "\n") {
 		f := strings.Fields(line)
 		switch {
 		case len(f) >= 4 && f[0] == "#" && f[1] == "TYPE":
@@ -369,9 +460,6 @@ func workload(workerAddr, gatewayAddr string) error {
 	if err := wantCode(err, codes.NotFound, "Describe of a missing dataset"); err != nil {
 		e.add("%v", err)
 	}
-	if _, err := w.unary("CacheStats", "", nil); err != nil {
-		e.add("CacheStats: %v", err)
-	}
 
 	// Through the gateway: the policy (policies/default.toml) must be in force.
 	g, err := dial(gatewayAddr, token)
@@ -525,4 +613,198 @@ func policyTokenEnvs() []string {
 		}
 	}
 	return out
+}
+
+type cacheStats struct {
+	hits, misses uint64
+	hitRate      float64
+}
+
+// readCacheStats calls CacheStats on the worker and decodes hits (1), misses (2), hit_rate (3).
+func readCacheStats(addr string) (cacheStats, error) {
+	var cs cacheStats
+	c, err := dial(addr, "")
+	if err != nil {
+		return cs, err
+	}
+	defer c.conn.Close()
+	b, err := c.unary("CacheStats", "", nil)
+	if err != nil {
+		return cs, err
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return cs, fmt.Errorf("bad CacheStats response")
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if num == 1 {
+				cs.hits = v
+			} else if num == 2 {
+				cs.misses = v
+			}
+			b = b[n:]
+		case typ == protowire.Fixed64Type && num == 3:
+			v, n := protowire.ConsumeFixed64(b)
+			cs.hitRate = math.Float64frombits(v)
+			b = b[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return cs, fmt.Errorf("bad CacheStats response")
+			}
+			b = b[n:]
+		}
+	}
+	return cs, nil
+}
+
+// gatewayEvents starts a second gateway (a temporary policy with a tight rate limit, the worker
+// plus a dead backend) to produce the event-driven gateway metrics: rate limiting, a dead
+// upstream, policy reloads accepted and refused.
+func gatewayEvents(l *liveResult) error {
+	pol := filepath.Join(l.dataDir, "policy.toml")
+	write := func(rate int) error {
+		return os.WriteFile(pol, []byte(fmt.Sprintf(`[limits]
+rate = { per_second = %d, burst = %d }
+
+[[identity]]
+name = "ops"
+token = "%s"
+roles = ["admin"]
+
+[roles.admin]
+methods = ["*"]
+datasets = ["*"]
+`, rate, rate, token)), 0o600)
+	}
+	if err := write(1); err != nil {
+		return err
+	}
+	var err error
+	l.gateway2, err = start(l.gatewayBin, []string{"POLARWAY_METRICS_PORT=0"},
+		"--listen", "127.0.0.1:0", "--backend", "http://"+l.worker.addr["listening"], "--backend", "http://127.0.0.1:1",
+		"--policy", pol, "--policy-poll", "0.2", "--health-interval", "0.5")
+	if err != nil {
+		return err
+	}
+	var e errs
+	g, err := dial(l.gateway2.addr["listening"], token)
+	if err != nil {
+		return err
+	}
+	defer g.conn.Close()
+	limited := false
+	for i := 0; i < 5; i++ {
+		_, err := g.unary("Describe", "ops_check", str(1, "ops_check"))
+		limited = limited || status.Code(err) == codes.ResourceExhausted
+	}
+	if !limited {
+		e.add("5 calls at once under a 1/s policy: none got RESOURCE_EXHAUSTED")
+	}
+	// A valid change, then a broken file: one reload accepted, one refused.
+	time.Sleep(300 * time.Millisecond)
+	if err := write(1000); err != nil {
+		return err
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := os.WriteFile(pol, []byte("[limits]\nrate = \"not a table\"\n"), 0o600); err != nil {
+		return err
+	}
+	time.Sleep(1500 * time.Millisecond)
+	return e.err()
+}
+
+func checkWorkloadValues(l *liveResult) error {
+	if l == nil {
+		return fmt.Errorf("live start failed")
+	}
+	var e errs
+	if l.workerSamples == nil {
+		e.add("worker: no /metrics to check")
+	}
+	eq := func(who string, samples []sample, name string, labels map[string]string, want float64) {
+		if samples == nil {
+			return
+		}
+		if got := value(samples, name, labels); got != want {
+			e.add("%s %s%v = %v, want %v; the page has: %s", who, name, labels, got, want, seen(samples, name))
+		}
+	}
+	atLeast := func(who string, samples []sample, name string, labels map[string]string, want float64) {
+		if samples == nil {
+			return
+		}
+		if got := value(samples, name, labels); got < want {
+			e.add("%s %s%v = %v, want at least %v; the page has: %s", who, name, labels, got, want, seen(samples, name))
+		}
+	}
+	L := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	w, g, g2 := l.workerSamples, l.gatewaySamples, l.gateway2Samples
+	// Worker: 3 Loads direct + 1 through the gateway; 2 Describes of a missing dataset; 1 Store of 3 rows.
+	eq("worker", w, "polarway_grpc_requests_total", L("method", "Load", "status", "OK"), 4)
+	eq("worker", w, "polarway_grpc_requests_total", L("method", "Store", "status", "OK"), 1)
+	eq("worker", w, "polarway_grpc_requests_total", L("method", "Query", "status", "OK"), 1)
+	eq("worker", w, "polarway_grpc_requests_total", L("method", "Describe", "status", "NOT_FOUND"), 2)
+	eq("worker", w, "polarway_grpc_errors_total", L("method", "Describe", "status", "NOT_FOUND"), 2)
+	eq("worker", w, "polarway_grpc_request_duration_seconds_count", L("method", "Load"), 4)
+	eq("worker", w, "polarway_rows_total", L("method", "Store", "direction", "received"), 3)
+	eq("worker", w, "polarway_rows_total", L("method", "Load", "direction", "sent"), 12)
+	eq("worker", w, "polarway_rows_total", L("method", "Query", "direction", "sent"), 3)
+	atLeast("worker", w, "polarway_grpc_message_bytes_total", L("method", "Store", "direction", "received"), 1)
+	atLeast("worker", w, "polarway_grpc_message_bytes_total", L("method", "Load", "direction", "sent"), 1)
+	// The cache metrics say what CacheStats says.
+	eq("worker", w, "polarway_cache_hits_total", nil, float64(l.cache.hits))
+	eq("worker", w, "polarway_cache_misses_total", nil, float64(l.cache.misses))
+	if got := value(w, "polarway_cache_hit_rate", nil); w != nil && math.Abs(got-l.cache.hitRate) > 1e-9 {
+		e.add("worker polarway_cache_hit_rate = %v, CacheStats.hit_rate = %v", got, l.cache.hitRate)
+	}
+	if l.cache.hits+l.cache.misses < 3 {
+		e.add("CacheStats counts %d lookups after 4 loads", l.cache.hits+l.cache.misses)
+	}
+	// Gateway (policies/default.toml): 1 Load, 1 List, 1 Describe NOT_FOUND, 1 List UNAUTHENTICATED.
+	eq("gateway", g, "polarway_grpc_requests_total", L("method", "Load", "status", "OK"), 1)
+	eq("gateway", g, "polarway_grpc_requests_total", L("method", "List", "status", "OK"), 1)
+	eq("gateway", g, "polarway_grpc_requests_total", L("method", "Describe", "status", "NOT_FOUND"), 1)
+	eq("gateway", g, "polarway_grpc_requests_total", L("method", "List", "status", "UNAUTHENTICATED"), 1)
+	eq("gateway", g, "polarway_grpc_errors_total", L("method", "List", "status", "UNAUTHENTICATED"), 1)
+	eq("gateway", g, "polarway_gateway_upstream_healthy", L("backend", l.worker.addr["listening"]), 1)
+	atLeast("gateway", g, "polarway_gateway_upstream_requests_total", L("backend", l.worker.addr["listening"]), 3)
+	// Second gateway: rate limited, a dead backend, one reload accepted and one refused.
+	atLeast("second gateway", g2, "polarway_gateway_rate_limited_total", L("method", "Describe"), 1)
+	atLeast("second gateway", g2, "polarway_grpc_requests_total", L("method", "Describe", "status", "RESOURCE_EXHAUSTED"), 1)
+	eq("second gateway", g2, "polarway_gateway_upstream_healthy", L("backend", "127.0.0.1:1"), 0)
+	atLeast("second gateway", g2, "polarway_gateway_ejections_total", L("backend", "127.0.0.1:1"), 1)
+	atLeast("second gateway", g2, "polarway_gateway_policy_reloads_total", L("result", "ok"), 1)
+	atLeast("second gateway", g2, "polarway_gateway_policy_reloads_total", L("result", "refused"), 1)
+	return e.err()
+}
+
+// seen lists a family's samples (a few), for failure messages.
+func seen(samples []sample, name string) string {
+	var out []string
+	for _, s := range samples {
+		if s.name == name && len(out) < 8 {
+			out = append(out, fmt.Sprintf("%v=%v", s.labels, s.value))
+		}
+	}
+	if len(out) == 0 {
+		var names []string
+		for _, s := range samples {
+			if !slices.Contains(names, s.name) {
+				names = append(names, s.name)
+			}
+		}
+		return "no " + name + " (families: " + strings.Join(names, ", ") + ")"
+	}
+	return strings.Join(out, " ")
 }

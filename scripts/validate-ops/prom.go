@@ -10,10 +10,10 @@ import (
 	"slices"
 
 	"github.com/prometheus/common/model"
-	"sigs.k8s.io/yaml"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
+	"sigs.k8s.io/yaml"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
