@@ -162,15 +162,38 @@ func runLive(workerBin, gatewayBin string) (*liveResult, error) {
 		return l, err
 	}
 	var e errs
+	collect := func(who string, p *proc, names *map[string]bool, samples *[]sample) {
+		if p == nil || p.addr["metrics"] == "" {
+			return
+		}
+		text, err := getMetrics(p.addr["metrics"])
+		if err != nil {
+			e.add("%s: %v", who, err)
+			return
+		}
+		*samples = parseSamples(text)
+		got, _ := scrape(p.addr["metrics"])
+		if *names == nil {
+			*names = map[string]bool{}
+		}
+		for n := range got {
+			(*names)[n] = true
+		}
+	}
 	if err := workload(l.worker.addr["listening"], l.gateway.addr["listening"]); err != nil {
 		e.add("workload: %v", err)
-	}
-	if err := gatewayEvents(l); err != nil {
-		e.add("gateway events: %v", err)
 	}
 	if l.cache, err = readCacheStats(l.worker.addr["listening"]); err != nil {
 		e.add("CacheStats: %v", err)
 	}
+	// The known workload's counts are read before the second gateway adds its own traffic.
+	collect("worker", l.worker, &l.workerMetrics, &l.workerSamples)
+	collect("gateway", l.gateway, &l.gatewayMetrics, &l.gatewaySamples)
+	if err := gatewayEvents(l); err != nil {
+		e.add("gateway events: %v", err)
+	}
+	// The second gateway's event-driven families count for the gateway's names.
+	collect("second gateway", l.gateway2, &l.gatewayMetrics, &l.gateway2Samples)
 	// Health subcommands (the Docker HEALTHCHECKs): exit 0 on a serving server, non-zero on a closed port.
 	for _, h := range []struct{ bin, addr, help string }{
 		{workerBin, l.worker.addr["listening"], l.workerHealthHelp},
@@ -185,34 +208,6 @@ func runLive(workerBin, gatewayBin string) (*liveResult, error) {
 		}
 		if err := exec.Command(h.bin, "health", "--addr", "127.0.0.1:1", "--timeout", "2").Run(); err == nil {
 			e.add("%s health on a closed port exited 0", h.bin)
-		}
-	}
-	for _, p := range []struct {
-		who     string
-		p       *proc
-		names   *map[string]bool
-		samples *[]sample
-	}{
-		{"worker", l.worker, &l.workerMetrics, &l.workerSamples},
-		{"gateway", l.gateway, &l.gatewayMetrics, &l.gatewaySamples},
-		{"second gateway", l.gateway2, nil, &l.gateway2Samples},
-	} {
-		if p.p == nil || p.p.addr["metrics"] == "" {
-			continue
-		}
-		text, err := getMetrics(p.p.addr["metrics"])
-		if err != nil {
-			e.add("%s: %v", p.who, err)
-			continue
-		}
-		*p.samples = parseSamples(text)
-		names, _ := scrape(p.p.addr["metrics"])
-		if p.names != nil {
-			*p.names = names
-		} else {
-			for n := range names { // the second gateway's events count for the gateway's names
-				l.gatewayMetrics[n] = true
-			}
 		}
 	}
 	return l, e.err()
