@@ -14,6 +14,10 @@ for b in "$POLARWAY_BIN" "$POLARWAY_GATEWAY_BIN"; do
   [ -x "$b" ] || { echo "no binary at $b (cargo build --workspace)" >&2; exit 1; }
 done
 
+# moto_server: the S3-compatible server the worker's s3 store talks to (as the Rust s3 tests).
+ensure_moto
+MOTO="${POLARWAY_MOTO_SERVER:-$HOME/.cache/polarway/tools-venv/bin/moto_server}"
+
 echo "== ops: go vet, build the validator (scripts/validate-ops)"
 (cd scripts/validate-ops && go mod download && go vet ./... && go build -o "$CARGO_TARGET_DIR/validate-ops" .)
 # kubectl, when the machine has it, renders the kustomization offline (not required).
@@ -22,4 +26,4 @@ if command -v kubectl >/dev/null 2>&1; then
   kubectl kustomize deploy/k8s >/dev/null
 fi
 echo "== ops: validate"
-"$CARGO_TARGET_DIR/validate-ops" -root . -worker "$POLARWAY_BIN" -gateway "$POLARWAY_GATEWAY_BIN"
+"$CARGO_TARGET_DIR/validate-ops" -root . -worker "$POLARWAY_BIN" -gateway "$POLARWAY_GATEWAY_BIN" -moto "$MOTO"

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -101,13 +102,54 @@ func (p *proc) stop() {
 	_ = p.cmd.Wait()
 }
 
+// startMoto runs moto_server (an S3-compatible server, the one the Rust s3 tests use) on a free
+// loopback port and creates a bucket; it returns the endpoint.
+func startMoto(bin, bucket string) (*proc, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", port)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	p := &proc{cmd: cmd, addr: map[string]string{}}
+	endpoint := "http://127.0.0.1:" + port
+	for i := 0; ; i++ {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second); err == nil {
+			c.Close()
+			break
+		}
+		if i == 300 {
+			p.stop()
+			return nil, "", fmt.Errorf("moto_server did not listen within 30 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	req, _ := http.NewRequest(http.MethodPut, endpoint+"/"+bucket, nil)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		p.stop()
+		return nil, "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		p.stop()
+		return nil, "", fmt.Errorf("create bucket: %s", resp.Status)
+	}
+	return p, endpoint, nil
+}
+
 type liveResult struct {
 	worker, gateway         *proc
 	workerBin, gatewayBin   string
 	workerHelp, gatewayHelp string
 	workerHealthHelp        string
 	gatewayHealthHelp       string
-	gateway2, worker2       *proc
+	gateway2, worker2, moto *proc
 	dead                    string
 	workerSamples           []sample
 	gatewaySamples          []sample
@@ -123,6 +165,7 @@ func (l *liveResult) stop() {
 	l.worker2.stop()
 	l.gateway.stop()
 	l.worker.stop()
+	l.moto.stop()
 	if l.dataDir != "" {
 		os.RemoveAll(l.dataDir)
 	}
@@ -133,7 +176,7 @@ func help(bin string, args ...string) string {
 	return string(out)
 }
 
-func runLive(workerBin, gatewayBin string) (*liveResult, error) {
+func runLive(workerBin, gatewayBin, motoBin string) (*liveResult, error) {
 	for _, b := range []string{workerBin, gatewayBin} {
 		if st, err := os.Stat(b); err != nil || st.IsDir() {
 			return nil, fmt.Errorf("binary %q not found (-worker, -gateway)", b)
@@ -148,9 +191,17 @@ func runLive(workerBin, gatewayBin string) (*liveResult, error) {
 	if l.dataDir, err = os.MkdirTemp("", "validate-ops-"); err != nil {
 		return nil, err
 	}
-	// Metrics through the environment, as the compose file and the manifests set them.
-	l.worker, err = start(workerBin, []string{"POLARWAY_METRICS_ENABLED=true", "POLARWAY_METRICS_PORT=0"},
-		"server", "--grpc-port", "0", "--data-dir", l.dataDir+"/data", "--handle-store", "memory")
+	// The worker as docker-compose.yml configures it: the s3 store (here moto for MinIO), metrics
+	// on, all through the environment.
+	var endpoint string
+	if l.moto, endpoint, err = startMoto(motoBin, "polarway-state"); err != nil {
+		return l, err
+	}
+	l.worker, err = start(workerBin, []string{"POLARWAY_METRICS_ENABLED=true", "POLARWAY_METRICS_PORT=0",
+		"POLARWAY_HANDLE_STORE=s3", "POLARWAY_S3_BUCKET=polarway-state", "POLARWAY_S3_ENDPOINT=" + endpoint,
+		"POLARWAY_S3_PATH_STYLE=true", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1",
+		"AWS_EC2_METADATA_DISABLED=true"},
+		"server", "--grpc-port", "0", "--data-dir", l.dataDir+"/data")
 	if err != nil {
 		return l, err
 	}
@@ -784,6 +835,9 @@ func checkWorkloadValues(l *liveResult) error {
 	eq("worker", w, "polarway_rows_total", L("method", "Query", "direction", "sent"), 3)
 	atLeast("worker", w, "polarway_grpc_message_bytes_total", L("method", "Store", "direction", "received"), 1)
 	atLeast("worker", w, "polarway_grpc_message_bytes_total", L("method", "Load", "direction", "sent"), 1)
+	// The s3 store: the Store's data and manifest were written to the bucket.
+	atLeast("worker", w, "polarway_s3_requests_total", L("operation", "PutObject", "result", "ok"), 1)
+	atLeast("worker", w, "polarway_state_store_bytes_written_total", nil, float64(1))
 	// The cache metrics say what CacheStats says.
 	eq("worker", w, "polarway_cache_hits_total", nil, float64(l.cache.hits))
 	eq("worker", w, "polarway_cache_misses_total", nil, float64(l.cache.misses))

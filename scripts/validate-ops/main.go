@@ -2,7 +2,7 @@
 // manifests, Prometheus/Grafana config) with the upstream libraries that consume them, then
 // cross-checks them against the real binaries: their --help (flags, env vars) and their /metrics.
 //
-//	go run . -root ../.. -worker PATH/polarway -gateway PATH/polarway-gateway
+//	go run . -root ../.. -worker PATH/polarway -gateway PATH/polarway-gateway -moto PATH/moto_server
 package main
 
 import (
@@ -52,6 +52,7 @@ func main() {
 	flag.StringVar(&root, "root", "../..", "repository root")
 	worker := flag.String("worker", "", "polarway binary (live checks)")
 	gateway := flag.String("gateway", "", "polarway-gateway binary (live checks)")
+	moto := flag.String("moto", "", "moto_server binary (the worker's s3 store)")
 	only := flag.String("only", "", "run only checks whose name contains this")
 	flag.Parse()
 	root, _ = filepath.Abs(root)
@@ -70,7 +71,7 @@ func main() {
 		{"docs: metric names in docs/operations.md", func() error { return collectDocMetrics(r) }},
 		{"consistency: ports, hosts and the routing header across compose, envoy, nginx, k8s, prometheus", func() error { return checkConsistency() }},
 		{"live: worker and gateway start (gateway with policies/default.toml), workload, health subcommands", func() (err error) {
-			live, err = runLive(*worker, *gateway)
+			live, err = runLive(*worker, *gateway, *moto)
 			return err
 		}},
 		{"live: every POLARWAY_* env var and --flag used exists in the binaries' --help", func() error { return checkHelp(r, live) }},
