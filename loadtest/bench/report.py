@@ -16,6 +16,7 @@ def main():
     p.add_argument("--figures", required=True)
     p.add_argument("--machine", required=True)
     p.add_argument("--commands", required=True)
+    p.add_argument("--errors", help="failed small calls, one line each (section 4)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
 
@@ -130,6 +131,13 @@ def main():
         rp = med("gateway", "gateway", "p99") / med("gateway", ref, "p99")
         w(f"- gateway ÷ {ref}: throughput {rt:.2f} ({verdict(rt >= 1.0, 'at least nginx', 'below nginx')}), "
           f"p99 {rp:.2f} ({verdict(rp <= 1.0, 'no worse', 'worse')})")
+    errors = open(a.errors).read().strip() if a.errors and os.path.exists(a.errors) else ""
+    if errors:
+        w("")
+        w("Failed calls during these runs:")
+        w("")
+        w(errors)
+    w("")
     gb = med("gateway-large", "gateway", "bytes")
     gg = gb / med("gateway-large", "gateway", "seconds") / GIB
     dg = gb / med("gateway-large", "direct", "seconds") / GIB

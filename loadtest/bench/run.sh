@@ -54,6 +54,7 @@ trap cleanup EXIT
 export RUST_LOG=warn
 FIG="$work/figures.tsv"; : >"$FIG"
 CMDS="$work/commands.md"; : >"$CMDS"
+: >"$work/errors.md"
 
 if [ "$QUICK" = 1 ]; then
   BIG_ROWS=2097152; Q_ROWS=2000000; GW_ROWS=524288; SMALL_CALLS=1000; GW_SECS=3; ZIPF_SECS=6
@@ -87,6 +88,15 @@ jget() { "$PY" -c 'import json,sys
 v=json.load(open(sys.argv[1]))
 for k in sys.argv[2].split("."): v=v[int(k)] if isinstance(v,list) else v[k]
 print(v)' "$1" "$2"; }
+# failures FILE LABEL: one Markdown line about a report's failed calls (nothing when none failed).
+failures() { "$PY" - "$1" "$2" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+if r["failures_total"]:
+    f = r["failures"][0]
+    print("- %s: %d calls, errors %s; first: %s %r" % (sys.argv[2], r["total"]["calls"], r["total"]["errors"], f["status"], f["message"][:160]))
+EOF
+}
 LT="$REL/polarway-loadtest"
 # lt ARGS...: the harness; the first call of each kind is written to the commands section.
 lt() { "$LT" "$@" >"$work/lt.out" 2>"$work/lt.err" || { cat "$work/lt.out" "$work/lt.err" >&2; exit 1; }; }
@@ -264,6 +274,7 @@ for i in $(seq "$RUNS"); do
     fig gateway "$name" p99 "$(jget "$work/small-$name-$i.json" operations.describe.latency_ms.p99)"
     fig gateway "$name" p50 "$(jget "$work/small-$name-$i.json" operations.describe.latency_ms.p50)"
     fig gateway "$name" errors "$(jget "$work/small-$name-$i.json" failures_total)"
+    failures "$work/small-$name-$i.json" "$name, run $i" >>"$work/errors.md"
   done
 done
 note "polarway-loadtest --target URL ${SMALLCALL[*]} --set datasets.setup=skip   # URL = gateway, nginx (guide), nginx (tuned), one worker; x$RUNS"
@@ -308,5 +319,5 @@ done
 note "polarway-loadtest --spawn-cluster 3 --cache-size 0.05 --routing hash|round-robin -s loadtest/scenarios/zipf-cache.toml --set run.duration_secs=$ZIPF_SECS --set run.warmup_calls=60   # x$RUNS"
 
 echo "== writing $OUT"
-"$PY" loadtest/bench/report.py --figures "$FIG" --machine "$work/machine.tsv" --commands "$CMDS" --out "$OUT"
+"$PY" loadtest/bench/report.py --figures "$FIG" --machine "$work/machine.tsv" --commands "$CMDS" --errors "$work/errors.md" --out "$OUT"
 echo "done: $OUT"

@@ -152,7 +152,10 @@ fn buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
     if h.is_empty() {
         return Vec::new();
     }
-    h.iter_log(10, 1.25).map(|v| (ms(v.value_iterated_to()), v.count_since_last_iteration())).collect()
+    // From the bucket before the first call, so that the chart starts where the data does.
+    let all: Vec<(f64, u64)> = h.iter_log(10, 1.25).map(|v| (ms(v.value_iterated_to()), v.count_since_last_iteration())).collect();
+    let first = all.iter().position(|(_, n)| *n > 0).unwrap_or(0);
+    all[first.saturating_sub(1)..].to_vec()
 }
 
 pub fn build(scenario: Scenario, target: String, started_unix_ms: u128, outcome: &Outcome, setup: SetupReport) -> Report {
