@@ -26,8 +26,8 @@ command -v openssl >/dev/null 2>&1 || apt_install openssl
 work=$(mktemp -d /tmp/polarway-loadtest-test.XXXXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Quietly: bash would report each killed job.
+  { for p in "${pids[@]}"; do kill -9 "$p" || true; done; wait || true; } 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT

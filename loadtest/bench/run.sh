@@ -46,8 +46,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 work=$(mktemp -d /tmp/polarway-bench.XXXXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Quietly: bash would report each killed job.
+  { for p in "${pids[@]}"; do kill -9 "$p" || true; done; wait || true; } 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
