@@ -149,8 +149,9 @@ def main():
     p50, p99, mean = med("small", "direct", "p50"), med("small", "direct", "p99"), med("small", "direct", "mean")
     w("## 5. Warm small-dataset load latency, end to end")
     w("")
-    w("1,000 rows × 4 columns, one caller, back to back, straight to a worker, after 200 warm-up loads: the "
-      "client's full round trip (request, IPC chunks, decode).")
+    w("1,000 rows × 4 columns, one caller, back to back, straight to a worker, after 50 warm-up loads, for "
+      f"{machine.get('small_bound', '')} (whichever comes first): the client's full round trip (request, IPC "
+      "chunks, decode).")
     w("")
     w("| p50 ms | p99 ms | mean ms | under 1 ms (the guide's promise) |")
     w("|---|---|---|---|")

@@ -57,9 +57,9 @@ CMDS="$work/commands.md"; : >"$CMDS"
 : >"$work/errors.md"
 
 if [ "$QUICK" = 1 ]; then
-  BIG_ROWS=2097152; Q_ROWS=2000000; GW_ROWS=524288; SMALL_CALLS=1000; GW_SECS=3; ZIPF_SECS=6
+  BIG_ROWS=2097152; Q_ROWS=2000000; GW_ROWS=524288; SMALL_CALLS=1000; SMALL_SECS=4; GW_SECS=3; ZIPF_SECS=6
 else
-  BIG_ROWS=8388608; Q_ROWS=10000000; GW_ROWS=2097152; SMALL_CALLS=3000; GW_SECS=10; ZIPF_SECS=15
+  BIG_ROWS=8388608; Q_ROWS=10000000; GW_ROWS=2097152; SMALL_CALLS=3000; SMALL_SECS=10; GW_SECS=10; ZIPF_SECS=15
 fi
 BIG_COLS=16
 
@@ -115,6 +115,7 @@ note() { echo "$*" | sed "s#$REL/##g; s#$work#\$WORK#g" >>"$CMDS"; }
   echo "pyarrow	$("$PY" -c 'import pyarrow; print(pyarrow.__version__)')"
   echo "duckdb	$("$PY" -c 'import duckdb; print(duckdb.__version__)')"
   echo "nginx	$("$NGINX" -v 2>&1 | sed 's/.*: //')"
+  echo "small_bound	$SMALL_CALLS calls or $SMALL_SECS s"
   echo "big_rows	$BIG_ROWS"; echo "big_cols	$BIG_COLS"; echo "q_rows	$Q_ROWS"; echo "gw_rows	$GW_ROWS"
 } >"$work/machine.tsv"
 
@@ -135,7 +136,7 @@ W1_PID=$PID; W1_URL="http://$ADDR"
 # ---- 5. warm small-dataset load latency (1,000 rows x 4 columns), direct to the worker
 echo "== 5. warm small loads"
 SMALL=(--set datasets.prefix=small --set datasets.count=1 --set datasets.rows=1000 --set datasets.columns=4
-       --set mix.load=1 --set run.concurrency=1 --set run.duration_secs=0 --set run.calls=$SMALL_CALLS --set run.warmup_calls=200)
+       --set mix.load=1 --set run.concurrency=1 --set run.duration_secs=$SMALL_SECS --set run.calls=$SMALL_CALLS --set run.warmup_calls=50)
 for i in $(seq "$RUNS"); do
   setup=$([ "$i" = 1 ] && echo store || echo skip)
   lt --target "$W1_URL" "${SMALL[@]}" --set datasets.setup=$setup --json "$work/small$i.json"
