@@ -39,7 +39,8 @@ type CacheStats struct {
 	Entries, Evictions uint64
 	// Workers on the s3 store: the local disk cache of S3 objects (the second tier)...
 	DiskHits, DiskMisses, DiskBytes, DiskCapacity uint64
-	// ...and the requests sent to S3 and the bytes moved, since the worker started.
+	// ...and the traffic with the handle store since the worker started: requests and bytes
+	// moved (S3 requests on s3, file operations on external, 0 on memory).
 	StoreRequests, StoreBytesRead, StoreBytesWritten uint64
 }
 

@@ -117,6 +117,14 @@ pub struct ServerArgs {
     #[arg(long, env = "POLARWAY_RETAIN_VERSIONS", default_value_t = 5)]
     pub retain_versions: usize,
 
+    /// Serve Prometheus metrics at http://<bind host>:<metrics port>/metrics.
+    #[arg(long, env = "POLARWAY_METRICS_ENABLED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_enabled: bool,
+
+    /// Port of the metrics endpoint; 0 picks a free one (printed on stdout).
+    #[arg(long, env = "POLARWAY_METRICS_PORT", default_value_t = 9090)]
+    pub metrics_port: u16,
+
     /// Seconds that in-flight calls get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "POLARWAY_SHUTDOWN_GRACE", default_value_t = 30.0)]
     pub shutdown_grace: f64,

@@ -14,8 +14,10 @@
 //!   - `query.rs`: DuckDB in the sandbox of `sql.rs`, over the cold view (`coldview.rs`).
 //!   - `catalog.rs`: list, describe, delete, cache stats.
 //! - `store/`: the version protocol (`mod.rs`) over a `Backend`: `memory.rs`, `dir.rs`
-//!   (`external`, a shared directory).
+//!   (`external`, a shared directory), `s3.rs` (with the disk tier `disk_cache.rs`).
 //! - `error.rs`: the error type and its one mapping to gRPC status codes.
+//! - `metrics.rs`: Prometheus metrics; the per-call series come from polarway-telemetry's layer,
+//!   which `server.rs` puts around every service.
 
 pub mod auth;
 pub mod cache;
@@ -23,6 +25,7 @@ pub mod coldview;
 pub mod config;
 pub mod error;
 pub mod ipc;
+pub mod metrics;
 pub mod parquet_io;
 pub mod server;
 pub mod service;

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run a worker: the gRPC server.
     Server(ServerArgs),
+    /// Check that a worker answers grpc.health.v1 SERVING; exit 0 if so (Docker HEALTHCHECK).
+    Health(polarway_telemetry::health::HealthArgs),
 }
 
 /// glibc's malloc raises its mmap threshold each time a large block is freed, after which
@@ -42,7 +44,10 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let Command::Server(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Server(args) => args,
+        Command::Health(h) => polarway_telemetry::health::run(&h, "127.0.0.1:50052"),
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -55,6 +60,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let worker = server::build_worker(&args).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
+    if args.metrics_enabled {
+        let at = std::net::SocketAddr::new(addr.ip(), args.metrics_port);
+        let metrics = tokio::net::TcpListener::bind(at).await.with_context(|| format!("cannot serve metrics on {at}"))?;
+        if args.metrics_port == 0 {
+            println!("polarway: metrics on {}", metrics.local_addr()?);
+        }
+        tokio::spawn(polarway_telemetry::endpoint::serve(metrics, worker.metrics.registry.clone()));
+    }
     // A stable line for scripts and tests (which start workers on port 0).
     println!("polarway: listening on {addr}");
     tracing::info!(

@@ -9,14 +9,15 @@ use polarway_proto::v1::polarway_server::PolarwayServer;
 use polarway_proto::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::auth::TokenAuth;
 use crate::cache::Cache;
 use crate::coldview::ColdView;
 use crate::config::{HandleStoreKind, ServerArgs};
-use crate::service::{PolarwayService, RemoteStats, Worker};
+use crate::metrics::WorkerMetrics;
+use crate::service::{PolarwayService, Worker};
 use crate::sql::SqlLimits;
 use crate::store::disk_cache::DiskCache;
 use crate::store::s3::{S3Backend, S3Options};
@@ -29,7 +30,8 @@ const CONNECTION_WINDOW: u32 = 32 << 20;
 pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
-    let mut remote = None;
+    let mut disk_cache = None;
+    let mut s3_metrics = None;
     let backend: Arc<dyn Backend> = match args.handle_store {
         HandleStoreKind::External => Arc::new(DirBackend::open(&args.state_dir())?),
         HandleStoreKind::Memory => Arc::new(MemoryBackend::new(args.data_dir.join("tmp"))?),
@@ -46,15 +48,23 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
                 allow_unconditional_writes: args.s3_allow_unconditional_writes,
             };
             let disk = Arc::new(DiskCache::open(&args.data_dir.join("s3-cache"), args.disk_cache_bytes())?);
-            let s3 = S3Backend::connect(&opts, args.data_dir.join("tmp/staging"), disk.clone()).await?;
-            remote = Some(RemoteStats { disk, s3: s3.counters() });
-            Arc::new(s3)
+            let s3 = Arc::new(S3Backend::connect(&opts, args.data_dir.join("tmp/staging"), disk.clone()).await?);
+            disk_cache = Some(disk);
+            s3_metrics = Some(s3.clone());
+            s3
         }
     };
+    let cache = Arc::new(Cache::new(args.cache_bytes()));
+    let metrics = WorkerMetrics::new(cache.clone(), disk_cache.clone(), backend.counters(), |registry| {
+        if let Some(s3) = &s3_metrics {
+            s3.register_metrics(registry);
+        }
+    });
     Ok(Worker {
-        remote,
+        disk_cache,
+        metrics,
         catalog: Catalog::new(backend, args.retain_versions),
-        cache: Cache::new(args.cache_bytes()),
+        cache,
         cold: ColdView::new(args.cold_dir())?,
         sql: SqlLimits {
             timeout: Duration::from_secs_f64(args.query_timeout.max(0.001)),
@@ -98,10 +108,12 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let worker_metrics = worker.metrics.grpc.clone();
     let service = PolarwayServer::new(PolarwayService::new(Arc::new(worker)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
+    let metrics_layer = polarway_telemetry::GrpcMetricsLayer { metrics: worker_metrics };
     let mut builder = Server::builder()
         // Every log line of a call carries its method and the caller's request id.
         .trace_fn(|req| {
@@ -110,7 +122,7 @@ pub async fn run(
         })
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .tcp_nodelay(true);
+        .layer(metrics_layer);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
@@ -130,7 +142,9 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        // Connections accepted here are configured here (the builder's tcp_nodelay only applies to
+        // listeners it binds itself): without TCP_NODELAY small replies wait for delayed ACKs.
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
             let _ = drain_rx.await;
             let _ = drained_tx.send(());
         });

@@ -99,7 +99,7 @@ async fn workers_sharing_a_bucket_read_each_others_writes() {
 async fn warm_loads_are_served_from_the_cache_and_validated_by_one_listing() {
     let s3 = S3Server::start();
     let bucket = s3.bucket().await;
-    let worker = Worker::start_with(s3.worker(&bucket));
+    let worker = Worker::start_with(s3.worker(&bucket).arg("--metrics-enabled").arg("--metrics-port").arg("0"));
     let client = worker.client().await;
     let df = numbers(10_000, 5);
     client.store("hot", &df).await.unwrap();
@@ -117,6 +117,19 @@ async fn warm_loads_are_served_from_the_cache_and_validated_by_one_listing() {
     assert_eq!(after.store_bytes_read, before.store_bytes_read, "warm loads must not read objects from S3");
     let requests = (after.store_requests - before.store_requests) as f64 / loads as f64;
     assert!(requests <= 1.0, "{requests} S3 requests per warm load");
+
+    // /metrics tells the same story, per S3 operation (every attempt the SDK sends).
+    let m = |series: &str| worker.metric(series).unwrap_or(0.0);
+    let lists = m(r#"polarway_s3_requests_total{operation="ListObjectsV2",result="ok"}"#);
+    assert!(lists >= loads as f64, "one listing per load: {lists}");
+    assert_eq!(m(r#"polarway_s3_request_duration_seconds_count{operation="ListObjectsV2"}"#), lists);
+    assert!(m(r#"polarway_s3_requests_total{operation="PutObject",result="ok"}"#) >= 2.0, "data and manifest");
+    assert_eq!(m("polarway_state_store_requests_total"), after.store_requests as f64);
+    assert_eq!(m("polarway_state_store_bytes_written_total"), after.store_bytes_written as f64);
+    assert_eq!(m("polarway_state_store_bytes_read_total"), after.store_bytes_read as f64);
+    assert_eq!(m("polarway_cache_hits_total"), after.hits as f64);
+    assert!((m("polarway_cache_hit_rate") - after.hit_rate).abs() < 1e-9);
+    assert!(m("polarway_disk_cache_capacity_bytes") > 0.0);
 
     // The same loads on the external store (no S3 round trip) for comparison.
     let local = Worker::start();

@@ -8,8 +8,11 @@ use clap::Parser;
 use crate::route::Strategy;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "polarway-gateway", version, about = "The Polarway gateway: the public gRPC entry point in front of Polarway workers")]
+#[command(name = "polarway-gateway", version, about = "The Polarway gateway: the public gRPC entry point in front of Polarway workers", args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to serve gRPC on.
     #[arg(long, env = "POLARWAY_GATEWAY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -84,12 +87,19 @@ pub struct Args {
     /// Serve Prometheus metrics at http://<listen host>:PORT/metrics (0: a free port, printed).
     #[arg(long, env = "POLARWAY_METRICS_PORT", default_value_t = 9090)]
     pub metrics_port: u16,
-    #[arg(long, env = "POLARWAY_METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Serve Prometheus metrics (`--metrics-enabled false` turns them off).
+    #[arg(long, env = "POLARWAY_METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub metrics_enabled: bool,
 
     /// Add `x-polarway-backend: ADDR` (the worker that answered) to responses.
     #[arg(long, env = "POLARWAY_GATEWAY_DEBUG_HEADERS")]
     pub debug_headers: bool,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Check that a gateway (or worker) answers grpc.health.v1 SERVING; exit 0 if so (Docker HEALTHCHECK).
+    Health(polarway_telemetry::health::HealthArgs),
 }
 
 impl Args {

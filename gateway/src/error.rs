@@ -64,7 +64,4 @@ impl GatewayError {
     }
 }
 
-/// The gRPC status a response carries in its headers (trailers-only responses), if any.
-pub fn header_status(headers: &http::HeaderMap) -> Option<Code> {
-    headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok()).map(Code::from_i32)
-}
+pub use polarway_telemetry::header_status;

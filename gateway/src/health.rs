@@ -53,7 +53,10 @@ pub async fn check_loop(
             if endpoint.set_healthy(ok) {
                 match result {
                     Ok(()) => tracing::info!(backend = %endpoint.addr, "worker healthy: back in rotation"),
-                    Err(e) => tracing::warn!(backend = %endpoint.addr, "worker unhealthy, ejected: {e}"),
+                    Err(e) => {
+                        metrics.ejection(&endpoint.addr);
+                        tracing::warn!(backend = %endpoint.addr, "worker unhealthy, ejected: {e}")
+                    }
                 }
             }
             metrics.upstream_health(&endpoint.addr, ok);

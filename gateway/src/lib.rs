@@ -68,14 +68,7 @@ use crate::route::Backends;
 /// The service type between layers.
 pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, GatewayError>;
 
-/// The method name used in policies and metrics: `Load` for `/polarway.v1.Polarway/Load`, the
-/// full `service/method` for other services.
-pub fn rpc_name(path: &str) -> &str {
-    match path.strip_prefix("/polarway.v1.Polarway/") {
-        Some(m) => m,
-        None => path.trim_start_matches('/'),
-    }
-}
+pub use polarway_telemetry::rpc_name;
 
 /// The dataset a call names (`x-polarway-key`), if any.
 pub fn routing_key(headers: &http::HeaderMap) -> Option<&str> {
@@ -208,11 +201,11 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
         if args.metrics_port == 0 {
             println!("polarway-gateway: metrics on {}", l.local_addr()?);
         }
-        tasks.spawn(metrics::serve(l, metrics.clone()));
+        tasks.spawn(polarway_telemetry::endpoint::serve(l, metrics.registry()));
     }
 
     let parts = Parts {
-        proxy: proxy::Proxy { client, backend_token, eject_after: args.eject_after.max(1), debug_headers: args.debug_headers },
+        proxy: proxy::Proxy { client, backend_token, eject_after: args.eject_after.max(1), debug_headers: args.debug_headers, metrics: metrics.clone() },
         policy,
         backends,
         metrics,

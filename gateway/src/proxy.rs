@@ -20,6 +20,7 @@ use tower::Service;
 
 use crate::deadline::{encode_timeout, Deadline};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::route::Endpoint;
 
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -71,6 +72,7 @@ pub struct Proxy {
     pub eject_after: u32,
     /// Add `x-polarway-backend: ADDR` to responses (debugging and tests).
     pub debug_headers: bool,
+    pub metrics: Metrics,
 }
 
 impl Service<Request<Body>> for Proxy {
@@ -108,6 +110,7 @@ impl Service<Request<Body>> for Proxy {
                 parts.headers.insert("grpc-timeout", encode_timeout(left));
             }
             parts.extensions = Default::default();
+            this.metrics.upstream_request(&endpoint.addr);
             let sent = this.client.request(Request::from_parts(parts, body)).await;
             match sent {
                 Ok(resp) => {
@@ -131,6 +134,7 @@ impl Service<Request<Body>> for Proxy {
                 }
                 Err(e) => {
                     if endpoint.record_failure(this.eject_after) {
+                        this.metrics.ejection(&endpoint.addr);
                         tracing::warn!(backend = %endpoint.addr, "worker ejected after {} failed calls in a row", this.eject_after);
                     }
                     Err(GatewayError::Upstream { backend: endpoint.addr.clone(), source: Box::new(e) })

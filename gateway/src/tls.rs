@@ -73,7 +73,10 @@ impl TlsFiles {
             }
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder.with_single_cert(certs(&self.cert)?, key(&self.key)?)?;
+        let mut config = builder.with_single_cert(certs(&self.cert)?, key(&self.key)?).map_err(|e| TlsError::File {
+            path: self.cert.clone(),
+            message: format!("not a usable certificate for the key {}: {e}", self.key.display()),
+        })?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)
     }

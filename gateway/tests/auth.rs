@@ -405,3 +405,69 @@ datasets = ["*"]
     assert!(eventually(Duration::from_secs(20), || async { r2.load("jwks_a").await.is_ok() }).await, "the rotated key was not fetched");
     assert_eq!(code_of(r1.load("jwks_a").await), Code::Unauthenticated);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tls_files_are_refused() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n").unwrap();
+
+    // At start: the gateway does not serve; it exits with an error that names the file.
+    let mut child = std::process::Command::new(GATEWAY_BIN)
+        .args(["--grpc-port", "0", "--metrics-port", "0", "--backend", "http://127.0.0.1:9"])
+        .arg("--tls-cert")
+        .arg(&garbage)
+        .arg("--tls-key")
+        .arg(pki.path("server.key"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("the gateway kept running with an unreadable certificate");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("garbage.pem"), "{stderr}");
+
+    // While running: a broken file is refused and the certificate in force keeps serving; the
+    // watcher is still alive afterwards (a good file is picked up).
+    let live = tempfile::tempdir().unwrap();
+    let (cert, key) = (live.path().join("server.crt"), live.path().join("server.key"));
+    std::fs::copy(pki.path("server.crt"), &cert).unwrap();
+    std::fs::copy(pki.path("server.key"), &key).unwrap();
+    let cluster = Cluster::start(1);
+    let gw = Gateway::start(
+        &cluster,
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--tls-reload-interval", "0.2"],
+    );
+    let url = format!("https://localhost:{}", gw.proc.addr().rsplit(':').next().unwrap());
+    let trusted_by = |p: &Pki| {
+        let (url, tls) = (url.clone(), p.options(false));
+        async move {
+            match DistributedClient::builder(url).tls(tls).retries(0, Duration::ZERO).connect().await {
+                Ok(c) => c.health_check().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    assert!(trusted_by(&pki).await);
+    write_atomic(&cert, &std::fs::read_to_string(&garbage).unwrap());
+    // Several reload polls (0.2 s, plus 0.2 s for the writer to finish).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(trusted_by(&pki).await, "a broken certificate file replaced the one in force");
+    let next = Pki::new();
+    write_atomic(&key, &std::fs::read_to_string(next.path("server.key")).unwrap());
+    write_atomic(&cert, &std::fs::read_to_string(next.path("server.crt")).unwrap());
+    assert!(eventually(Duration::from_secs(20), || trusted_by(&next)).await, "the watcher stopped after the refusal");
+}

@@ -43,7 +43,7 @@ async fn deadlines_end_to_end() {
     let patient = DistributedClient::builder(capped.url()).timeout(Duration::from_secs(60)).retries(0, Duration::ZERO).connect().await.unwrap();
     assert_eq!(slow_query_code(&patient).await, Code::DeadlineExceeded);
     let text = http_get(&capped.metrics_url());
-    assert!(text.contains("polarway_grpc_errors_total{method=\"Query\",status=\"DeadlineExceeded\"} 1"), "{text}");
+    assert!(text.contains("polarway_grpc_errors_total{method=\"Query\",status=\"DEADLINE_EXCEEDED\"} 1"), "{text}");
     // Quick calls under the cap are unaffected.
     let df = frame(100);
     patient.store("capped_ok", &df).await.unwrap();

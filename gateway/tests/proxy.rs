@@ -69,8 +69,8 @@ async fn every_operation_through_the_gateway() {
 
     // Metrics count calls by method and status.
     let text = http_get(&gw.metrics_url());
-    assert!(text.contains("polarway_grpc_requests_total{method=\"Store\",status=\"Ok\"}"), "{text}");
-    assert!(text.contains("polarway_grpc_errors_total{method=\"Describe\",status=\"NotFound\"} 1"), "{text}");
+    assert!(text.contains("polarway_grpc_requests_total{method=\"Store\",status=\"OK\"}"), "{text}");
+    assert!(text.contains("polarway_grpc_errors_total{method=\"Describe\",status=\"NOT_FOUND\"} 1"), "{text}");
     assert!(text.contains("polarway_grpc_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("polarway_gateway_upstream_healthy"), "{text}");
 }

@@ -71,3 +71,64 @@ async fn quotas_per_identity_and_method() {
     let text = http_get(&gw.metrics_url());
     assert!(text.contains("polarway_gateway_rate_limited_total{method=\"Describe\"} 2"), "{text}");
 }
+
+const JWT_SECRET: &str = "rate-keys-test-secret-0123456789abcdef";
+
+const BOUNDED_POLICY: &str = r#"
+[limits]
+# One call per 100 s for each caller; at most 3 JWT subjects get buckets of their own.
+rate = { per_second = 0.01, burst = 1 }
+max_rate_keys = 3
+
+[[identity]]
+name = "ops"
+token = "ops-token"
+roles = ["admin"]
+rate = { per_second = 1000, burst = 1000 }
+
+[[jwt]]
+issuer = "rate-keys-test"
+algorithms = ["HS256"]
+keys = [{ kid = "k1", alg = "HS256", secret = "rate-keys-test-secret-0123456789abcdef" }]
+default_roles = ["admin"]
+
+[roles.admin]
+methods = ["*"]
+datasets = ["*"]
+"#;
+
+fn jwt_for(subject: &str) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("k1".into());
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let claims = serde_json::json!({ "sub": subject, "iss": "rate-keys-test", "exp": exp });
+    encode(&header, &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_keys_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, BOUNDED_POLICY).unwrap();
+    let cluster = Cluster::start(1);
+    let gw = Gateway::start(&cluster, &["--policy", path.to_str().unwrap()]);
+    let client = |t: String| DistributedClient::builder(gw.url()).auth_token(t).retries(0, Duration::ZERO).connect();
+    // An allowed Describe of a missing dataset answers NOT_FOUND; a limited one RESOURCE_EXHAUSTED.
+    let mut first_calls = Vec::new();
+    for i in 1..=8 {
+        let c = client(jwt_for(&format!("user-{i}"))).await.unwrap();
+        first_calls.push(code_of(c.describe("rate_keys").await));
+    }
+    let (nf, re) = (Code::NotFound, Code::ResourceExhausted);
+    // Subjects 1-3 get their own buckets; from the 4th on, new subjects share one overflow bucket,
+    // so memory stays bounded whatever tokens callers bring: the 4th spends it, the rest wait.
+    assert_eq!(first_calls, vec![nf, nf, nf, nf, re, re, re, re]);
+    let again = client(jwt_for("user-1")).await.unwrap();
+    assert_eq!(code_of(again.describe("rate_keys").await), re, "user-1's own bucket is spent");
+    // Identities of the policy are a fixed set: never in the overflow bucket.
+    let ops = client("ops-token".into()).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(code_of(ops.describe("rate_keys").await), nf);
+    }
+}

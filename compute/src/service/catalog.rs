@@ -34,12 +34,13 @@ pub fn cache_stats(w: &Worker) -> pb::CacheStatsResponse {
         evictions: s.evictions,
         ..Default::default()
     };
-    if let Some(remote) = &w.remote {
-        let d = remote.disk.stats();
+    if let Some(disk) = &w.disk_cache {
+        let d = disk.stats();
         (out.disk_hits, out.disk_misses, out.disk_bytes, out.disk_capacity) = (d.hits, d.misses, d.bytes, d.capacity);
-        out.store_requests = remote.s3.requests.load(Relaxed);
-        out.store_bytes_read = remote.s3.bytes_read.load(Relaxed);
-        out.store_bytes_written = remote.s3.bytes_written.load(Relaxed);
     }
+    let store = w.catalog.store_counters();
+    out.store_requests = store.requests.load(Relaxed);
+    out.store_bytes_read = store.bytes_read.load(Relaxed);
+    out.store_bytes_written = store.bytes_written.load(Relaxed);
     out
 }

@@ -113,6 +113,7 @@ fn send(w: &Worker, source: Source, columns: Option<Vec<usize>>, info: pb::Datas
         Source::Cached(table) => {
             for b in table.batches.iter() {
                 out.chunks(encoder.write(&project(b)?)?)?;
+                w.metrics.rows_sent("Load", b.num_rows());
             }
         }
         Source::Parquet { batches, cache_as } => {
@@ -122,6 +123,7 @@ fn send(w: &Worker, source: Source, columns: Option<Vec<usize>>, info: pb::Datas
             for batch in batches {
                 let batch = batch?;
                 out.chunks(encoder.write(&project(&batch)?)?)?;
+                w.metrics.rows_sent("Load", batch.num_rows());
                 if let Some((list, size)) = kept.as_mut() {
                     *size += batch.get_array_memory_size() as u64;
                     if *size > limit {

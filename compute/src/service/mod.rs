@@ -16,13 +16,14 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::TokenAuth;
 use crate::cache::Cache;
 use crate::coldview::ColdView;
+use crate::metrics::WorkerMetrics;
 use crate::sql::SqlLimits;
 use crate::store::{Catalog, Manifest};
 
 /// Everything a request may need. Shared by all requests.
 pub struct Worker {
     pub catalog: Catalog,
-    pub cache: Cache,
+    pub cache: Arc<Cache>,
     pub cold: ColdView,
     pub sql: SqlLimits,
     /// Where DuckDB may spill.
@@ -30,13 +31,9 @@ pub struct Worker {
     pub auth: TokenAuth,
     pub max_upload_bytes: u64,
     pub in_flight: Arc<Semaphore>,
-    /// The disk cache and request counters of a remote (S3) store.
-    pub remote: Option<RemoteStats>,
-}
-
-pub struct RemoteStats {
-    pub disk: Arc<crate::store::disk_cache::DiskCache>,
-    pub s3: Arc<crate::store::s3::S3Counters>,
+    /// The local disk cache of a remote (S3) store.
+    pub disk_cache: Option<Arc<crate::store::disk_cache::DiskCache>>,
+    pub metrics: WorkerMetrics,
 }
 
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;

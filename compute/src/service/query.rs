@@ -97,7 +97,10 @@ fn stream_result(
                 encoder = Some(enc);
                 chunks
             }
-            Output::Batch(batch) => encoder.as_mut().expect("schema comes first").write(&batch)?,
+            Output::Batch(batch) => {
+                w.metrics.rows_sent("Query", batch.num_rows());
+                encoder.as_mut().expect("schema comes first").write(&batch)?
+            }
         };
         // A failed send means the client went away: stop the query.
         Ok(chunks.into_iter().try_for_each(send).is_ok())

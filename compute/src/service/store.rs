@@ -21,6 +21,7 @@ pub async fn store_one(w: &Worker, mut stream: Streaming<pb::StoreRequest>) -> R
         return Err(Error::InvalidArgument("Store takes one dataset; send several with StoreBatch".into()));
     }
     let m = w.catalog.commit(staged).await?;
+    w.metrics.rows_received("Store", m.rows);
     publish_cold(w, &m.name).await;
     Ok(m)
 }
@@ -36,6 +37,7 @@ pub async fn store_batch(w: &Worker, mut stream: Streaming<pb::StoreRequest>) ->
     }
     let ms = w.catalog.commit_batch(staged).await?;
     for m in &ms {
+        w.metrics.rows_received("StoreBatch", m.rows);
         publish_cold(w, &m.name).await;
     }
     Ok(ms)

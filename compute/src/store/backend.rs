@@ -3,6 +3,8 @@
 //! `catalog.rs` needs nothing else, so a new store (S3 with `If-None-Match`) is one more `Backend`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,10 +22,32 @@ pub enum ObjectData {
     Bytes(Bytes),
 }
 
+/// Traffic between this worker and its store since it started (CacheStats and /metrics).
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    pub requests: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+}
+
+impl StoreCounters {
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+    pub fn read(&self, bytes: u64) {
+        self.bytes_read.fetch_add(bytes, Relaxed);
+    }
+    pub fn written(&self, bytes: u64) {
+        self.bytes_written.fetch_add(bytes, Relaxed);
+    }
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// "memory", "external", "s3".
     fn kind(&self) -> &'static str;
+
+    fn counters(&self) -> Arc<StoreCounters>;
 
     /// A local directory for files being written before `put_file` takes them.
     fn staging_dir(&self) -> &Path;

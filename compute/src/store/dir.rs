@@ -4,16 +4,18 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::backend::{Backend, ObjectData};
+use super::backend::{Backend, ObjectData, StoreCounters};
 use crate::error::{Error, Result};
 
 pub struct DirBackend {
     root: PathBuf,
     staging: PathBuf,
+    counters: Arc<StoreCounters>,
 }
 
 impl DirBackend {
@@ -23,7 +25,7 @@ impl DirBackend {
             Error::Unavailable(format!("cannot create state directory {}: {e}", staging.display()))
         })?;
         remove_orphaned_staging_files(&staging);
-        Ok(Self { root: root.to_path_buf(), staging })
+        Ok(Self { root: root.to_path_buf(), staging, counters: Default::default() })
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -63,6 +65,10 @@ impl Backend for DirBackend {
         "external"
     }
 
+    fn counters(&self) -> Arc<StoreCounters> {
+        self.counters.clone()
+    }
+
     fn staging_dir(&self) -> &Path {
         &self.staging
     }
@@ -70,6 +76,8 @@ impl Backend for DirBackend {
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<bool> {
         let target = self.path(key);
         let tmp = self.staging.join(staging_name("obj"));
+        self.counters.request();
+        self.counters.written(bytes.len() as u64);
         tokio::task::spawn_blocking(move || -> Result<bool> {
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -92,7 +100,8 @@ impl Backend for DirBackend {
     async fn put_file(&self, key: &str, local: &Path) -> Result<u64> {
         let target = self.path(key);
         let local = local.to_path_buf();
-        tokio::task::spawn_blocking(move || -> Result<u64> {
+        self.counters.request();
+        let size = tokio::task::spawn_blocking(move || -> Result<u64> {
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -102,12 +111,18 @@ impl Backend for DirBackend {
             sync_dir(target.parent());
             Ok(std::fs::metadata(&target)?.len())
         })
-        .await?
+        .await??;
+        self.counters.written(size);
+        Ok(size)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.counters.request();
         match tokio::fs::read(self.path(key)).await {
-            Ok(b) => Ok(Some(Bytes::from(b))),
+            Ok(b) => {
+                self.counters.read(b.len() as u64);
+                Ok(Some(Bytes::from(b)))
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -115,8 +130,13 @@ impl Backend for DirBackend {
 
     async fn open(&self, key: &str) -> Result<Option<ObjectData>> {
         let path = self.path(key);
+        self.counters.request();
         match tokio::fs::metadata(&path).await {
-            Ok(_) => Ok(Some(ObjectData::File(path))),
+            // Its reader (a Load or a query) reads it whole from the shared directory.
+            Ok(meta) => {
+                self.counters.read(meta.len());
+                Ok(Some(ObjectData::File(path)))
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }

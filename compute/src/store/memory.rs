@@ -3,23 +3,25 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::backend::{Backend, ObjectData};
+use super::backend::{Backend, ObjectData, StoreCounters};
 use crate::error::Result;
 
 pub struct MemoryBackend {
     objects: Mutex<BTreeMap<String, Bytes>>,
     staging: PathBuf,
+    /// Stay zero: nothing leaves the process.
+    counters: Arc<StoreCounters>,
 }
 
 impl MemoryBackend {
     pub fn new(staging: PathBuf) -> Result<Self> {
         std::fs::create_dir_all(&staging)?;
-        Ok(Self { objects: Mutex::new(BTreeMap::new()), staging })
+        Ok(Self { objects: Mutex::new(BTreeMap::new()), staging, counters: Default::default() })
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
@@ -31,6 +33,10 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn counters(&self) -> Arc<StoreCounters> {
+        self.counters.clone()
     }
 
     fn staging_dir(&self) -> &Path {

@@ -152,6 +152,10 @@ impl Catalog {
         self.backend.kind()
     }
 
+    pub fn store_counters(&self) -> Arc<backend::StoreCounters> {
+        self.backend.counters()
+    }
+
     pub fn staging_dir(&self) -> PathBuf {
         self.backend.staging_dir().to_path_buf()
     }

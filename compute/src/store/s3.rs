@@ -13,9 +13,8 @@
 //! listed on every lookup, which is what makes a store on one worker visible on all others.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -23,9 +22,18 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use aws_sdk_s3::config::interceptors::{BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef};
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::backend::{Backend, ObjectData};
+use super::backend::{Backend, ObjectData, StoreCounters};
 use super::disk_cache::DiskCache;
 use crate::error::{Error, Result};
 
@@ -44,21 +52,14 @@ pub struct S3Options {
     pub allow_unconditional_writes: bool,
 }
 
-/// Requests sent to S3 and bytes moved, for CacheStats.
-#[derive(Default)]
-pub struct S3Counters {
-    pub requests: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub bytes_written: AtomicU64,
-}
-
 pub struct S3Backend {
     client: Client,
     bucket: String,
     prefix: String,
     staging: PathBuf,
     disk: Arc<DiskCache>,
-    counters: Arc<S3Counters>,
+    counters: Arc<StoreCounters>,
+    requests: S3RequestMetrics,
 }
 
 impl S3Backend {
@@ -73,7 +74,10 @@ impl S3Backend {
             .connect_timeout(opts.timeout.min(Duration::from_secs(5)))
             .operation_attempt_timeout(opts.timeout)
             .build();
+        let counters = Arc::<StoreCounters>::default();
+        let requests = S3RequestMetrics { counters: counters.clone(), ..Default::default() };
         let conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .interceptor(requests.clone())
             .force_path_style(opts.path_style)
             .timeout_config(timeouts)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
@@ -88,7 +92,8 @@ impl S3Backend {
             prefix,
             staging,
             disk,
-            counters: Default::default(),
+            counters,
+            requests,
         };
         this.client.head_bucket().bucket(&this.bucket).send().await.map_err(|e| {
             Error::Unavailable(format!(
@@ -103,16 +108,15 @@ impl S3Backend {
         Ok(this)
     }
 
-    pub fn counters(&self) -> Arc<S3Counters> {
-        self.counters.clone()
+    /// Add the per-request S3 series to the worker's metrics.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = &self.requests;
+        registry.register("polarway_s3_requests", "Requests sent to S3 (each attempt), by operation and result (ok, error)", r.calls.clone());
+        registry.register("polarway_s3_request_duration_seconds", "Duration of one S3 request attempt, by operation", r.seconds.clone());
     }
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
-    }
-
-    fn count(&self) {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Write a probe object twice with `If-None-Match: *`: the second write must be refused.
@@ -134,7 +138,6 @@ impl S3Backend {
 
     async fn upload_parts(&self, key: &str, local: &Path) -> Result<()> {
         let full = self.key(key);
-        self.count();
         let created = self
             .client
             .create_multipart_upload()
@@ -154,8 +157,7 @@ impl S3Backend {
                     break;
                 }
                 let len = buf.len();
-                self.count();
-                let out = self
+                    let out = self
                     .client
                     .upload_part()
                     .bucket(&self.bucket)
@@ -166,7 +168,7 @@ impl S3Backend {
                     .send()
                     .await
                     .map_err(|e| s3_error("uploading a part", e))?;
-                self.counters.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
+                self.counters.written(len as u64);
                 parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
                 if len < PART_BYTES {
                     break;
@@ -177,8 +179,7 @@ impl S3Backend {
         .await;
         let completed = match uploaded {
             Ok(parts) => {
-                self.count();
-                self.client
+                    self.client
                     .complete_multipart_upload()
                     .bucket(&self.bucket)
                     .key(&full)
@@ -193,7 +194,6 @@ impl S3Backend {
         };
         if completed.is_err() {
             // The parts of an unfinished upload are invisible but kept (and billed): drop them.
-            self.count();
             let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id).send().await;
         }
         completed
@@ -201,7 +201,6 @@ impl S3Backend {
 
     /// The body of an object, or `None` if it does not exist.
     async fn get_object(&self, key: &str) -> Result<Option<ByteStream>> {
-        self.count();
         match self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await {
             Ok(resp) => Ok(Some(resp.body)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
@@ -215,7 +214,7 @@ impl S3Backend {
         let written: Result<()> = async {
             let mut out = tokio::fs::File::create(to).await?;
             while let Some(bytes) = body.try_next().await.map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))? {
-                self.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.counters.read(bytes.len() as u64);
                 out.write_all(&bytes).await?;
             }
             out.flush().await?;
@@ -245,6 +244,10 @@ impl Backend for S3Backend {
         "s3"
     }
 
+    fn counters(&self) -> Arc<StoreCounters> {
+        self.counters.clone()
+    }
+
     fn staging_dir(&self) -> &Path {
         &self.staging
     }
@@ -253,7 +256,6 @@ impl Backend for S3Backend {
         // 409 (ConditionalRequestConflict): a concurrent write of the key was in flight; the next
         // attempt sees its outcome.
         for _ in 0..5 {
-            self.count();
             let sent = self
                 .client
                 .put_object()
@@ -265,7 +267,7 @@ impl Backend for S3Backend {
                 .await;
             match sent {
                 Ok(_) => {
-                    self.counters.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    self.counters.written(bytes.len() as u64);
                     return Ok(true);
                 }
                 Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 412 => return Ok(false),
@@ -284,7 +286,6 @@ impl Backend for S3Backend {
             self.upload_parts(key, local).await?;
         } else {
             let body = ByteStream::from_path(local).await.map_err(|e| Error::internal("reading the staged file", e))?;
-            self.count();
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -293,7 +294,7 @@ impl Backend for S3Backend {
                 .send()
                 .await
                 .map_err(|e| s3_error("writing an object", e))?;
-            self.counters.bytes_written.fetch_add(size, Ordering::Relaxed);
+            self.counters.written(size);
         }
         // The staged file is the object: keep it as this worker's cached copy.
         let disk = self.disk.clone();
@@ -313,7 +314,7 @@ impl Backend for S3Backend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let Some(body) = self.get_object(key).await? else { return Ok(None) };
         let bytes = body.collect().await.map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))?.into_bytes();
-        self.counters.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.counters.read(bytes.len() as u64);
         Ok(Some(bytes))
     }
 
@@ -341,7 +342,6 @@ impl Backend for S3Backend {
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full).delimiter("/").into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.try_next().await.map_err(|e| s3_error("listing objects", e))? {
-            self.count();
             for p in page.common_prefixes() {
                 if let Some(name) = p.prefix().and_then(|p| p.strip_prefix(&full)) {
                     out.push(name.trim_end_matches('/').to_string());
@@ -358,7 +358,6 @@ impl Backend for S3Backend {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.disk.remove(key);
-        self.count();
         self.client
             .delete_object()
             .bucket(&self.bucket)
@@ -366,6 +365,66 @@ impl Backend for S3Backend {
             .send()
             .await
             .map_err(|e| s3_error("deleting an object", e))?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationResult {
+    operation: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Operation {
+    operation: String,
+}
+
+/// Counts and times every request attempt the SDK sends (retries included), whatever the operation:
+/// an SDK interceptor, so no call site can forget it.
+#[derive(Clone, Debug)]
+struct S3RequestMetrics {
+    counters: Arc<StoreCounters>,
+    calls: Family<OperationResult, Counter>,
+    seconds: Family<Operation, Histogram>,
+}
+
+impl Default for S3RequestMetrics {
+    fn default() -> Self {
+        Self {
+            counters: Default::default(),
+            calls: Default::default(),
+            seconds: Family::new_with_constructor(polarway_telemetry::grpc::duration_histogram as fn() -> Histogram),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AttemptStarted(Instant);
+
+impl Storable for AttemptStarted {
+    type Storer = StoreReplace<Self>;
+}
+
+impl Intercept for S3RequestMetrics {
+    fn name(&self) -> &'static str {
+        "PolarwayS3RequestMetrics"
+    }
+
+    fn read_before_attempt(&self, _: &BeforeTransmitInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> std::result::Result<(), BoxError> {
+        cfg.interceptor_state().store_put(AttemptStarted(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(&self, ctx: &FinalizerInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> std::result::Result<(), BoxError> {
+        let operation = cfg.load::<Metadata>().map_or("unknown", |m| m.name()).to_string();
+        // An answer that is not 2xx (404 of a missing object, 412 of a taken key included) is an error.
+        let ok = ctx.response().is_some_and(|r| r.status().is_success());
+        self.counters.request();
+        self.calls.get_or_create(&OperationResult { operation: operation.clone(), result: if ok { "ok" } else { "error" } }).inc();
+        if let Some(started) = cfg.load::<AttemptStarted>() {
+            self.seconds.get_or_create(&Operation { operation }).observe(started.0.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 }

@@ -15,6 +15,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_polarway");
 pub struct Worker {
     pub child: Child,
     pub addr: String,
+    /// Where /metrics is served (workers started with `--metrics-enabled --metrics-port 0`).
+    pub metrics_addr: Option<String>,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -106,19 +108,26 @@ impl Worker {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("polarway: listening on ") {
-                    let _ = tx.send(addr.to_string());
+                if let Some((what, addr)) = line.strip_prefix("polarway: ").and_then(|l| l.split_once(" on ")) {
+                    let _ = tx.send((what.to_string(), addr.to_string()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("polarway did not start within 60 s (status {:?})", child.try_wait());
+        // The metrics line, when there is one, comes first.
+        let (mut addr, mut metrics_addr) = (None, None);
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while addr.is_none() {
+            match rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now())) {
+                Ok((what, a)) if what == "listening" => addr = Some(a),
+                Ok((what, a)) if what == "metrics" => metrics_addr = Some(a),
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("polarway did not start within 60 s (status {:?})", child.try_wait());
+                }
             }
-        };
-        Worker { child, addr, data_dir, _tmp: tmp }
+        }
+        Worker { child, addr: addr.unwrap(), metrics_addr, data_dir, _tmp: tmp }
     }
 
     pub fn url(&self) -> String {
@@ -131,6 +140,18 @@ impl Worker {
 
     pub async fn client(&self) -> DistributedClient {
         DistributedClient::connect(self.url()).await.expect("connect")
+    }
+
+    /// The value of one series (`name{labels}` exactly as exported) on this worker's /metrics.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let host = self.metrics_addr.as_deref().expect("started with --metrics-enabled --metrics-port 0");
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     pub fn pid(&self) -> u32 {

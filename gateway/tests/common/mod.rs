@@ -142,9 +142,21 @@ pub struct Cluster {
 }
 
 fn spawn_worker(state: &Path, data: &Path, port: &str, args: &[String]) -> Proc {
+    spawn_worker_listening(state, data, &["--grpc-port", port], args)
+}
+
+/// A worker listening on `bind` (`ip:port`, any 127.0.0.0/8 address) over the shared `state`.
+pub fn worker_at(state: &Path, bind: &str) -> Worker {
+    let dir = tempfile::tempdir().unwrap();
+    let proc = spawn_worker_listening(state, &dir.path().join("data"), &["--bind-address", bind], &[]);
+    Worker { proc, _dir: dir }
+}
+
+fn spawn_worker_listening(state: &Path, data: &Path, listen: &[&str], args: &[String]) -> Proc {
     let mut cmd = Command::new(worker_bin());
     cmd.arg("server")
-        .args(["--grpc-port", port, "--handle-store", "external"])
+        .args(listen)
+        .args(["--handle-store", "external"])
         .arg("--data-dir")
         .arg(data)
         .arg("--state-dir")
@@ -209,6 +221,27 @@ impl Gateway {
         cmd.args(backends).args(args).env("RUST_LOG", log_level());
         for (k, _) in std::env::vars() {
             if k.starts_with("POLARWAY_") && k != "POLARWAY_GATEWAY_BIN" {
+                cmd.env_remove(k);
+            }
+        }
+        Gateway { proc: Proc::spawn(cmd, "polarway-gateway") }
+    }
+
+    /// A gateway that resolves host names with `hosts` as its /etc/hosts: it runs in a private
+    /// mount namespace where that file is bind-mounted, so a test can change what a name resolves
+    /// to (write the file in place; a rename would not show through the bind mount).
+    pub fn start_with_hosts(hosts: &Path, backends: &[String], args: &[&str]) -> Self {
+        let bin = std::env::var("POLARWAY_GATEWAY_BIN").unwrap_or_else(|_| GATEWAY_BIN.to_string());
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#, "sh"])
+            .arg(hosts)
+            .arg(bin)
+            .args(["--grpc-port", "0", "--metrics-port", "0", "--debug-headers", "--health-interval", "0.5"])
+            .args(backends)
+            .args(args)
+            .env("RUST_LOG", log_level());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("POLARWAY_") {
                 cmd.env_remove(k);
             }
         }

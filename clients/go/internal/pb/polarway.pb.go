@@ -949,7 +949,8 @@ type CacheStatsResponse struct {
 	DiskMisses   uint64 `protobuf:"varint,9,opt,name=disk_misses,json=diskMisses,proto3" json:"disk_misses,omitempty"`
 	DiskBytes    uint64 `protobuf:"varint,10,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
 	DiskCapacity uint64 `protobuf:"varint,11,opt,name=disk_capacity,json=diskCapacity,proto3" json:"disk_capacity,omitempty"`
-	// ...and the requests sent to S3 and the bytes moved, since the worker started.
+	// Traffic with the handle store since the worker started: requests and bytes moved (S3
+	// requests on s3; file operations on the shared directory of external; 0 on memory).
 	StoreRequests     uint64 `protobuf:"varint,12,opt,name=store_requests,json=storeRequests,proto3" json:"store_requests,omitempty"`
 	StoreBytesRead    uint64 `protobuf:"varint,13,opt,name=store_bytes_read,json=storeBytesRead,proto3" json:"store_bytes_read,omitempty"`
 	StoreBytesWritten uint64 `protobuf:"varint,14,opt,name=store_bytes_written,json=storeBytesWritten,proto3" json:"store_bytes_written,omitempty"`
