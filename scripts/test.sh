@@ -25,6 +25,8 @@ suite "Python client" bash scripts/test-python.sh
 suite "Go client" bash scripts/test-go.sh
 suite "TypeScript client" bash scripts/test-typescript.sh
 [ -f scripts/test-xlang.sh ] && suite "Cross-language: Go, TypeScript, Python, Rust on one server" bash scripts/test-xlang.sh
+suite "Operations: Dockerfile, compose, Envoy, Kubernetes, Prometheus, Grafana validated; /metrics live" bash scripts/test-ops.sh
+suite "Load-testing harness: a spawned cluster, TLS, open loop, fault mode" bash scripts/test-loadtest.sh
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then

@@ -251,7 +251,7 @@ func runLive(workerBin, gatewayBin, motoBin string) (*liveResult, error) {
 		{gatewayBin, l.gateway.addr["listening"], l.gatewayHealthHelp},
 	} {
 		if !strings.Contains(h.help, "--addr") {
-			e.add("%s has no `health --addr` subcommand yet (metrics.md)", h.bin)
+			e.add("%s has no `health --addr` subcommand yet (README, Metrics)", h.bin)
 			continue
 		}
 		if out, err := exec.Command(h.bin, "health", "--addr", h.addr).CombinedOutput(); err != nil {
@@ -605,7 +605,7 @@ func addrOf(l *liveResult) string {
 	return l.worker.addr["metrics"]
 }
 
-// The contract of metrics.md: names each binary must export.
+// The metrics contract (README, "Metrics"): names each binary must export.
 var (
 	contractBoth = []string{"polarway_grpc_requests_total", "polarway_grpc_errors_total",
 		"polarway_grpc_request_duration_seconds_bucket", "polarway_grpc_request_duration_seconds_sum",

@@ -77,7 +77,7 @@ func main() {
 		{"live: every POLARWAY_* env var and --flag used exists in the binaries' --help", func() error { return checkHelp(r, live) }},
 		{"live: every metric referenced (dashboard, alerts, docs) is in a real /metrics", func() error { return checkReferencedMetrics(r, live) }},
 		{"live: /metrics values match the workload (counts, status labels, rows, cache vs CacheStats, gateway events)", func() error { return checkWorkloadValues(live) }},
-		{"live: every metric of the contract (metrics.md) is exported by the right binary", func() error { return checkContractMetrics(live) }},
+		{"live: every metric of the contract (README, Metrics) is exported by the right binary", func() error { return checkContractMetrics(live) }},
 	}
 	passed, failed := 0, 0
 	for _, c := range checks {
