@@ -55,6 +55,7 @@ def main():
     w("|---|---|")
     for k in ["nproc", "cpu", "memory", "kernel", "date", "mode", "rustc", "pyarrow", "duckdb", "nginx"]:
         w(f"| {k} | {machine.get(k, '')} |")
+    w(f"| load average (1/5/15 min) at start, at end | {machine.get('load_start', '?')}; {machine.get('load_end', '?')} |")
     w("")
     w("Everything (clients, servers, proxies) shares these cores over loopback, so absolute figures are")
     w("lower than on separate machines; the ratios are the point.")
@@ -67,6 +68,10 @@ def main():
       "stored in Polarway with `Store`; the pyarrow.flight server (`loadtest/bench/flight_server.py`) holds the "
       "same table in memory, read from the worker's own Parquet copy. Polarway's client: `polarway-loadtest` "
       "(Rust, tonic, every batch decoded and kept); Flight's: pyarrow.flight `do_get(...).read_all()` (C++).")
+    w("")
+    misses = sum(values.get(("load", "polarway-plain", "cache_misses"), []) + values.get(("load", "polarway-tls", "cache_misses"), []))
+    w(f"Warm: the worker's CacheStats counted {misses:.0f} misses during the measured Polarway loads "
+      "(`--cache-size 6`: a table is admitted up to a quarter of the cache).")
     w("")
     w("| transport | Polarway s | Polarway GiB/s | Flight s | Flight GiB/s | ratio (throughput) | aim: faster |")
     w("|---|---|---|---|---|---|---|")
@@ -117,8 +122,8 @@ def main():
     w("")
     w("Three workers (shared state directory). Small calls: `Describe` of 12 tiny datasets, closed loop, 32 "
       "callers on 4 HTTP/2 connections. nginx *guide*: the user guide's config plus `client_max_body_size 0` "
-      "(no upstream keepalive, one nginx worker process); nginx *tuned*: `keepalive 64` upstream and "
-      "`worker_processes auto`.")
+      "(no upstream keepalive, one nginx worker process); nginx *tuned*: `keepalive 64` upstream, "
+      "`keepalive_requests 10000000` (client and upstream side) and `worker_processes auto`.")
     w("")
     w("| path | calls/s | p50 ms | p99 ms | errors |")
     w("|---|---|---|---|---|")

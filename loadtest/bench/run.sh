@@ -111,6 +111,7 @@ note() { echo "$*" | sed "s#$REL/##g; s#$work#\$WORK#g" >>"$CMDS"; }
   echo "date	$(date -u +%Y-%m-%dT%H:%MZ)"
   echo "mode	$([ "$QUICK" = 1 ] && echo quick || echo full)"
   echo "runs	$RUNS"
+  echo "load_start	$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "rustc	$(rustc --version 2>/dev/null || echo unknown)"
   echo "pyarrow	$("$PY" -c 'import pyarrow; print(pyarrow.__version__)')"
   echo "duckdb	$("$PY" -c 'import duckdb; print(duckdb.__version__)')"
@@ -128,9 +129,11 @@ openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key
   -days 2 -extfile "$work/ext.cnf" 2>/dev/null
 
 # =================================================================== one worker
-echo "== one worker (release), cache 4 GB"
+# The worker admits a table into its cache only up to a quarter of the cache's size: 6 GB keeps the
+# 1 GiB table warm.
+echo "== one worker (release), cache 6 GB"
 W1="$work/w1"
-worker w1 "$W1" --cache-size 4
+worker w1 "$W1" --cache-size 6
 W1_PID=$PID; W1_URL="http://$ADDR"
 
 # ---- 5. warm small-dataset load latency (1,000 rows x 4 columns), direct to the worker
@@ -155,6 +158,7 @@ for i in $(seq "$RUNS"); do
   lt --target "$W1_URL" "${BIG[@]}" --set datasets.setup=skip --set run.calls=1 --json "$work/big$i.json"
   fig load polarway-plain seconds "$(jget "$work/big$i.json" operations.load.latency_ms.max | awk '{print $1/1000}')"
   fig load polarway-plain bytes "$(jget "$work/big$i.json" operations.load.bytes_received)"
+  fig load polarway-plain cache_misses "$(jget "$work/big$i.json" cache.misses)"
 done
 note "polarway-loadtest --target $W1_URL ${BIG[*]} --set datasets.setup=skip --set run.calls=1   # x$RUNS"
 BIG_PARQUET="$W1/cold/big_0000.parquet"
@@ -186,12 +190,13 @@ note "python loadtest/bench/duckdb_query.py --parquet \$WORK/w1/cold/q_0000.parq
 # ---- 1 (TLS): the same worker data served over TLS
 echo "== 1. load over TLS"
 stop "$W1_PID"
-worker w1tls "$W1" --cache-size 4 --tls-cert "$work/server.pem" --tls-key "$work/server.key"
+worker w1tls "$W1" --cache-size 6 --tls-cert "$work/server.pem" --tls-key "$work/server.key"
 W1T_PID=$PID; W1T_URL="https://$ADDR"
 lt --target "$W1T_URL" --tls-ca "$work/ca.pem" "${BIG[@]}" --set datasets.setup=skip --set run.calls=1 --json "$work/bigtls-warm.json"
 for i in $(seq "$RUNS"); do
   lt --target "$W1T_URL" --tls-ca "$work/ca.pem" "${BIG[@]}" --set datasets.setup=skip --set run.calls=1 --json "$work/bigtls$i.json"
   fig load polarway-tls seconds "$(jget "$work/bigtls$i.json" operations.load.latency_ms.max | awk '{print $1/1000}')"
+  fig load polarway-tls cache_misses "$(jget "$work/bigtls$i.json" cache.misses)"
 done
 note "polarway-loadtest --target $W1T_URL --tls-ca ca.pem ${BIG[*]} --set datasets.setup=skip --set run.calls=1   # x$RUNS"
 stop "$W1T_PID"
@@ -235,7 +240,7 @@ note "polarway-gateway ${GWARGS[*]}"
 
 # nginx: the user guide's configuration (+ client_max_body_size 0), and a tuned one (upstream
 # keepalive, one worker process per core) so that the reference is not handicapped.
-nginx_start() { # nginx_start NAME EXTRA_UPSTREAM EXTRA_MAIN
+nginx_start() { # nginx_start NAME EXTRA_UPSTREAM EXTRA_MAIN [EXTRA_SERVER]
   local name=$1 dir="$work/$1" port
   mkdir -p "$dir"
   port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -248,7 +253,7 @@ nginx_start() { # nginx_start NAME EXTRA_UPSTREAM EXTRA_MAIN
     echo "  upstream polarway_backend {"
     for a in "${WADDRS[@]}"; do echo "    server $a;"; done
     echo "    $2 }"
-    echo "  server { listen 127.0.0.1:$port http2; client_max_body_size 0;"
+    echo "  server { listen 127.0.0.1:$port http2; client_max_body_size 0; ${4:-}"
     echo "    location / { grpc_pass grpc://polarway_backend; grpc_set_header Host \$host;"
     echo "      grpc_read_timeout 300s; grpc_send_timeout 300s; } } }"
   } >"$dir/nginx.conf"
@@ -259,7 +264,9 @@ nginx_start() { # nginx_start NAME EXTRA_UPSTREAM EXTRA_MAIN
 }
 nginx_start nginx-guide "" ""
 NGINX_GUIDE=$NGINX_URL
-nginx_start nginx-tuned "keepalive 64;" "worker_processes auto;"
+# keepalive_requests: nginx closes a connection after 1,000 requests by default (GOAWAY), which fails
+# the calls in flight on it (INTERNAL / CANCELLED, see the note under section 4).
+nginx_start nginx-tuned "keepalive 64; keepalive_requests 10000000;" "worker_processes auto;" "keepalive_requests 10000000;"
 NGINX_TUNED=$NGINX_URL
 cp "$work/nginx-guide/nginx.conf" "$work/nginx-guide.conf.txt"
 
@@ -319,6 +326,7 @@ for i in $(seq "$RUNS"); do
 done
 note "polarway-loadtest --spawn-cluster 3 --cache-size 0.05 --routing hash|round-robin -s loadtest/scenarios/zipf-cache.toml --set run.duration_secs=$ZIPF_SECS --set run.warmup_calls=60   # x$RUNS"
 
+echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/machine.tsv"
 echo "== writing $OUT"
 "$PY" loadtest/bench/report.py --figures "$FIG" --machine "$work/machine.tsv" --commands "$CMDS" --errors "$work/errors.md" --out "$OUT"
 echo "done: $OUT"
