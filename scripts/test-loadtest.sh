@@ -79,8 +79,9 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$wo
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$work/ext.cnf"
 openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -out "$work/server.pem" \
   -days 1 -extfile "$work/ext.cnf" 2>/dev/null
+: >"$work/tls.out"   # exists before the first poll (the child opens it asynchronously)
 "$POLARWAY_BIN" server --grpc-port 0 --data-dir "$work/tls" --auth-token s3cret \
-  --tls-cert "$work/server.pem" --tls-key "$work/server.key" >"$work/tls.out" 2>"$work/tls.log" &
+  --tls-cert "$work/server.pem" --tls-key "$work/server.key" >>"$work/tls.out" 2>"$work/tls.log" &
 pids+=($!)
 addr=""
 for _ in $(seq 300); do

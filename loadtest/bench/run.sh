@@ -66,7 +66,8 @@ BIG_COLS=16
 # start NAME PREFIX CMD...: run CMD in the background, wait (30 s) for "PREFIX: listening on ADDR".
 start() {
   local name=$1 prefix=$2; shift 2
-  "$@" >"$work/$name.out" 2>"$work/$name.log" &
+  : >"$work/$name.out"   # exists before the first poll (the child opens it asynchronously)
+  "$@" >>"$work/$name.out" 2>"$work/$name.log" &
   PID=$!; pids+=("$PID"); ADDR=""
   for _ in $(seq 300); do
     ADDR=$(sed -n "s/^$prefix: listening on //p" "$work/$name.out" | head -1)
