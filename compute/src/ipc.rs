@@ -30,6 +30,9 @@ impl ChunkEncoder {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<Bytes>> {
+        // Room for the whole encoded batch up front: growing by doubling would copy it again at
+        // every step, each time into freshly mapped (page-faulted) memory.
+        self.writer.get_mut().reserve(batch.get_array_memory_size() + 4096);
         self.writer.write(batch).map_err(|e| Error::internal("encoding Arrow IPC", e))?;
         Ok(self.take_chunks())
     }

@@ -78,6 +78,11 @@ struct Args {
     fail_on_errors: bool,
 }
 
+/// The same allocator as the worker: multi-MiB receive buffers reuse freed pages instead of
+/// faulting in fresh ones (pyarrow.flight, the reference client, brings jemalloc for the same reason).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
