@@ -9,6 +9,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 use crate::store::{ColumnInfo, ObjectData};
@@ -37,10 +38,15 @@ pub struct ParquetStager {
 
 impl ParquetStager {
     pub fn create(path: PathBuf, schema: SchemaRef) -> Result<Self> {
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+        // Floating-point columns rarely repeat: a dictionary attempt costs a third of a store's
+        // CPU before the writer gives up on it (profile in docs/benchmarks.md).
+        for f in schema.fields().iter().filter(|f| f.data_type().is_floating()) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+        }
+        let props = props.build();
         let file = File::create(&path)?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| {
             let _ = std::fs::remove_file(&path);
