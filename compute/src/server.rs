@@ -72,6 +72,7 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
             threads: args.query_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         },
         spill_dir: args.spill_dir(),
+        sandbox_spare: Default::default(),
         auth: TokenAuth::new(args.auth_token.clone()),
         max_upload_bytes: args.max_upload_bytes,
         in_flight: Arc::new(Semaphore::new(args.max_concurrent_requests.max(1))),

@@ -8,6 +8,7 @@
 //! interrupts queries that run past their deadline; DuckDB's memory limit bounds each query.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -118,9 +119,57 @@ pub struct Sandbox {
     conn: Connection,
 }
 
+/// A DuckDB instance opened ahead of the next query: opening one takes 10-15 ms, most of a small
+/// query's time. Each instance serves one query and is closed with it, so queries stay isolated;
+/// taking the spare starts opening the next one in the background.
+#[derive(Default)]
+pub struct Spare(std::sync::Mutex<Option<Connection>>);
+
+impl Spare {
+    fn take(&self) -> Option<Connection> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn refill(self: &Arc<Self>, cold_dir: &Path, spill_dir: &Path, limits: &SqlLimits) {
+        let (spare, cold, spill, limits) = (self.clone(), cold_dir.to_path_buf(), spill_dir.to_path_buf(), limits.clone());
+        std::thread::spawn(move || {
+            if let Ok(conn) = Sandbox::base(&cold, &spill, &limits) {
+                *spare.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+            }
+        });
+    }
+}
+
 impl Sandbox {
     /// `tables`: (dataset name, its cold file) pairs to expose as views.
-    pub fn open(cold_dir: &Path, spill_dir: &Path, tables: &[(String, PathBuf)], limits: &SqlLimits) -> Result<Self> {
+    pub fn open(
+        cold_dir: &Path,
+        spill_dir: &Path,
+        tables: &[(String, PathBuf)],
+        limits: &SqlLimits,
+        spare: &Arc<Spare>,
+    ) -> Result<Self> {
+        let conn = match spare.take() {
+            Some(conn) => conn,
+            None => Self::base(cold_dir, spill_dir, limits)?,
+        };
+        spare.refill(cold_dir, spill_dir, limits);
+        let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
+        for (name, file) in tables {
+            conn.execute_batch(&format!(
+                "CREATE VIEW \"{}\" AS SELECT * FROM read_parquet({});",
+                name.replace('"', "\"\""),
+                quote(file)
+            ))
+            .map_err(classify)?;
+        }
+        conn.execute_batch("SET lock_configuration = true;")
+            .map_err(|e| Error::internal("preparing the SQL sandbox", e))?;
+        Ok(Self { conn })
+    }
+
+    /// An instance with the sandbox's limits and file access, before its views and lock.
+    fn base(cold_dir: &Path, spill_dir: &Path, limits: &SqlLimits) -> Result<Connection> {
         let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
         let config = Config::default()
             .enable_autoload_extension(false)
@@ -140,16 +189,7 @@ impl Sandbox {
             spill = quote(&spill_dir.join("")),
         ))
         .map_err(setup)?;
-        for (name, file) in tables {
-            conn.execute_batch(&format!(
-                "CREATE VIEW \"{}\" AS SELECT * FROM read_parquet({});",
-                name.replace('"', "\"\""),
-                quote(file)
-            ))
-            .map_err(classify)?;
-        }
-        conn.execute_batch("SET lock_configuration = true;").map_err(setup)?;
-        Ok(Self { conn })
+        Ok(conn)
     }
 
     /// Run `sql`, handing the result's schema and then each batch to `sink`. A watchdog

@@ -26,6 +26,8 @@ pub struct Worker {
     pub cache: Arc<Cache>,
     pub cold: ColdView,
     pub sql: SqlLimits,
+    /// The next query's DuckDB instance, opened ahead.
+    pub sandbox_spare: Arc<crate::sql::Spare>,
     /// Where DuckDB may spill.
     pub spill_dir: std::path::PathBuf,
     pub auth: TokenAuth,

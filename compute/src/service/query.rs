@@ -73,7 +73,7 @@ async fn prepare_tables(w: &Worker, sql: &str) -> Result<Vec<(String, std::path:
 }
 
 fn open_sandbox(w: &Worker, tables: &[(String, std::path::PathBuf)]) -> Result<Sandbox> {
-    Sandbox::open(w.cold.dir(), &w.spill_dir, tables, &w.sql)
+    Sandbox::open(w.cold.dir(), &w.spill_dir, tables, &w.sql, &w.sandbox_spare)
 }
 
 fn stream_result(
