@@ -94,6 +94,41 @@ async fn workers_sharing_a_bucket_read_each_others_writes() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_sharing_a_data_directory_keep_their_own_disk_caches() {
+    // The user guide runs every worker with `--data-dir /data` on one shared volume.
+    let s3 = S3Server::start();
+    let bucket = s3.bucket().await;
+    let shared = tempfile::tempdir().unwrap();
+    // No memory tier: every load goes to the disk tier (or S3).
+    let cfg = || s3.worker(&bucket).data_dir(shared.path()).arg("--cache-size").arg("0");
+    let a = Worker::start_with(cfg());
+    let ca = a.client().await;
+    let df = numbers(5000, 3);
+    ca.store("on_disk", &df).await.unwrap();
+    assert!(ca.load("on_disk").await.unwrap().equals_missing(&df));
+    let before = ca.cache_stats().await.unwrap();
+
+    // A second worker starting on the same data directory must not wipe the first one's cache.
+    let b = Worker::start_with(cfg());
+    assert!(b.client().await.load("on_disk").await.unwrap().equals_missing(&df));
+    for _ in 0..3 {
+        assert!(ca.load("on_disk").await.unwrap().equals_missing(&df));
+    }
+    let after = ca.cache_stats().await.unwrap();
+    assert_eq!(after.disk_hits - before.disk_hits, 3, "{after:?}");
+    assert_eq!(after.store_bytes_read, before.store_bytes_read, "A read nothing from S3 again");
+    let dirs = std::fs::read_dir(shared.path().join("s3-cache")).unwrap().count();
+    assert_eq!(dirs, 2, "one cache directory per worker");
+
+    // A restarted worker clears what a dead one left.
+    let mut b = b;
+    b.kill9();
+    let _c = Worker::start_with(cfg());
+    let dirs = std::fs::read_dir(shared.path().join("s3-cache")).unwrap().count();
+    assert_eq!(dirs, 2, "the killed worker's directory was removed, the live one kept");
+}
+
 /// Warm loads come from memory after one listing; measure what cross-worker validation costs.
 #[tokio::test(flavor = "multi_thread")]
 async fn warm_loads_are_served_from_the_cache_and_validated_by_one_listing() {

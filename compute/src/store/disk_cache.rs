@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use super::dir::{left_by_a_dead_process, process_tag};
 use crate::error::{Error, Result};
 
 pub struct DiskCache {
@@ -38,13 +39,22 @@ pub struct DiskCacheStats {
 }
 
 impl DiskCache {
-    /// Open (and empty) the cache directory: what a previous process left is not trusted to be
-    /// complete, and is cheap to fetch again.
-    pub fn open(dir: &Path, capacity: u64) -> Result<Self> {
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir)
+    /// Open this process's cache directory under `parent` (`<host>-<pid>`, so workers sharing a
+    /// data directory never touch each other's files), empty: what a previous process left is
+    /// not trusted to be complete, and is cheap to fetch again. Directories of dead processes of
+    /// this host are removed.
+    pub fn open(parent: &Path, capacity: u64) -> Result<Self> {
+        if let Ok(entries) = std::fs::read_dir(parent) {
+            for entry in entries.flatten() {
+                if left_by_a_dead_process(&entry.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = parent.join(process_tag());
+        std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Unavailable(format!("cannot create disk cache {}: {e}", dir.display())))?;
-        Ok(Self { dir: dir.to_path_buf(), capacity, state: Default::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
+        Ok(Self { dir, capacity, state: Default::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
     }
 
     /// Where `key` lives in the cache (keys are validated store keys: no `..`, relative).
