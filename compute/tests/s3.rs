@@ -102,7 +102,11 @@ async fn workers_sharing_a_data_directory_keep_their_own_disk_caches() {
     let shared = tempfile::tempdir().unwrap();
     // No memory tier: every load goes to the disk tier (or S3).
     let cfg = || s3.worker(&bucket).data_dir(shared.path()).arg("--cache-size").arg("0");
+    // What the layout before per-worker directories left is removed.
+    std::fs::create_dir_all(shared.path().join("s3-cache/objects/data")).unwrap();
+    std::fs::write(shared.path().join("s3-cache/tmp-0123"), b"partial download").unwrap();
     let a = Worker::start_with(cfg());
+    assert!(!shared.path().join("s3-cache/objects").exists() && !shared.path().join("s3-cache/tmp-0123").exists());
     let ca = a.client().await;
     let df = numbers(5000, 3);
     ca.store("on_disk", &df).await.unwrap();

@@ -46,8 +46,10 @@ impl DiskCache {
     pub fn open(parent: &Path, capacity: u64) -> Result<Self> {
         if let Ok(entries) = std::fs::read_dir(parent) {
             for entry in entries.flatten() {
-                if left_by_a_dead_process(&entry.file_name().to_string_lossy()) {
-                    let _ = std::fs::remove_dir_all(entry.path());
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // `objects` and `tmp-*` are the layout before per-process directories.
+                if left_by_a_dead_process(&name) || name == "objects" || name.starts_with("tmp-") {
+                    let _ = std::fs::remove_dir_all(entry.path()).or_else(|_| std::fs::remove_file(entry.path()));
                 }
             }
         }
