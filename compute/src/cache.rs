@@ -29,7 +29,8 @@ pub struct Cache {
     evictions: Arc<AtomicU64>,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// The figures of a cache tier (the memory cache here, the disk cache of `store/disk_cache.rs`).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,

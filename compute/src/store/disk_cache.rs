@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::dir::{left_by_a_dead_process, process_tag};
+use crate::cache::CacheStats;
 use crate::error::{Error, Result};
 
 pub struct DiskCache {
@@ -26,16 +27,6 @@ struct State {
     bytes: u64,
     tick: u64,
     evictions: u64,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DiskCacheStats {
-    pub hits: u64,
-    pub misses: u64,
-    pub bytes: u64,
-    pub capacity: u64,
-    pub entries: u64,
-    pub evictions: u64,
 }
 
 impl DiskCache {
@@ -149,9 +140,9 @@ impl DiskCache {
         }
     }
 
-    pub fn stats(&self) -> DiskCacheStats {
+    pub fn stats(&self) -> CacheStats {
         let st = self.lock();
-        DiskCacheStats {
+        CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             bytes: st.bytes,
