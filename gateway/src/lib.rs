@@ -11,6 +11,7 @@
 //! lib.rs        run(): listener, TLS, the service stack (assembled in `stack`), background tasks, drain
 //! tls.rs        rustls server config (ALPN h2, optional mTLS), reload; client config toward workers
 //! policy.rs     policy files: identities, roles, JWT issuers, limits; reload on SIGHUP / change
+//! reload.rs     the SIGHUP / changed-file trigger that policy and TLS reloads share
 //! metrics.rs    layer: request id, access log, Prometheus metrics; errors → trailers-only gRPC
 //! deadline.rs   layer: grpc-timeout capped by policy, forwarded as time left, DEADLINE_EXCEEDED
 //! auth.rs       layer: bearer tokens and JWT → identity; roles → methods and dataset patterns
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod retry;
 pub mod route;
 pub mod tls;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -434,43 +434,13 @@ impl PolicyHandle {
     }
 }
 
-fn stamp(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
-    paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))).collect()
-}
-
-/// Reload on SIGHUP and when a watched file's modification time or size changes (polled).
+/// Reload on SIGHUP and when a watched file (the policy, its JWKS files) changes.
 pub async fn watch(handle: PolicyHandle, poll: Duration, metrics: crate::metrics::Metrics) {
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGHUP: {e}");
-            None
-        }
-    };
-    let mut seen = stamp(&handle.current().watched);
-    loop {
-        let hup_fired = async {
-            match hup.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = hup_fired => {
-                tracing::info!("SIGHUP: reloading the policy");
-                metrics.policy_reload(handle.reload().is_ok());
-            }
-            _ = tokio::time::sleep(poll) => {
-                let now = stamp(&handle.current().watched);
-                if now == seen {
-                    continue;
-                }
-                metrics.policy_reload(handle.reload().is_ok());
-            }
-        }
-        // A refused file is not retried until it changes again.
-        seen = stamp(&handle.current().watched);
-    }
+    let watched = handle.clone();
+    crate::reload::on_change("policy", poll, Duration::ZERO, move || watched.current().watched.clone(), move || {
+        metrics.policy_reload(handle.reload().is_ok())
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -109,34 +109,12 @@ impl ServerTls {
     }
 }
 
-fn stamp(paths: &[&PathBuf]) -> Vec<Option<SystemTime>> {
-    paths.iter().map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).collect()
-}
-
 /// Reload when the files change (polled) or on SIGHUP.
 pub async fn watch(tls: Arc<ServerTls>, poll: Duration) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut seen = stamp(&tls.files.paths());
-    loop {
-        let hup_fired = async {
-            match hup.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = hup_fired => tls.reload(),
-            _ = tokio::time::sleep(poll) => {
-                let now = stamp(&tls.files.paths());
-                if now != seen {
-                    // Let a writer finish both files (cert and key) before reading them.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    tls.reload();
-                }
-            }
-        }
-        seen = stamp(&tls.files.paths());
-    }
+    let files = tls.files.paths().into_iter().cloned().collect::<Vec<_>>();
+    // Let a writer finish both files (certificate and key) before reading them.
+    crate::reload::on_change("TLS certificate", poll, Duration::from_millis(200), move || files.clone(), move || tls.reload())
+        .await
 }
 
 /// TLS toward workers: trust `ca` (none: no `https://` backend can be verified), and present
