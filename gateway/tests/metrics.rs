@@ -5,54 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::*;
 use polarway::Code;
-
-/// One sample of the Prometheus text format: name, labels, value.
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-fn parse(text: &str) -> Vec<Sample> {
-    let body = text.split_once("\r\n\r\n").map_or(text, |(_, b)| b);
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split("\",")
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| p.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-                .collect();
-            Some(Sample { name: name.to_string(), labels, value: value.parse().ok()? })
-        })
-        .collect()
-}
-
-/// The sum of `name` over the samples whose labels include every pair of `want`.
-fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
-        .map(|s| s.value)
-        .sum()
-}
-
-fn scrape(url: &str) -> Vec<Sample> {
-    let text = http_get(url);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    parse(&text)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_a_known_workload_on_gateway_and_workers() {
@@ -86,7 +42,7 @@ async fn metrics_count_a_known_workload_on_gateway_and_workers() {
     // The workers, together, saw the same calls; the one that owns the dataset had 1 miss, 2 hits.
     let per_worker: Vec<Vec<Sample>> =
         cluster.workers.iter().map(|w| scrape(&format!("http://{}/metrics", w.proc.addrs["metrics"]))).collect();
-    let all: Vec<Sample> = per_worker.iter().flat_map(|s| s.iter().map(|x| Sample { name: x.name.clone(), labels: x.labels.clone(), value: x.value })).collect();
+    let all: Vec<Sample> = per_worker.concat();
     assert_eq!(sum(&all, req, &[("method", "Store"), ("status", "OK")]), 1.0);
     assert_eq!(sum(&all, req, &[("method", "Load"), ("status", "OK")]), 3.0);
     assert_eq!(sum(&all, req, &[("method", "Describe"), ("status", "NOT_FOUND")]), 1.0);

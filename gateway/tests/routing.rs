@@ -370,7 +370,7 @@ async fn the_retry_budget_caps_retries() {
     let gw = Gateway::start(&cluster, &["--retry-budget-percent", "0", "--eject-after", "1000000", "--health-interval", "3600"]);
     // Kill only after the one active check (at start) has passed, so the worker stays in rotation.
     let checked = eventually(Duration::from_secs(10), || async {
-        http_get(&gw.metrics_url()).lines().filter(|l| l.starts_with("polarway_gateway_upstream_healthy{") && l.ends_with(" 1")).count() == 3
+        sum(&scrape(&gw.metrics_url()), "polarway_gateway_upstream_healthy", &[]) == 3.0
     })
     .await;
     assert!(checked, "the gateway's first health check did not pass");
@@ -388,12 +388,7 @@ async fn the_retry_budget_caps_retries() {
     let unavailable = codes.iter().filter(|c| **c == Code::Unavailable).count();
     let not_found = codes.iter().filter(|c| **c == Code::NotFound).count();
     assert_eq!(unavailable + not_found, 600, "{codes:?}");
-    let text = http_get(&gw.metrics_url());
-    let retries: f64 = text
-        .lines()
-        .find(|l| l.starts_with("polarway_gateway_retries_total{method=\"Describe\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let retries = sum(&scrape(&gw.metrics_url()), "polarway_gateway_retries_total", &[("method", "Describe")]);
     // With 0 % the budget is its floor: 10 retries per second over its 10 s window, 100 in all
     // (a few more only if this run outlasted the window). About a third of 600 keys rank the dead
     // worker first; past the budget they fail with UNAVAILABLE instead of being retried.

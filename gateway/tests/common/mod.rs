@@ -211,9 +211,29 @@ impl Gateway {
 
     /// A gateway with explicit backend arguments (e.g. `https://` workers).
     pub fn start_backends(backends: &[String], args: &[&str]) -> Self {
+        Self::spawn(None, backends, args)
+    }
+
+    /// A gateway that resolves host names with `hosts` as its /etc/hosts: it runs in a private
+    /// mount namespace where that file is bind-mounted, so a test can change what a name resolves
+    /// to (write the file in place; a rename would not show through the bind mount).
+    pub fn start_with_hosts(hosts: &Path, backends: &[String], args: &[&str]) -> Self {
+        Self::spawn(Some(hosts), backends, args)
+    }
+
+    fn spawn(hosts: Option<&Path>, backends: &[String], args: &[&str]) -> Self {
         // POLARWAY_GATEWAY_BIN: measure another build (e.g. release) with the same tests.
         let bin = std::env::var("POLARWAY_GATEWAY_BIN").unwrap_or_else(|_| GATEWAY_BIN.to_string());
-        let mut cmd = Command::new(bin);
+        let mut cmd = match hosts {
+            None => Command::new(bin),
+            Some(hosts) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c", r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#, "sh"])
+                    .arg(hosts)
+                    .arg(bin);
+                c
+            }
+        };
         cmd.args(["--grpc-port", "0", "--metrics-port", "0", "--debug-headers"]);
         if !args.contains(&"--health-interval") {
             cmd.args(["--health-interval", "0.5"]);
@@ -221,27 +241,6 @@ impl Gateway {
         cmd.args(backends).args(args).env("RUST_LOG", log_level());
         for (k, _) in std::env::vars() {
             if k.starts_with("POLARWAY_") && k != "POLARWAY_GATEWAY_BIN" {
-                cmd.env_remove(k);
-            }
-        }
-        Gateway { proc: Proc::spawn(cmd, "polarway-gateway") }
-    }
-
-    /// A gateway that resolves host names with `hosts` as its /etc/hosts: it runs in a private
-    /// mount namespace where that file is bind-mounted, so a test can change what a name resolves
-    /// to (write the file in place; a rename would not show through the bind mount).
-    pub fn start_with_hosts(hosts: &Path, backends: &[String], args: &[&str]) -> Self {
-        let bin = std::env::var("POLARWAY_GATEWAY_BIN").unwrap_or_else(|_| GATEWAY_BIN.to_string());
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private", "sh", "-c", r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#, "sh"])
-            .arg(hosts)
-            .arg(bin)
-            .args(["--grpc-port", "0", "--metrics-port", "0", "--debug-headers", "--health-interval", "0.5"])
-            .args(backends)
-            .args(args)
-            .env("RUST_LOG", log_level());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("POLARWAY_") {
                 cmd.env_remove(k);
             }
         }
@@ -302,6 +301,50 @@ pub fn http_get(url: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// One sample of the Prometheus text format: name, labels, value.
+#[derive(Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+pub fn parse(text: &str) -> Vec<Sample> {
+    let body = text.split_once("\r\n\r\n").map_or(text, |(_, b)| b);
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+                .collect();
+            Some(Sample { name: name.to_string(), labels, value: value.parse().ok()? })
+        })
+        .collect()
+}
+
+/// The sum of `name` over the samples whose labels include every pair of `want`.
+pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.value)
+        .sum()
+}
+
+pub fn scrape(url: &str) -> Vec<Sample> {
+    let text = http_get(url);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    parse(&text)
 }
 
 /// Write `text` to `path` atomically (a rename), so a reloader never reads half a file.
