@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_build_tools
-cargo build --release --bin polarway
+cargo build --release --workspace --bin polarway   # --workspace: the same feature set as every other build, so nothing is rebuilt
 exec "$CARGO_TARGET_DIR/release/polarway" server "$@"
