@@ -1,13 +1,40 @@
 # Shared by the scripts: install what a fresh machine lacks, keep one cargo target directory.
+# Every script builds the release profile of the whole workspace (`cargo build --release --workspace`,
+# `cargo test --release --workspace`): the server command and the test command share one build, so
+# DuckDB's C++ is compiled once. Always `--workspace`, never `-p` alone: cargo unifies features over
+# the packages it is given, and another feature set would rebuild the dependencies.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/polarway/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+# The binaries of that build: the scripts' default for POLARWAY_BIN and its siblings.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+POLARWAY_RELEASE_DIR="$CARGO_TARGET_DIR/release"
+
+# Installs shared by the suites of one scripts/test.sh run, which sets POLARWAY_TEST_RUN_DIR: the
+# first suite that installs something records it there and later suites of the same run skip it.
+# A script run on its own (no POLARWAY_TEST_RUN_DIR) always installs.
+#   run_done KEY VALUE: KEY was recorded in this run with VALUE (e.g. the virtualenv's path).
+#   mark_done KEY VALUE: record KEY.
+run_done() {
+  [ -n "${POLARWAY_TEST_RUN_DIR:-}" ] && [ -f "$POLARWAY_TEST_RUN_DIR/$1" ] &&
+    [ "$(cat "$POLARWAY_TEST_RUN_DIR/$1")" = "$2" ]
+}
+mark_done() {
+  if [ -n "${POLARWAY_TEST_RUN_DIR:-}" ] && [ -d "$POLARWAY_TEST_RUN_DIR" ]; then
+    printf '%s\n' "$2" >"$POLARWAY_TEST_RUN_DIR/$1"
+  fi
+}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# apt_install PACKAGE...: install from Debian's packages (the package lists are updated once).
+# apt_install PACKAGE...: install from Debian's packages (the package lists are updated once per
+# script, and once per scripts/test.sh run).
 _apt_updated=""
 apt_install() {
-  if [ -z "$_apt_updated" ]; then as_root apt-get update -qq; _apt_updated=1; fi
+  if [ -z "$_apt_updated" ] && ! run_done apt-update yes; then
+    as_root apt-get update -qq
+    mark_done apt-update yes
+  fi
+  _apt_updated=1
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 

@@ -5,5 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_build_tools
-cargo build --release --workspace --bin polarway   # --workspace: the same feature set as every other build, so nothing is rebuilt
-exec "$CARGO_TARGET_DIR/release/polarway" server "$@"
+# The same build as scripts/test.sh (release, whole workspace, every binary: the worker, the gateway
+# and the load tester), so whichever of the two commands runs first builds what the other needs and
+# the second one compiles only its own targets (the tests and examples), never the dependencies.
+cargo build --release --workspace
+exec "$POLARWAY_RELEASE_DIR/polarway" server "$@"

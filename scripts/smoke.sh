@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Black-box checks of the built binary with standard tools: grpcurl lists the services through
 # server reflection and calls grpc.health.v1; the binary refuses a bad flag.
+#   POLARWAY_BIN    server binary (default: $CARGO_TARGET_DIR/release/polarway)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-BIN="$CARGO_TARGET_DIR/debug/polarway"
+BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
+[ -x "$BIN" ] || { echo "no server binary at $BIN (cargo build --release --workspace)" >&2; exit 1; }
+export PATH="/usr/local/go/bin:$PATH"   # where the other scripts find Go (grpcurl is installed with it)
 GRPCURL="$(command -v grpcurl || echo "$(go env GOPATH)/bin/grpcurl")"
 if [ ! -x "$GRPCURL" ]; then
   GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4

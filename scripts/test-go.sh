@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Go client (clients/go): check the generated code is fresh, vet, and run the suite against the
-# real server binary on loopback ($POLARWAY_BIN, default $CARGO_TARGET_DIR/debug/polarway).
+# real server binary on loopback ($POLARWAY_BIN, default $CARGO_TARGET_DIR/release/polarway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null 2>&1 || { echo "Go (1.26+) is required: https://go.dev/dl" >&2; exit 1; }
-export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
-[ -x "$POLARWAY_BIN" ] || { echo "no server binary at $POLARWAY_BIN (cargo build -p polarway-compute)" >&2; exit 1; }
+export POLARWAY_BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
+[ -x "$POLARWAY_BIN" ] || { echo "no server binary at $POLARWAY_BIN (cargo build --release --workspace)" >&2; exit 1; }
 
 echo "== Go: generated code matches proto/ (clients/go/gen.sh into a temp dir)"
 ensure_apt protoc protobuf-compiler

@@ -2,23 +2,26 @@
 # Smoke test of the load-testing harness (loadtest/) against real binaries on loopback: a spawned
 # cluster running every operation, TLS + token against one worker, a wrong token, the open loop,
 # fault mode (kill -9 and restart of a worker mid-run), and a bad scenario. Under 2 minutes.
-#   POLARWAY_BIN           worker binary (default: $CARGO_TARGET_DIR/debug/polarway); the gateway
+#   POLARWAY_BIN           worker binary (default: $CARGO_TARGET_DIR/release/polarway); the gateway
 #                          binary is taken from the same directory
-#   POLARWAY_LOADTEST_BIN  harness binary (default: built with cargo into the same target dir)
+#   POLARWAY_LOADTEST_BIN  harness binary (default: $CARGO_TARGET_DIR/release/polarway-loadtest,
+#                          built first with `cargo build --release --workspace`, the server
+#                          command's build: `cargo test` does not build it, the package has no
+#                          integration tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
+export POLARWAY_BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
 BIN_DIR=$(dirname "$POLARWAY_BIN")
 if [ -z "${POLARWAY_LOADTEST_BIN:-}" ]; then
   ensure_build_tools
-  cargo build --workspace --bins
-  POLARWAY_LOADTEST_BIN="$CARGO_TARGET_DIR/debug/polarway-loadtest"
+  cargo build --release --workspace
+  POLARWAY_LOADTEST_BIN="$POLARWAY_RELEASE_DIR/polarway-loadtest"
 fi
 LT=$POLARWAY_LOADTEST_BIN
 for b in "$POLARWAY_BIN" "$BIN_DIR/polarway-gateway" "$LT"; do
-  [ -x "$b" ] || { echo "$b not found: build the workspace (cargo build --workspace --bins)" >&2; exit 1; }
+  [ -x "$b" ] || { echo "$b not found: build the workspace (cargo build --release --workspace)" >&2; exit 1; }
 done
 ensure_python_venv   # python3 checks the JSON reports
 command -v openssl >/dev/null 2>&1 || apt_install openssl

@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null 2>&1 || { echo "Go (1.26+) is required: https://go.dev/dl" >&2; exit 1; }
-export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
+export POLARWAY_BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
 export POLARWAY_GATEWAY_BIN="${POLARWAY_GATEWAY_BIN:-$(dirname "$POLARWAY_BIN")/polarway-gateway}"
 for b in "$POLARWAY_BIN" "$POLARWAY_GATEWAY_BIN"; do
-  [ -x "$b" ] || { echo "no binary at $b (cargo build --workspace)" >&2; exit 1; }
+  [ -x "$b" ] || { echo "no binary at $b (cargo build --release --workspace)" >&2; exit 1; }
 done
 
 # moto_server: the S3-compatible server the worker's s3 store talks to (as the Rust s3 tests).

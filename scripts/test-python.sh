@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # The Python client's suite: installs the package (and test tools) into a virtualenv, then runs
 # pytest against the real `polarway` binary on loopback ports.
-#   POLARWAY_BIN    server binary (default: $CARGO_TARGET_DIR/debug/polarway)
+#   POLARWAY_BIN    server binary (default: $CARGO_TARGET_DIR/release/polarway)
 #   POLARWAY_VENV   virtualenv to use/create (default: ~/.cache/polarway/venv)
 #   extra arguments go to pytest, e.g. `bash scripts/test-python.sh -k tls`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/lib.sh
-export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
+export POLARWAY_BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
 venv="${POLARWAY_VENV:-$HOME/.cache/polarway/venv}"
 
 if [ ! -x "$POLARWAY_BIN" ]; then
-  echo "polarway binary not found at $POLARWAY_BIN: build it first (cargo build -p polarway-compute) or set POLARWAY_BIN" >&2
+  echo "polarway binary not found at $POLARWAY_BIN: build it first (cargo build --release --workspace) or set POLARWAY_BIN" >&2
   exit 1
 fi
 
@@ -29,6 +29,7 @@ echo "== installing clients/python[all] and test tools into $venv"
 "$py" -m pip install -q --disable-pip-version-check --upgrade pip
 "$py" -m pip install -q --disable-pip-version-check \
   "./clients/python[all]" -r clients/python/requirements-dev.txt
+mark_done python-client "$venv"   # scripts/test-xlang.sh of the same run reuses this install
 
 echo "== pytest clients/python/tests (server: $POLARWAY_BIN)"
 cd clients/python

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/lib.sh
-export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
-[ -x "$POLARWAY_BIN" ] || { echo "polarway binary not found at $POLARWAY_BIN (build it, or set POLARWAY_BIN)" >&2; exit 1; }
+export POLARWAY_BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
+[ -x "$POLARWAY_BIN" ] || { echo "polarway binary not found at $POLARWAY_BIN (cargo build --release --workspace, or set POLARWAY_BIN)" >&2; exit 1; }
 
 ensure_apt node nodejs
 ensure_apt npm npm
@@ -16,7 +16,13 @@ node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] || { echo "Node >= 20 is required (found $(node --version))" >&2; exit 1; }
 
 cd clients/typescript
-npm ci --no-audit --no-fund --loglevel=error
-npm run --silent build
+# npm ci and the build once per scripts/test.sh run (scripts/test-xlang.sh needs the same).
+if run_done typescript-build "$PWD"; then
+  echo "== npm ci and build: done earlier in this run"
+else
+  npm ci --no-audit --no-fund --loglevel=error
+  npm run --silent build
+  mark_done typescript-build "$PWD"
+fi
 npm run --silent typecheck   # the examples type-check against the built declarations
 node --test --test-concurrency=1 test/*.test.mjs

@@ -4,15 +4,17 @@
 # prints its canonical dump. Every dump must equal docs/xlang-wide.json byte for byte; so must each
 # client's dump of the table it builds itself (no server), and of a dataset another client loaded
 # and stored again (copy).
-#   POLARWAY_BIN    server binary (default: $CARGO_TARGET_DIR/debug/polarway)
+#   POLARWAY_BIN    server binary (default: $CARGO_TARGET_DIR/release/polarway)
 #   POLARWAY_VENV   Python virtualenv to use/create (default: ~/.cache/polarway/venv)
 # Like scripts/test-typescript.sh it runs `npm ci` in clients/typescript: do not run the two at once.
+# Within one scripts/test.sh run it reuses what the Python and TypeScript suites installed (the
+# virtualenv, node_modules and the build) instead of installing again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 root="$PWD"
-export POLARWAY_BIN="${POLARWAY_BIN:-$CARGO_TARGET_DIR/debug/polarway}"
-[ -x "$POLARWAY_BIN" ] || { echo "no server binary at $POLARWAY_BIN (cargo build -p polarway-compute)" >&2; exit 1; }
+export POLARWAY_BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
+[ -x "$POLARWAY_BIN" ] || { echo "no server binary at $POLARWAY_BIN (cargo build --release --workspace)" >&2; exit 1; }
 golden="$root/docs/xlang-wide.json"
 langs=(go typescript python rust)
 
@@ -25,23 +27,33 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== installing and building the four tools"
-# Python: the client into a virtualenv (as scripts/test-python.sh does).
-ensure_python_venv
+# Python: the client into a virtualenv (as scripts/test-python.sh does, which installs a superset).
 venv="${POLARWAY_VENV:-$HOME/.cache/polarway/venv}"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check ./clients/python
+if run_done python-client "$venv" && [ -x "$venv/bin/python" ]; then
+  echo "   Python: the client installed in $venv earlier in this run"
+else
+  ensure_python_venv
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check ./clients/python
+fi
 # TypeScript: npm ci and build (as scripts/test-typescript.sh does).
 ensure_apt node nodejs
 ensure_apt npm npm
-(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+if run_done typescript-build "$root/clients/typescript"; then
+  echo "   TypeScript: npm ci and build done earlier in this run"
+else
+  (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+  mark_done typescript-build "$root/clients/typescript"
+fi
 # Go: build the helper.
 export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null 2>&1 || { echo "Go (1.26+) is required: https://go.dev/dl" >&2; exit 1; }
 (cd clients/go && go build -o "$tmp/xlang-go" ./cmd/xlang)
-# Rust: the example, in the shared target directory (debug).
+# Rust: the example, in the shared release build (`cargo test --release --workspace` already built
+# it; --workspace keeps the feature set of every other build, so nothing else is rebuilt).
 ensure_build_tools
-cargo build -q -p polarway-client --example xlang
-rust_bin="$CARGO_TARGET_DIR/debug/examples/xlang"
+cargo build -q --release --workspace --example xlang
+rust_bin="$POLARWAY_RELEASE_DIR/examples/xlang"
 
 # xlang LANG ARGS...: run one client's tool, bounded.
 xlang() {

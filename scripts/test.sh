@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Run every test suite against real binaries on loopback. Installs what it needs first.
 # Each suite runs even when an earlier one failed; the exit status is non-zero if any failed.
+# One build, the release profile, as scripts/run-server.sh: `cargo test --release --workspace` builds
+# the libraries, the worker and gateway binaries, the examples and the tests, and every later suite
+# runs the binaries in $CARGO_TARGET_DIR/release (DuckDB's C++ is compiled once for both commands).
+# The suites run one after another: they share a 2-core machine, one virtualenv, one
+# clients/typescript/node_modules and apt's lock, and several of them measure time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+# Installs done once per run (the apt package lists, the Python client, npm ci): see lib.sh.
+POLARWAY_TEST_RUN_DIR="$(mktemp -d /tmp/polarway-test-run.XXXXXX)"
+export POLARWAY_TEST_RUN_DIR
+trap 'rm -rf "$POLARWAY_TEST_RUN_DIR"' EXIT
 ensure_build_tools
 ensure_apt nginx nginx-light      # the multi-worker tests put real nginx (grpc_pass) in front
 ensure_apt unshare util-linux     # the user guide's /data paths, in private mount namespaces
@@ -18,8 +27,10 @@ suite() {  # suite NAME COMMAND...
 }
 
 suite "Rust: unit and integration tests (real binaries, real clients, S3 and nginx on loopback)" \
-  cargo test --workspace --no-fail-fast
-export POLARWAY_BIN="$CARGO_TARGET_DIR/debug/polarway"
+  cargo test --release --workspace --no-fail-fast
+# The release binaries for every suite below (each script defaults to these too).
+export POLARWAY_BIN="$POLARWAY_RELEASE_DIR/polarway"
+export POLARWAY_GATEWAY_BIN="$POLARWAY_RELEASE_DIR/polarway-gateway"
 suite "Smoke: grpcurl, reflection, grpc.health.v1" bash scripts/smoke.sh
 suite "Python client" bash scripts/test-python.sh
 suite "Go client" bash scripts/test-go.sh

@@ -1,7 +1,8 @@
 package polarway_test
 
 // The test harness: every test talks to the real `polarway` binary (POLARWAY_BIN, default
-// $CARGO_TARGET_DIR/debug/polarway) over 127.0.0.1.
+// $CARGO_TARGET_DIR/release/polarway: the release build that scripts/run-server.sh and
+// scripts/test.sh share, `cargo build --release --workspace`) over 127.0.0.1.
 
 import (
 	"bufio"
@@ -51,7 +52,7 @@ func serverBin() string {
 		home, _ := os.UserHomeDir()
 		target = filepath.Join(home, ".cache", "polarway", "target")
 	}
-	return filepath.Join(target, "debug", "polarway")
+	return filepath.Join(target, "release", "polarway")
 }
 
 type server struct {
@@ -79,7 +80,7 @@ func startServer(port int, extra ...string) (*server, error) {
 	}
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting %s (set POLARWAY_BIN): %w", serverBin(), err)
+		return nil, fmt.Errorf("starting %s (cargo build --release --workspace, or set POLARWAY_BIN): %w", serverBin(), err)
 	}
 	s := &server{dir: dir, cmd: cmd}
 	addrCh := make(chan string, 1)

@@ -89,9 +89,16 @@ pub struct ServerArgs {
     #[arg(long, env = "POLARWAY_DISK_CACHE_SIZE", default_value_t = 10.0)]
     pub disk_cache_size: f64,
 
-    /// Bearer token every call except health must present.
+    /// Bearer token every call except health must present. With --policy: the token of the
+    /// gateway (its --backend-token), whose calls carry their callers' grants.
     #[arg(long, env = "POLARWAY_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+
+    /// Policy file (the gateway's format): identities, JWT issuers and roles enforced by this
+    /// worker itself; reloaded on SIGHUP and when it changes. Without it, and without
+    /// --auth-token, every caller may do everything.
+    #[arg(long, env = "POLARWAY_POLICY")]
+    pub policy: Option<PathBuf>,
 
     /// Per-query time limit in seconds.
     #[arg(long, env = "POLARWAY_QUERY_TIMEOUT", default_value_t = 300.0)]

@@ -14,8 +14,10 @@ pub enum Error {
     AlreadyExists(String),
     #[error("{0}")]
     Aborted(String),
-    #[error("{0}")]
-    PermissionDenied(String),
+    /// Refused by a rule: `reason` says which kind (`method`, `dataset`, `statement`, `path`,
+    /// `sandbox`) for the `polarway_authz_denied_total` series.
+    #[error("{message}")]
+    PermissionDenied { reason: &'static str, message: String },
     #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
@@ -30,6 +32,10 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn denied(reason: &'static str, message: impl Into<String>) -> Self {
+        Error::PermissionDenied { reason, message: message.into() }
+    }
+
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
         Error::Internal(format!("{context}: {err}"))
     }
@@ -39,6 +45,16 @@ impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
         // A storage failure is retriable from the client's point of view.
         Error::Unavailable(format!("storage I/O failed: {err}"))
+    }
+}
+
+impl From<polarway_access::AccessError> for Error {
+    fn from(err: polarway_access::AccessError) -> Self {
+        match err {
+            polarway_access::AccessError::Unauthenticated(m) => Error::Status(Status::unauthenticated(m)),
+            // A grant refuses either the method or a dataset; the message names which.
+            polarway_access::AccessError::PermissionDenied(m) => Error::denied("grant", m),
+        }
     }
 }
 
@@ -56,7 +72,7 @@ impl From<Error> for Status {
             Error::NotFound(m) => Status::not_found(m),
             Error::AlreadyExists(m) => Status::already_exists(m),
             Error::Aborted(m) => Status::aborted(m),
-            Error::PermissionDenied(m) => Status::permission_denied(m),
+            Error::PermissionDenied { message, .. } => Status::permission_denied(message),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             Error::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             Error::Unavailable(m) => Status::unavailable(m),

@@ -6,15 +6,18 @@
 //! - `server.rs`: builds the `Worker` and serves it with TLS, grpc.health.v1, reflection and a
 //!   graceful drain on shutdown.
 //! - `service/`: the `polarway.v1.Polarway` RPCs, one module per family. Every call but Health is
-//!   authenticated (`auth.rs`) and takes an in-flight slot.
+//!   authenticated (`auth.rs`: token, policy, forwarded grants → an `Access`) and takes an
+//!   in-flight slot; each checks its `Access` against every dataset it touches.
 //!   - `store.rs`: IPC chunks are decoded (`ipc.rs`) and written to a staged Parquet file
 //!     (`parquet_io.rs`) as they arrive, then committed by the catalog.
 //!   - `load.rs`: a version is read from the read-through cache (`cache.rs`) or batch by batch
 //!     from Parquet, and sent as IPC chunks.
-//!   - `query.rs`: DuckDB in the sandbox of `sql.rs`, over the cold view (`coldview.rs`).
+//!   - `query.rs`: the SQL gate (`sql/gate.rs`, DuckDB's parse tree), the datasets and files it
+//!     reads resolved and pinned (`sql/reads.rs`), then DuckDB in the sandbox of `sql/mod.rs`.
 //!   - `catalog.rs`: list, describe, delete, cache stats.
 //! - `store/`: the version protocol (`mod.rs`) over a `Backend`: `memory.rs`, `dir.rs`
 //!   (`external`, a shared directory), `s3.rs` (with the disk tier `disk_cache.rs`).
+//! - `coldview.rs`: `<data-dir>/cold`, where each dataset's latest version appears for outside tools.
 //! - `error.rs`: the error type and its one mapping to gRPC status codes.
 //! - `metrics.rs`: Prometheus metrics; the per-call series come from polarway-telemetry's layer,
 //!   which `server.rs` puts around every service.

@@ -33,6 +33,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     // One TLS crypto provider for the whole process (see ENGINEERING.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    polarway_access::install_jwt_crypto();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

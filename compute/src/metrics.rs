@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use polarway_telemetry::grpc::MethodDirection;
-use polarway_telemetry::GrpcMetrics;
+use polarway_telemetry::{method_label, GrpcMetrics};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -23,6 +24,13 @@ pub struct WorkerMetrics {
     pub registry: Arc<Registry>,
     pub grpc: GrpcMetrics,
     rows: Family<MethodDirection, Counter>,
+    denied: Family<Denied, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Denied {
+    method: String,
+    reason: &'static str,
 }
 
 impl WorkerMetrics {
@@ -37,13 +45,23 @@ impl WorkerMetrics {
         let grpc = GrpcMetrics::register(&mut registry);
         let rows = Family::<MethodDirection, Counter>::default();
         registry.register("polarway_rows", "Rows received (Store, StoreBatch) and sent (Load, Query), by method and direction", rows.clone());
+        let denied = Family::<Denied, Counter>::default();
+        registry.register(
+            "polarway_authz_denied",
+            "Calls refused by authorization or the SQL gate, by method and reason (method, grant, statement, path, sandbox)",
+            denied.clone(),
+        );
         registry.register_collector(Box::new(StateCollector { cache, disk, store }));
         extra(&mut registry);
-        Self { registry: Arc::new(registry), grpc, rows }
+        Self { registry: Arc::new(registry), grpc, rows, denied }
     }
 
     pub fn rows_sent(&self, method: &str, n: usize) {
         self.rows.get_or_create(&MethodDirection { method: method.into(), direction: "sent" }).inc_by(n as u64);
+    }
+
+    pub fn denied(&self, method: &str, reason: &'static str) {
+        self.denied.get_or_create(&Denied { method: method_label(method).into(), reason }).inc();
     }
 
     pub fn rows_received(&self, method: &str, n: u64) {

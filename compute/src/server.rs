@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::auth::TokenAuth;
+use crate::auth::Authenticator;
 use crate::cache::Cache;
 use crate::coldview::ColdView;
 use crate::config::{HandleStoreKind, ServerArgs};
@@ -54,6 +54,14 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
             s3
         }
     };
+    let policy = match &args.policy {
+        Some(path) => Some(polarway_access::PolicyHandle::new(
+            polarway_access::Policy::load(path).context("the policy file is invalid")?,
+        )),
+        None => None,
+    };
+    let cold = ColdView::new(args.cold_dir())?;
+    let cold_dirs = cold_dirs(cold.dir())?;
     let cache = Arc::new(Cache::new(args.cache_bytes()));
     let metrics = WorkerMetrics::new(cache.clone(), disk_cache.clone(), backend.counters(), |registry| {
         if let Some(s3) = &s3_metrics {
@@ -65,18 +73,31 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
         metrics,
         catalog: Catalog::new(backend, args.retain_versions),
         cache,
-        cold: ColdView::new(args.cold_dir())?,
+        cold,
+        cold_dirs,
         sql: SqlLimits {
             timeout: Duration::from_secs_f64(args.query_timeout.max(0.001)),
             memory_limit: args.query_memory_limit.clone(),
             threads: args.query_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         },
+        sql_gate: Arc::new(crate::sql::gate::Gate::new()?),
         spill_dir: args.spill_dir(),
         sandbox_spare: Default::default(),
-        auth: TokenAuth::new(args.auth_token.clone()),
+        auth: Authenticator::new(args.auth_token.clone(), policy),
         max_upload_bytes: args.max_upload_bytes,
         in_flight: Arc::new(Semaphore::new(args.max_concurrent_requests.max(1))),
     })
+}
+
+/// The ways SQL may name the cold directory: as configured (made absolute) and canonical.
+fn cold_dirs(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let absolute = std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let canonical = std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let mut dirs = vec![absolute];
+    if !dirs.contains(&canonical) {
+        dirs.push(canonical);
+    }
+    Ok(dirs)
 }
 
 pub fn tls_config(args: &ServerArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
@@ -109,6 +130,9 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    if let Some(policy) = worker.auth.policy().cloned() {
+        tokio::spawn(policy.watch(Duration::from_secs(1), |_| {}));
+    }
     let worker_metrics = worker.metrics.grpc.clone();
     let service = PolarwayServer::new(PolarwayService::new(Arc::new(worker)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

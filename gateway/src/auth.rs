@@ -1,294 +1,24 @@
-//! Authentication (static bearer tokens, JWT) and authorization (roles → methods and dataset
-//! patterns). Failures are UNAUTHENTICATED or PERMISSION_DENIED, trailers-only.
-//!
-//! JWT: the `iss` claim picks the issuer from the policy; the token's `alg` must be one the issuer
-//! accepts *and* the algorithm of the key its `kid` names, so `alg: none` (not an algorithm here)
-//! and algorithm confusion (an HS256 token "signed" with an RSA public key) are refused. `exp` is
-//! required; `exp`, `nbf`, `iss` and `aud` are checked with a small leeway.
+//! Authentication and authorization: the caller's bearer token or JWT becomes an identity (see
+//! `polarway-access`), its roles become grants, and the call goes on only if the grants allow
+//! its method on the dataset it names. The dataset is the one `x-polarway-key` names, and the
+//! request body must name the same one (`body_key.rs`). The grants go to the worker in
+//! `x-polarway-grants`, where they are enforced again on everything the call touches; the
+//! caller's own credentials never reach a worker. Failures are UNAUTHENTICATED or
+//! PERMISSION_DENIED, trailers-only.
 
-use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use http::Request;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use http::{HeaderValue, Request};
+use polarway_access::grants::{body_permission, gateway_allows};
+use polarway_access::{PolicyHandle, GRANTS_HEADER};
 use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::error::GatewayError;
 use crate::metrics::CallInfo;
-use crate::policy::{Identity, JwtIssuerFile, Policy, PolicyHandle};
-use crate::{routing_key, rpc_name, HttpService};
-
-#[derive(Clone)]
-struct JwtKey {
-    kid: Option<String>,
-    alg: Algorithm,
-    key: DecodingKey,
-}
-
-/// Keys fetched from a JWKS URL: cached, fetched again after `refresh` or (at most every 30 s)
-/// when a token names an unknown `kid` — that is how key rotation is picked up.
-struct RemoteJwks {
-    url: String,
-    refresh: Duration,
-    cached: tokio::sync::Mutex<Option<(Instant, Arc<Vec<JwtKey>>)>>,
-}
-
-const MISS_REFETCH: Duration = Duration::from_secs(30);
-
-pub struct JwtIssuer {
-    pub issuer: String,
-    audiences: Vec<String>,
-    algorithms: Vec<Algorithm>,
-    leeway: u64,
-    keys: Vec<JwtKey>,
-    remote: Option<RemoteJwks>,
-    roles_claim: String,
-    default_roles: Vec<String>,
-}
-
-fn jwk_key(jwk: &Jwk) -> Option<JwtKey> {
-    let key = DecodingKey::from_jwk(jwk).ok()?;
-    let alg = match &jwk.common.key_algorithm {
-        Some(a) => Algorithm::from_str(&format!("{a:?}")).ok()?,
-        None => match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
-            AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
-            _ => return None,
-        },
-    };
-    Some(JwtKey { kid: jwk.common.key_id.clone(), alg, key })
-}
-
-fn jwks_keys(text: &str) -> Result<Vec<JwtKey>, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("invalid JWKS: {e}"))?;
-    Ok(set.keys.iter().filter_map(jwk_key).collect())
-}
-
-impl JwtIssuer {
-    pub fn compile(file: JwtIssuerFile, base: &Path) -> Result<Self, String> {
-        let who = format!("jwt issuer {:?}", file.issuer);
-        let algorithms = file
-            .algorithms
-            .iter()
-            .map(|a| Algorithm::from_str(a).map_err(|_| format!("{who}: unknown algorithm {a:?}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        if algorithms.is_empty() {
-            return Err(format!("{who}: list the accepted algorithms"));
-        }
-        let mut keys = Vec::new();
-        for k in file.keys {
-            let alg = Algorithm::from_str(&k.alg).map_err(|_| format!("{who}: unknown key algorithm {:?}", k.alg))?;
-            let pem = match (&k.public_key_pem, &k.public_key_file) {
-                (Some(p), None) => Some(p.clone().into_bytes()),
-                (None, Some(f)) => Some(std::fs::read(base.join(f)).map_err(|e| format!("{who}: cannot read {}: {e}", f.display()))?),
-                (None, None) => None,
-                _ => return Err(format!("{who}: give public_key_pem or public_key_file, not both")),
-            };
-            let secret = match (&k.secret, &k.secret_env) {
-                (Some(s), None) => Some(s.clone()),
-                (None, Some(var)) => match std::env::var(var) {
-                    Ok(v) if !v.is_empty() => Some(v),
-                    _ => {
-                        tracing::warn!("{who}: {var} is not set: key {:?} disabled", k.kid);
-                        continue;
-                    }
-                },
-                (None, None) => None,
-                _ => return Err(format!("{who}: give secret or secret_env, not both")),
-            };
-            let key = match (alg.family(), pem, secret) {
-                (jsonwebtoken::AlgorithmFamily::Hmac, None, Some(s)) => DecodingKey::from_secret(s.as_bytes()),
-                (jsonwebtoken::AlgorithmFamily::Rsa, Some(p), None) => {
-                    DecodingKey::from_rsa_pem(&p).map_err(|e| format!("{who}: bad RSA public key: {e}"))?
-                }
-                (jsonwebtoken::AlgorithmFamily::Ec, Some(p), None) => {
-                    DecodingKey::from_ec_pem(&p).map_err(|e| format!("{who}: bad EC public key: {e}"))?
-                }
-                (jsonwebtoken::AlgorithmFamily::Hmac, ..) => return Err(format!("{who}: an {} key needs a secret (only)", k.alg)),
-                _ => return Err(format!("{who}: a {} key needs a public key (only)", k.alg)),
-            };
-            keys.push(JwtKey { kid: k.kid, alg, key });
-        }
-        let has_jwks_file = file.jwks_file.is_some();
-        if let Some(f) = &file.jwks_file {
-            let path = base.join(f);
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{who}: cannot read {}: {e}", path.display()))?;
-            keys.extend(jwks_keys(&text).map_err(|e| format!("{who}: {}: {e}", path.display()))?);
-        }
-        let remote = file.jwks_url.map(|url| RemoteJwks {
-            url,
-            refresh: Duration::from_secs(file.jwks_refresh_secs.unwrap_or(300)),
-            cached: Default::default(),
-        });
-        if keys.is_empty() && remote.is_none() && !has_jwks_file {
-            tracing::warn!("{who}: no usable key: its tokens will be refused");
-        }
-        Ok(Self {
-            issuer: file.issuer,
-            audiences: file.audiences,
-            algorithms,
-            leeway: file.leeway_secs.unwrap_or(30),
-            keys,
-            remote,
-            roles_claim: file.roles_claim.unwrap_or_else(|| "roles".into()),
-            default_roles: file.default_roles,
-        })
-    }
-
-    /// Keys that may verify a token with this `kid` and `alg`.
-    async fn keys_for(&self, kid: Option<&str>, alg: Algorithm) -> Vec<JwtKey> {
-        let pick = |keys: &[JwtKey]| -> Vec<JwtKey> {
-            keys.iter().filter(|k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid)).cloned().collect()
-        };
-        let mut found = pick(&self.keys);
-        if found.is_empty() {
-            if let Some(remote) = &self.remote {
-                found = pick(&remote.keys(kid).await);
-            }
-        }
-        found
-    }
-
-    async fn verify(&self, token: &str, header: &jsonwebtoken::Header) -> Result<Identity, GatewayError> {
-        let unauth = |m: String| GatewayError::Unauthenticated(m);
-        if !self.algorithms.contains(&header.alg) {
-            return Err(unauth(format!("algorithm {:?} is not accepted for issuer {}", header.alg, self.issuer)));
-        }
-        let keys = self.keys_for(header.kid.as_deref(), header.alg).await;
-        if keys.is_empty() {
-            return Err(unauth(format!(
-                "no {:?} key{} for issuer {}",
-                header.alg,
-                header.kid.as_ref().map(|k| format!(" with kid {k:?}")).unwrap_or_default(),
-                self.issuer
-            )));
-        }
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = self.leeway;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss"]);
-        if self.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.audiences);
-        }
-        let mut last = None;
-        for k in &keys {
-            match jsonwebtoken::decode::<serde_json::Value>(token, &k.key, &validation) {
-                Ok(data) => return Ok(self.identity(&data.claims)),
-                Err(e) => last = Some(e),
-            }
-        }
-        let reason = match last.as_ref().map(|e| e.kind()) {
-            Some(ErrorKind::ExpiredSignature) => "token expired".to_string(),
-            Some(ErrorKind::ImmatureSignature) => "token not yet valid (nbf)".to_string(),
-            Some(ErrorKind::InvalidIssuer) => "wrong issuer".to_string(),
-            Some(ErrorKind::InvalidAudience) => "wrong audience".to_string(),
-            Some(ErrorKind::InvalidSignature) => "bad signature".to_string(),
-            Some(ErrorKind::MissingRequiredClaim(c)) => format!("token lacks the {c} claim"),
-            Some(k) => format!("invalid token: {k:?}"),
-            None => "invalid token".to_string(),
-        };
-        Err(unauth(reason))
-    }
-
-    fn identity(&self, claims: &serde_json::Value) -> Identity {
-        let sub = claims.get("sub").and_then(|s| s.as_str()).unwrap_or("-");
-        let mut roles = self.default_roles.clone();
-        match claims.get(&self.roles_claim) {
-            Some(serde_json::Value::Array(a)) => roles.extend(a.iter().filter_map(|r| r.as_str()).map(String::from)),
-            Some(serde_json::Value::String(s)) => roles.extend(s.split_whitespace().map(String::from)),
-            _ => {}
-        }
-        Identity { name: format!("jwt:{sub}"), roles, authenticated: true, dynamic: true, rate: None }
-    }
-}
-
-impl RemoteJwks {
-    async fn keys(&self, kid: Option<&str>) -> Arc<Vec<JwtKey>> {
-        let mut cached = self.cached.lock().await;
-        let stale = match &*cached {
-            None => true,
-            Some((at, keys)) => {
-                let unknown = kid.is_some_and(|kid| !keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
-                at.elapsed() > self.refresh || (unknown && at.elapsed() > MISS_REFETCH)
-            }
-        };
-        if stale {
-            match fetch(&self.url).await.and_then(|t| jwks_keys(&t)) {
-                Ok(keys) => *cached = Some((Instant::now(), Arc::new(keys))),
-                Err(e) => {
-                    tracing::warn!(url = %self.url, "cannot fetch JWKS: {e}");
-                    // Keep serving the keys we have; try again after MISS_REFETCH.
-                    let keys = cached.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
-                    let back = self.refresh.saturating_sub(MISS_REFETCH);
-                    let at = Instant::now().checked_sub(back).unwrap_or_else(Instant::now);
-                    *cached = Some((at, keys));
-                }
-            }
-        }
-        cached.as_ref().map(|(_, k)| k.clone()).unwrap_or_default()
-    }
-}
-
-/// GET a small document over HTTP(S) (JWKS).
-async fn fetch(url: &str) -> Result<String, String> {
-    use http_body_util::{BodyExt, Empty, Limited};
-    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build::<_, Empty<bytes::Bytes>>(connector);
-    let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    let body = Limited::new(resp.into_body(), 1 << 20).collect().await.map_err(|e| e.to_string())?;
-    String::from_utf8(body.to_bytes().to_vec()).map_err(|e| e.to_string())
-}
-
-/// Who sends this request, according to the policy.
-pub async fn authenticate(policy: &Policy, headers: &http::HeaderMap) -> Result<Arc<Identity>, GatewayError> {
-    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return policy
-            .anonymous
-            .clone()
-            .ok_or_else(|| GatewayError::Unauthenticated("missing authorization: send `authorization: Bearer <token>`".into()));
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or_else(|| GatewayError::Unauthenticated("authorization must be `Bearer <token>`".into()))?;
-    if let Some(id) = policy.token_identity(token) {
-        return Ok(id);
-    }
-    if token.matches('.').count() == 2 && !policy.issuers.is_empty() {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| GatewayError::Unauthenticated(format!("invalid token: {e}")))?;
-        let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(token)
-            .map_err(|e| GatewayError::Unauthenticated(format!("invalid token: {e}")))?;
-        let iss = claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default();
-        let issuer = policy
-            .issuers
-            .iter()
-            .find(|i| i.issuer == iss)
-            .ok_or_else(|| GatewayError::Unauthenticated(format!("wrong issuer: {iss:?} is not trusted")))?;
-        return issuer.verify(token, &header).await.map(Arc::new);
-    }
-    Err(GatewayError::Unauthenticated("unknown token".into()))
-}
+use crate::{body_key, routing_key, rpc_name, HttpService};
 
 #[derive(Clone)]
 pub struct AuthLayer {
@@ -318,18 +48,31 @@ impl Service<Request<Body>> for Auth {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
         let policy = self.policy.current();
         Box::pin(async move {
-            let identity = authenticate(&policy, req.headers()).await?;
+            let identity = policy.authenticate(req.headers()).await?;
             if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
                 info.set_identity(&identity.name);
             }
-            let method = rpc_name(req.uri().path());
-            policy.authorize(&identity, method, routing_key(req.headers()))?;
-            // Workers never see the caller's credentials (the proxy sets the backend token).
+            let grants = policy.grants(&identity);
+            let method = rpc_name(req.uri().path()).to_string();
+            let may_use = |name: &str| match grants.allows(body_permission(&method), name) {
+                true => Ok(()),
+                false => Err(GatewayError::PermissionDenied(format!(
+                    "{} may not call {method} on dataset {name:?}{}",
+                    identity.name,
+                    if method == "Query" { " (writing a query's result needs Store on it)" } else { "" }
+                ))),
+            };
+            let mut req = body_key::reconcile(req, &method, may_use).await?;
+            gateway_allows(&grants, &method, routing_key(req.headers()))?;
+            // Workers never see the caller's credentials (the proxy sets the backend token); they
+            // get the caller's grants instead, replacing whatever the caller sent as such.
             req.headers_mut().remove(http::header::AUTHORIZATION);
+            let value = HeaderValue::from_str(&grants.encode()).map_err(|e| GatewayError::Internal(format!("grants header: {e}")))?;
+            req.headers_mut().insert(GRANTS_HEADER, value);
             req.extensions_mut().insert(identity);
             inner.oneshot(req).await
         })

@@ -16,7 +16,7 @@ use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::error::GatewayError;
-use crate::policy::PolicyHandle;
+use polarway_access::PolicyHandle;
 use crate::HttpService;
 
 /// When the call must be over.

@@ -17,6 +17,9 @@ pub enum GatewayError {
     PermissionDenied(String),
     #[error("rate limit exceeded for {identity}; retry in {} ms", retry_after.as_millis())]
     RateLimited { identity: String, retry_after: Duration },
+    /// Too many calls of one identity in progress.
+    #[error("{0}")]
+    Busy(String),
     #[error("deadline exceeded at the gateway")]
     DeadlineExceeded,
     #[error("no healthy backend: {0}")]
@@ -30,12 +33,21 @@ pub enum GatewayError {
     Internal(String),
 }
 
+impl From<polarway_access::AccessError> for GatewayError {
+    fn from(e: polarway_access::AccessError) -> Self {
+        match e {
+            polarway_access::AccessError::Unauthenticated(m) => Self::Unauthenticated(m),
+            polarway_access::AccessError::PermissionDenied(m) => Self::PermissionDenied(m),
+        }
+    }
+}
+
 impl GatewayError {
     pub fn code(&self) -> Code {
         match self {
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
-            Self::RateLimited { .. } => Code::ResourceExhausted,
+            Self::RateLimited { .. } | Self::Busy(_) => Code::ResourceExhausted,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::NoBackend(_) | Self::Upstream { .. } => Code::Unavailable,
             Self::InvalidArgument(_) => Code::InvalidArgument,

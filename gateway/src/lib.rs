@@ -10,12 +10,13 @@
 //! config.rs     the flags (clap, each with an environment variable)
 //! lib.rs        run(): listener, TLS, the service stack (assembled in `stack`), background tasks, drain
 //! tls.rs        rustls server config (ALPN h2, optional mTLS), reload; client config toward workers
-//! policy.rs     policy files: identities, roles, JWT issuers, limits; reload on SIGHUP / change
-//! reload.rs     the SIGHUP / changed-file trigger that policy and TLS reloads share
 //! metrics.rs    layer: request id, access log, Prometheus metrics; errors → trailers-only gRPC
 //! deadline.rs   layer: grpc-timeout capped by policy, forwarded as time left, DEADLINE_EXCEEDED
-//! auth.rs       layer: bearer tokens and JWT → identity; roles → methods and dataset patterns
+//! auth.rs       layer: bearer tokens and JWT → identity → grants (polarway-access); grants checked
+//!               against the method and dataset, then forwarded to the worker
+//! body_key.rs   the dataset named in a small request body must be the one x-polarway-key names
 //! ratelimit.rs  layer: governor quotas per identity (and method) → RESOURCE_EXHAUSTED
+//! inflight.rs   layer: calls in progress per identity; response streams nobody reads are ended
 //! retry.rs      layer: idempotent calls retried on another worker, small bodies, budget
 //! route.rs      layer: rendezvous hashing on x-polarway-key over healthy workers; DNS refresh
 //! proxy.rs      service: the call forwarded over pooled HTTP/2 to the chosen worker
@@ -27,21 +28,21 @@
 //! A TCP connection is accepted (TLS handshake if configured) and served by hyper as HTTP/2.
 //! `grpc.health.v1` calls are answered by the gateway itself. Every other call goes down the stack:
 //! `Observe` (request id, timer) → `Deadline` → `Auth` (identity, permission) → `RateLimit` →
-//! `Retry` (buffers small idempotent requests) → `Route` (picks the worker) → `Proxy` (sends it).
+//! `InFlight` → `Retry` (buffers small idempotent requests) → `Route` (picks the worker) → `Proxy` (sends it).
 //! The worker's response streams back up unbuffered; its trailers carry the status, which
 //! `Observe` records. A layer that refuses a call returns a `GatewayError`, which `Observe` turns
 //! into a trailers-only gRPC response (HTTP 200 with `grpc-status` and `grpc-message`).
 
 pub mod auth;
+pub mod body_key;
 pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod health;
+pub mod inflight;
 pub mod metrics;
-pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
-pub mod reload;
 pub mod retry;
 pub mod route;
 pub mod tls;
@@ -64,7 +65,7 @@ use tower::{Layer, Service, ServiceExt};
 use crate::config::Args;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use crate::policy::{Policy, PolicyHandle};
+use polarway_access::{Policy, PolicyHandle};
 use crate::route::Backends;
 
 /// The service type between layers.
@@ -100,7 +101,8 @@ pub fn stack(p: &Parts) -> metrics::Observe {
     let svc: HttpService = BoxCloneSyncService::new(p.proxy.clone());
     let svc = boxed(route::RouteLayer { backends: p.backends.clone(), policy: p.policy.clone(), strategy: p.args.routing }, svc);
     let svc = boxed(retry::RetryLayer::new(p.args.retry_attempts, p.args.retry_budget_percent, p.metrics.clone()), svc);
-    let svc = boxed(ratelimit::RateLimitLayer { policy: p.policy.clone(), metrics: p.metrics.clone() }, svc);
+    let svc = boxed(inflight::InFlightLayer::new(p.policy.clone()), svc);
+    let svc = boxed(ratelimit::RateLimitLayer::new(p.policy.clone(), p.metrics.clone()), svc);
     let svc = boxed(auth::AuthLayer { policy: p.policy.clone() }, svc);
     let svc = boxed(deadline::DeadlineLayer { policy: p.policy.clone() }, svc);
     metrics::ObserveLayer { metrics: p.metrics.clone() }.layer(svc)
@@ -194,8 +196,8 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
         secs(args.health_interval),
         secs(args.health_timeout),
     ));
-    tasks.spawn(policy::watch(policy.clone(), secs(args.policy_poll), metrics.clone()));
-    tasks.spawn(ratelimit::sweep(policy.clone(), Duration::from_secs(10)));
+    let reload_metrics = metrics.clone();
+    tasks.spawn(policy.clone().watch(secs(args.policy_poll), move |ok| reload_metrics.policy_reload(ok)));
     if let Some(tls) = &server_tls {
         tasks.spawn(tls::watch(tls.clone(), secs(args.tls_reload_interval)));
     }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response};
-use polarway_telemetry::GrpcMetrics;
+use polarway_telemetry::{method_label, GrpcMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -74,11 +74,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn retry(&self, method: &str) {
-        self.0.retries.get_or_create(&MethodLabel { method: method.into() }).inc();
+        self.0.retries.get_or_create(&MethodLabel { method: method_label(method).into() }).inc();
     }
 
     pub fn rate_limited(&self, method: &str) {
-        self.0.rate_limited.get_or_create(&MethodLabel { method: method.into() }).inc();
+        self.0.rate_limited.get_or_create(&MethodLabel { method: method_label(method).into() }).inc();
     }
 
     pub fn policy_reload(&self, ok: bool) {
@@ -171,8 +171,8 @@ impl Service<Request<Body>> for Observe {
             tracing::info!(
                 target: "access",
                 request_id = %access_id,
-                method = %method,
-                identity = info.identity.get().map(String::as_str).unwrap_or("-"),
+                method = ?method,
+                identity = ?info.identity.get().map(String::as_str).unwrap_or("-"),
                 backend = %backend,
                 status = ?code,
                 ms = elapsed.as_secs_f64() * 1000.0,

@@ -1,11 +1,12 @@
 //! Rate limits (governor, GCRA) keyed per identity, plus per identity and method where the policy
 //! says. Over quota: RESOURCE_EXHAUSTED with the wait in `retry-after-ms` (and
 //! `grpc-retry-pushback-ms`). Key memory is bounded: idle keys are dropped every few seconds, and
-//! past `max_rate_keys` new keys share one overflow bucket.
+//! past `max_rate_keys` new keys share one overflow bucket. The limiters belong to this layer and
+//! start afresh when the policy is reloaded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use crate::policy::{Identity, PolicyHandle, RateFile};
+use polarway_access::{Identity, Policy, PolicyHandle, RateFile};
 use crate::{rpc_name, HttpService};
 
 const OVERFLOW_KEY: &str = "\u{0}overflow";
@@ -42,6 +43,11 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
+    pub fn for_policy(policy: &Policy) -> Self {
+        let l = &policy.limits;
+        Self::new(l.rate, &l.methods, l.max_rate_keys.unwrap_or(100_000))
+    }
+
     pub fn new(default: Option<RateFile>, methods: &BTreeMap<String, RateFile>, max_keys: usize) -> Self {
         let bucket = |r: &RateFile| Bucket { limiter: RateLimiter::keyed(quota(r)) };
         Self {
@@ -98,18 +104,47 @@ impl RateLimits {
     }
 }
 
-/// Sweep the policy in force's limiters now and then.
-pub async fn sweep(policy: PolicyHandle, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        policy.current().rate.sweep();
+/// The limiters of the policy in force, made when a policy is first used.
+struct Limiters {
+    policy: PolicyHandle,
+    current: Mutex<Option<(Arc<Policy>, Arc<RateLimits>)>>,
+}
+
+impl Limiters {
+    fn get(&self) -> Arc<RateLimits> {
+        let policy = self.policy.current();
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match &*current {
+            Some((p, limits)) if Arc::ptr_eq(p, &policy) => limits.clone(),
+            _ => {
+                let limits = Arc::new(RateLimits::for_policy(&policy));
+                *current = Some((policy, limits.clone()));
+                limits
+            }
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct RateLimitLayer {
-    pub policy: PolicyHandle,
-    pub metrics: Metrics,
+    limiters: Arc<Limiters>,
+    metrics: Metrics,
+}
+
+impl RateLimitLayer {
+    /// Also starts the task that forgets idle keys (so call it inside the runtime).
+    pub fn new(policy: PolicyHandle, metrics: Metrics) -> Self {
+        let limiters = Arc::new(Limiters { policy, current: Mutex::new(None) });
+        let weak = Arc::downgrade(&limiters);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let Some(limiters) = weak.upgrade() else { return };
+                limiters.get().sweep();
+            }
+        });
+        Self { limiters, metrics }
+    }
 }
 
 impl Layer<HttpService> for RateLimitLayer {
@@ -138,11 +173,11 @@ impl Service<Request<Body>> for RateLimit {
         let inner = self.inner.clone();
         let identity = req.extensions().get::<Arc<Identity>>().cloned();
         let method = rpc_name(req.uri().path()).to_string();
-        let policy = self.layer.policy.current();
+        let limits = self.layer.limiters.get();
         let metrics = self.layer.metrics.clone();
         Box::pin(async move {
             if let Some(identity) = identity {
-                if let Err(retry_after) = policy.rate.acquire(&identity, &method) {
+                if let Err(retry_after) = limits.acquire(&identity, &method) {
                     metrics.rate_limited(&method);
                     return Err(GatewayError::RateLimited { identity: identity.name.clone(), retry_after });
                 }

@@ -16,24 +16,15 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{Request, Uri};
-use serde::Deserialize;
 use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::error::GatewayError;
 use crate::metrics::CallInfo;
-use crate::policy::{Identity, PolicyHandle};
+pub use polarway_access::Strategy;
+use polarway_access::{Identity, PolicyHandle};
 use crate::retry::Tried;
 use crate::{routing_key, HttpService};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Rendezvous hashing on `x-polarway-key`, then the identity, then round robin.
-    Hash,
-    /// Every call to the next worker (for comparison; caches stay cold).
-    RoundRobin,
-}
 
 /// One worker address.
 #[derive(Debug)]

@@ -113,7 +113,7 @@ impl ServerTls {
 pub async fn watch(tls: Arc<ServerTls>, poll: Duration) {
     let files = tls.files.paths().into_iter().cloned().collect::<Vec<_>>();
     // Let a writer finish both files (certificate and key) before reading them.
-    crate::reload::on_change("TLS certificate", poll, Duration::from_millis(200), move || files.clone(), move || tls.reload())
+    polarway_access::reload::on_change("TLS certificate", poll, Duration::from_millis(200), move || files.clone(), move || tls.reload())
         .await
 }
 

@@ -2,10 +2,12 @@
 //! load, directly to a worker and through the gateway, in the same run on the same data.
 //!
 //! ```text
-//! cargo build -p polarway-gateway --release
-//! POLARWAY_GATEWAY_BIN=$CARGO_TARGET_DIR/release/polarway-gateway \
-//!   cargo test -p polarway-gateway --test bench -- --ignored --nocapture
+//! cargo build --release --workspace
+//! cargo test --release --workspace --test bench -- --ignored --nocapture
 //! ```
+//!
+//! With `--release` the worker and the gateway measured are the release binaries of the same build
+//! (`$CARGO_TARGET_DIR/release/`); `POLARWAY_BIN` and `POLARWAY_GATEWAY_BIN` measure other ones.
 
 mod common;
 

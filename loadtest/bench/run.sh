@@ -25,11 +25,11 @@ done
 
 if [ "$BUILD" = 1 ]; then
   ensure_build_tools
-  echo "== cargo build --release --workspace --bins"
-  cargo build --release --workspace --bins
+  echo "== cargo build --release --workspace"
+  cargo build --release --workspace   # the build scripts/run-server.sh and scripts/test.sh share
 fi
 for b in polarway polarway-gateway polarway-loadtest; do
-  [ -x "$REL/$b" ] || { echo "$REL/$b missing: build with cargo build --release --workspace --bins" >&2; exit 1; }
+  [ -x "$REL/$b" ] || { echo "$REL/$b missing: build with cargo build --release --workspace" >&2; exit 1; }
 done
 
 venv="$HOME/.cache/polarway/bench-venv"

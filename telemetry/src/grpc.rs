@@ -80,7 +80,7 @@ impl GrpcMetrics {
     }
 
     fn bytes_counter(&self, method: &str, direction: &'static str) -> Counter {
-        self.bytes.get_or_create(&MethodDirection { method: method.into(), direction }).clone()
+        self.bytes.get_or_create(&MethodDirection { method: method_label(method).into(), direction }).clone()
     }
 
     /// Start recording a call; it is recorded once, when its status is known or when it is dropped.
@@ -89,7 +89,7 @@ impl GrpcMetrics {
         Call {
             metrics: self.clone(),
             sent: self.bytes_counter(method, "sent"),
-            method: method.to_string(),
+            method: method_label(method).to_string(),
             started: Instant::now(),
             on_end: None,
             done: false,
@@ -278,6 +278,30 @@ pub fn rpc_name(path: &str) -> &str {
         Some(m) => m,
         None => path.trim_start_matches('/'),
     }
+}
+
+/// Methods that appear as themselves in metric labels; any other path is counted as `other`, so
+/// no caller-chosen text ever becomes a label (each would be a new series, and a `"` in one
+/// would break the exposition format).
+const KNOWN_METHODS: &[&str] = &[
+    "Health",
+    "Store",
+    "StoreBatch",
+    "Load",
+    "Query",
+    "List",
+    "Describe",
+    "Delete",
+    "CacheStats",
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+    "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The `method` label of an RPC name (as `rpc_name` gives it): the name itself if known, else `other`.
+pub fn method_label(rpc: &str) -> &'static str {
+    KNOWN_METHODS.iter().find(|m| **m == rpc).copied().unwrap_or("other")
 }
 
 /// The gRPC status a header map carries (response headers of a trailers-only answer, or trailers).

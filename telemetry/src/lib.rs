@@ -11,4 +11,4 @@ pub mod endpoint;
 pub mod grpc;
 pub mod health;
 
-pub use grpc::{code_name, header_status, rpc_name, Call, GrpcMetrics, GrpcMetricsLayer};
+pub use grpc::{code_name, header_status, method_label, rpc_name, Call, GrpcMetrics, GrpcMetricsLayer};

@@ -20,11 +20,13 @@ import pytest
 import polarway
 
 REPO = Path(__file__).resolve().parents[3]
+# $POLARWAY_BIN, else the release build that scripts/run-server.sh and scripts/test.sh share
+# (`cargo build --release --workspace`).
 BIN = os.environ.get(
     "POLARWAY_BIN",
-    str(Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/polarway/target")) / "debug/polarway"),
+    str(Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/polarway/target")) / "release/polarway"),
 )
-START_TIMEOUT = 60.0  # seconds for the "listening" line (a debug build starts in well under that)
+START_TIMEOUT = 60.0  # seconds for the "listening" line (the server starts in well under that)
 
 
 class Server:
@@ -33,7 +35,7 @@ class Server:
     def __init__(self, args: Sequence[str] = (), *, port: int = 0, data_dir: Optional[str] = None,
                  env: Optional[dict] = None, prefix: Optional[Sequence[str]] = None, wait: bool = True) -> None:
         if not os.path.exists(BIN):
-            pytest.fail(f"polarway binary not found at {BIN} (set POLARWAY_BIN)")
+            pytest.fail(f"polarway binary not found at {BIN} (cargo build --release --workspace, or set POLARWAY_BIN)")
         self.tmp = tempfile.mkdtemp(prefix="polarway-py-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         cmd = [BIN, "server", "--grpc-port", str(port), "--data-dir", self.data_dir, *args]

@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
+// $POLARWAY_BIN, else the release build that scripts/run-server.sh and scripts/test.sh share
+// (`cargo build --release --workspace`).
 export const POLARWAY_BIN =
   process.env.POLARWAY_BIN ||
-  join(process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/polarway/target'), 'debug/polarway');
+  join(process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/polarway/target'), 'release/polarway');
 
 const LISTENING = /^polarway: listening on (\S+):(\d+)$/;
 
@@ -18,7 +20,7 @@ const LISTENING = /^polarway: listening on (\S+):(\d+)$/;
  * the data dir argument. Resolves once the server printed its listening line (at most 30 s).
  */
 export async function startServer({ args = [], port = 0, wrap, dataDir, env = {} } = {}) {
-  if (!existsSync(POLARWAY_BIN)) throw new Error(`polarway binary not found at ${POLARWAY_BIN} (set POLARWAY_BIN)`);
+  if (!existsSync(POLARWAY_BIN)) throw new Error(`polarway binary not found at ${POLARWAY_BIN} (cargo build --release --workspace, or set POLARWAY_BIN)`);
   const dir = mkdtempSync(join(tmpdir(), 'polarway-ts-'));
   const argv = [POLARWAY_BIN, 'server', '--grpc-port', String(port), '--data-dir', dataDir ?? join(dir, 'data'), ...args];
   const [cmd, ...rest] = wrap ? wrap(argv, dir) : argv;

@@ -1,21 +1,25 @@
 //! List, Describe, Delete, CacheStats.
 
+use polarway_access::Access;
 use polarway_proto::v1 as pb;
 
 use super::{dataset_info, Worker};
 use crate::error::Result;
 
-pub async fn list(w: &Worker, req: pb::ListRequest) -> Result<pb::ListResponse> {
-    let datasets = w.catalog.list(&req.prefix).await?;
+/// Only the datasets the caller may List appear; the others are not even counted.
+pub async fn list(w: &Worker, access: &Access, req: pb::ListRequest) -> Result<pb::ListResponse> {
+    let datasets = w.catalog.list(&req.prefix, |name| access.allows("List", name)).await?;
     Ok(pb::ListResponse { datasets: datasets.iter().map(|m| dataset_info(m, false)).collect() })
 }
 
-pub async fn describe(w: &Worker, req: pb::DescribeRequest) -> Result<pb::DatasetInfo> {
+pub async fn describe(w: &Worker, access: &Access, req: pb::DescribeRequest) -> Result<pb::DatasetInfo> {
+    access.check("Describe", &req.name)?;
     let m = w.catalog.get(&req.name, req.version).await?;
     Ok(dataset_info(&m, true))
 }
 
-pub async fn delete(w: &Worker, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
+pub async fn delete(w: &Worker, access: &Access, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
+    access.check("Delete", &req.name)?;
     let version = w.catalog.delete(&req.name).await?;
     w.cold.refresh(&w.catalog, &req.name).await?;
     Ok(pb::DeleteResponse { version })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use polarway_access::Access;
 use polarway_proto::v1 as pb;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,7 +21,13 @@ use crate::parquet_io::{projection, ParquetBatches};
 /// Messages buffered ahead of a slow client: with 1 MiB chunks, a few MiB per stream.
 const IN_FLIGHT_MESSAGES: usize = 4;
 
-pub async fn load(w: Arc<Worker>, req: pb::LoadRequest, permit: OwnedSemaphorePermit) -> Result<ResponseStream<pb::LoadResponse>> {
+pub async fn load(
+    w: Arc<Worker>,
+    access: &Access,
+    req: pb::LoadRequest,
+    permit: OwnedSemaphorePermit,
+) -> Result<ResponseStream<pb::LoadResponse>> {
+    access.check("Load", &req.name)?;
     let m = w.catalog.get(&req.name, req.version).await?;
     let key = m.data.clone().unwrap_or_default();
     let info = dataset_info(&m, true);

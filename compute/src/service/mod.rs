@@ -9,13 +9,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use polarway_access::Access;
 use polarway_proto::v1::{self as pb, polarway_server::Polarway};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::TokenAuth;
+use crate::auth::Authenticator;
 use crate::cache::Cache;
 use crate::coldview::ColdView;
+use crate::error::Error;
 use crate::metrics::WorkerMetrics;
 use crate::sql::SqlLimits;
 use crate::store::{Catalog, Manifest};
@@ -25,12 +27,16 @@ pub struct Worker {
     pub catalog: Catalog,
     pub cache: Arc<Cache>,
     pub cold: ColdView,
+    /// The cold directory as configured (made absolute) and canonical: where SQL may name files.
+    pub cold_dirs: Vec<std::path::PathBuf>,
     pub sql: SqlLimits,
+    /// Every query's SQL is judged here before it runs.
+    pub sql_gate: Arc<crate::sql::gate::Gate>,
     /// The next query's DuckDB instance, opened ahead.
     pub sandbox_spare: Arc<crate::sql::Spare>,
     /// Where DuckDB may spill.
     pub spill_dir: std::path::PathBuf,
-    pub auth: TokenAuth,
+    pub auth: Authenticator,
     pub max_upload_bytes: u64,
     pub in_flight: Arc<Semaphore>,
     /// The local disk cache of a remote (S3) store.
@@ -50,13 +56,27 @@ impl PolarwayService {
         Self { worker }
     }
 
-    /// Authenticate and take an in-flight slot; the slot is held until the call (or its
-    /// response stream) ends.
-    fn admit<T>(&self, req: &Request<T>) -> Result<OwnedSemaphorePermit, Status> {
-        self.worker.auth.check(req.metadata())?;
-        self.worker.in_flight.clone().try_acquire_owned().map_err(|_| {
+    /// Authenticate, check that the caller may call `method` at all, and take an in-flight slot
+    /// (held until the call or its response stream ends). The returned access is checked again
+    /// against every dataset the call touches.
+    async fn admit<T>(&self, req: &Request<T>, method: &str) -> Result<(OwnedSemaphorePermit, Access), Status> {
+        let access = self.worker.auth.access(req.metadata()).await?;
+        if let Err(e) = access.check_call(method) {
+            self.worker.metrics.denied(method, "method");
+            return Err(Status::from(Error::from(e)));
+        }
+        let permit = self.worker.in_flight.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted("the server is at its concurrent request limit; retry with backoff")
-        })
+        })?;
+        Ok((permit, access))
+    }
+
+    /// A failed call's status; refusals are counted by reason.
+    fn fail(&self, method: &str, e: Error) -> Status {
+        if let Error::PermissionDenied { reason, .. } = &e {
+            self.worker.metrics.denied(method, reason);
+        }
+        Status::from(e)
     }
 }
 
@@ -106,9 +126,9 @@ impl Polarway for PolarwayService {
     }
 
     async fn store(&self, req: Request<Streaming<pb::StoreRequest>>) -> Result<Response<pb::StoreResponse>, Status> {
-        let _permit = self.admit(&req)?;
-        let m = store::store_one(&self.worker, req.into_inner()).await?;
-        tracing::info!(dataset = %m.name, version = m.version, rows = m.rows, bytes = m.bytes, "stored");
+        let (_permit, access) = self.admit(&req, "Store").await?;
+        let m = store::store_one(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("Store", e))?;
+        tracing::info!(dataset = ?m.name, version = m.version, rows = m.rows, bytes = m.bytes, "stored");
         Ok(Response::new(pb::StoreResponse { dataset: Some(dataset_info(&m, true)) }))
     }
 
@@ -116,8 +136,8 @@ impl Polarway for PolarwayService {
         &self,
         req: Request<Streaming<pb::StoreRequest>>,
     ) -> Result<Response<pb::StoreBatchResponse>, Status> {
-        let _permit = self.admit(&req)?;
-        let ms = store::store_batch(&self.worker, req.into_inner()).await?;
+        let (_permit, access) = self.admit(&req, "StoreBatch").await?;
+        let ms = store::store_batch(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("StoreBatch", e))?;
         tracing::info!(datasets = ms.len(), "stored batch");
         Ok(Response::new(pb::StoreBatchResponse { datasets: ms.iter().map(|m| dataset_info(m, true)).collect() }))
     }
@@ -125,40 +145,40 @@ impl Polarway for PolarwayService {
     type LoadStream = ResponseStream<pb::LoadResponse>;
 
     async fn load(&self, req: Request<pb::LoadRequest>) -> Result<Response<Self::LoadStream>, Status> {
-        let permit = self.admit(&req)?;
-        let stream = load::load(self.worker.clone(), req.into_inner(), permit).await?;
+        let (permit, access) = self.admit(&req, "Load").await?;
+        let stream = load::load(self.worker.clone(), &access, req.into_inner(), permit).await.map_err(|e| self.fail("Load", e))?;
         Ok(Response::new(stream))
     }
 
     type QueryStream = ResponseStream<pb::QueryResponse>;
 
     async fn query(&self, req: Request<pb::QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
-        let permit = self.admit(&req)?;
+        let (permit, access) = self.admit(&req, "Query").await?;
         let deadline = client_deadline(req.metadata());
-        let stream = query::query(self.worker.clone(), req.into_inner(), deadline, permit).await?;
+        let stream = query::query(self.worker.clone(), req.into_inner(), access, deadline, permit).await.map_err(|e| self.fail("Query", e))?;
         Ok(Response::new(stream))
     }
 
     async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
-        let _permit = self.admit(&req)?;
-        Ok(Response::new(catalog::list(&self.worker, req.into_inner()).await?))
+        let (_permit, access) = self.admit(&req, "List").await?;
+        Ok(Response::new(catalog::list(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("List", e))?))
     }
 
     async fn describe(&self, req: Request<pb::DescribeRequest>) -> Result<Response<pb::DatasetInfo>, Status> {
-        let _permit = self.admit(&req)?;
-        Ok(Response::new(catalog::describe(&self.worker, req.into_inner()).await?))
+        let (_permit, access) = self.admit(&req, "Describe").await?;
+        Ok(Response::new(catalog::describe(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("Describe", e))?))
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
-        let _permit = self.admit(&req)?;
-        Ok(Response::new(catalog::delete(&self.worker, req.into_inner()).await?))
+        let (_permit, access) = self.admit(&req, "Delete").await?;
+        Ok(Response::new(catalog::delete(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("Delete", e))?))
     }
 
     async fn cache_stats(
         &self,
         req: Request<pb::CacheStatsRequest>,
     ) -> Result<Response<pb::CacheStatsResponse>, Status> {
-        let _permit = self.admit(&req)?;
+        let _admitted = self.admit(&req, "CacheStats").await?;
         Ok(Response::new(catalog::cache_stats(&self.worker)))
     }
 }

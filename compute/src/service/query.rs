@@ -1,9 +1,11 @@
-//! Query: DuckDB SQL in the sandbox of `sql.rs`. Without `into` the result streams back as IPC
-//! chunks; with `into` it is written to Parquet and committed as a dataset.
+//! Query: DuckDB SQL through the gate and in the sandbox of `sql/`. Without `into` the result
+//! streams back as IPC chunks; with `into` it is written to Parquet and committed as a dataset,
+//! which is a write: the caller needs Store on the target as well as Query on what it reads.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use polarway_access::Access;
 use polarway_proto::v1 as pb;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_stream::wrappers::ReceiverStream;
@@ -13,7 +15,8 @@ use super::{dataset_info, ResponseStream, Worker};
 use crate::error::{validate_name, Error, Result};
 use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{columns_of, ParquetStager};
-use crate::sql::{check_read_only, cold_path_patterns, referenced_identifiers, Output, Sandbox};
+use crate::sql::reads::{resolve, Pinned, Places};
+use crate::sql::{Output, Sandbox};
 use crate::store::{dir::staging_name, Condition, Staged};
 
 /// `client_deadline`: the time the caller will wait (grpc-timeout); the query gets the smaller of
@@ -21,22 +24,31 @@ use crate::store::{dir::staging_name, Condition, Staged};
 pub async fn query(
     w: Arc<Worker>,
     req: pb::QueryRequest,
+    access: Access,
     client_deadline: Option<Duration>,
     permit: OwnedSemaphorePermit,
 ) -> Result<ResponseStream<pb::QueryResponse>> {
     let timeout = client_deadline.map_or(w.sql.timeout, |d| d.min(w.sql.timeout));
-    check_read_only(&req.sql)?;
+    access.check_call("Query")?;
     if let Some(into) = &req.into {
         validate_name(into)?;
+        access.check("Store", into)?;
     }
-    let tables = prepare_tables(&w, &req.sql).await?;
+    let gate = w.sql_gate.clone();
+    let sql = req.sql.clone();
+    let checked = tokio::task::spawn_blocking(move || gate.check(&sql)).await??;
+    let places = Places { catalog: &w.catalog, cold_dirs: &w.cold_dirs, scratch: &w.spill_dir };
+    let pinned = resolve(&places, &checked.reads, &access).await?;
+    let gate = w.sql_gate.clone();
+    let files = pinned.path_files.clone();
+    let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files)).await??;
     let (tx, rx) = mpsc::channel(4);
     let worker = w.clone();
     match req.into {
         None => {
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                if let Err(e) = stream_result(&worker, &req.sql, &tables, timeout, &tx) {
+                if let Err(e) = stream_result(&worker, &sql, &pinned, timeout, &tx) {
                     let _ = tx.blocking_send(Err(Status::from(e)));
                 }
             });
@@ -44,7 +56,7 @@ pub async fn query(
         Some(into) => {
             tokio::spawn(async move {
                 let _permit = permit;
-                let reply = store_result(worker, req.sql, tables, into, timeout, tx.clone()).await;
+                let reply = store_result(worker, sql, pinned, into, timeout, tx.clone()).await;
                 let _ = tx.send(reply.map(|info| pb::QueryResponse { ipc: Default::default(), stored: Some(info) }).map_err(Status::from)).await;
             });
         }
@@ -52,34 +64,14 @@ pub async fn query(
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
-/// Datasets the SQL names (as tables, or by cold paths and globs): refresh their cold views and
-/// return the ones to expose as views.
-async fn prepare_tables(w: &Worker, sql: &str) -> Result<Vec<(String, std::path::PathBuf)>> {
-    let names = w.catalog.names().await?;
-    let idents = referenced_identifiers(sql);
-    let patterns = cold_path_patterns(sql, w.cold.dir());
-    let mut tables = Vec::new();
-    for name in names {
-        let as_table = idents.iter().any(|i| i == &name);
-        if !as_table && !patterns.iter().any(|p| p.is_match(&name)) {
-            continue;
-        }
-        w.cold.refresh(&w.catalog, &name).await?;
-        if as_table && w.cold.path(&name).exists() {
-            tables.push((name.clone(), w.cold.path(&name)));
-        }
-    }
-    Ok(tables)
-}
-
-fn open_sandbox(w: &Worker, tables: &[(String, std::path::PathBuf)]) -> Result<Sandbox> {
-    Sandbox::open(w.cold.dir(), &w.spill_dir, tables, &w.sql, &w.sandbox_spare)
+fn open_sandbox(w: &Worker, pinned: &Pinned) -> Result<Sandbox> {
+    Sandbox::open(&w.spill_dir, &pinned.tables, &pinned.allowed(), &w.sql, &w.sandbox_spare)
 }
 
 fn stream_result(
     w: &Worker,
     sql: &str,
-    tables: &[(String, std::path::PathBuf)],
+    pinned: &Pinned,
     timeout: Duration,
     tx: &mpsc::Sender<Result<pb::QueryResponse, Status>>,
 ) -> Result<()> {
@@ -87,7 +79,7 @@ fn stream_result(
         tx.blocking_send(Ok(pb::QueryResponse { ipc, stored: None }))
             .map_err(|_| Error::Unavailable("the client went away".into()))
     };
-    let sandbox = open_sandbox(w, tables)?;
+    let sandbox = open_sandbox(w, pinned)?;
     let mut encoder: Option<ChunkEncoder> = None;
     sandbox.run(sql, timeout, &|| tx.is_closed(), |out| {
         let chunks = match out {
@@ -114,7 +106,7 @@ fn stream_result(
 async fn store_result(
     w: Arc<Worker>,
     sql: String,
-    tables: Vec<(String, std::path::PathBuf)>,
+    pinned: Pinned,
     into: String,
     timeout: Duration,
     tx: mpsc::Sender<Result<pb::QueryResponse, Status>>,
@@ -122,7 +114,7 @@ async fn store_result(
     let path = w.catalog.staging_dir().join(staging_name("parquet"));
     let worker = w.clone();
     let (path, rows, columns) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let sandbox = open_sandbox(&worker, &tables)?;
+        let sandbox = open_sandbox(&worker, &pinned)?;
         let mut stager: Option<ParquetStager> = None;
         sandbox.run(&sql, timeout, &|| tx.is_closed(), |out| {
             match out {
@@ -139,7 +131,7 @@ async fn store_result(
     .await??;
     let m = w.catalog.commit(Staged { name: into, condition: Condition::Always, path, rows, columns }).await?;
     if let Err(e) = w.cold.refresh(&w.catalog, &m.name).await {
-        tracing::warn!(dataset = %m.name, error = %e, "updating the cold view failed");
+        tracing::warn!(dataset = ?m.name, error = %e, "updating the cold view failed");
     }
     Ok(dataset_info(&m, true))
 }

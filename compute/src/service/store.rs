@@ -2,6 +2,7 @@
 //! memory stays at one batch whatever the upload's size), then commit through the catalog.
 
 use bytes::Bytes;
+use polarway_access::Access;
 use polarway_proto::v1::{self as pb, condition::Kind, store_request::Msg};
 use polarway_proto::CHUNK_LIMIT_BYTES;
 use tokio::sync::mpsc;
@@ -13,10 +14,10 @@ use crate::ipc::ChunkDecoder;
 use crate::parquet_io::{columns_of, ParquetStager};
 use crate::store::{dir::staging_name, Condition, Manifest, Staged};
 
-pub async fn store_one(w: &Worker, mut stream: Streaming<pb::StoreRequest>) -> Result<Manifest> {
+pub async fn store_one(w: &Worker, access: &Access, mut stream: Streaming<pb::StoreRequest>) -> Result<Manifest> {
     let header = first_header(&mut stream, "Store").await?;
     let mut total = 0;
-    let (staged, next) = receive_dataset(w, header, &mut stream, &mut total).await?;
+    let (staged, next) = receive_dataset(w, (access, "Store"), header, &mut stream, &mut total).await?;
     if next.is_some() {
         return Err(Error::InvalidArgument("Store takes one dataset; send several with StoreBatch".into()));
     }
@@ -26,12 +27,14 @@ pub async fn store_one(w: &Worker, mut stream: Streaming<pb::StoreRequest>) -> R
     Ok(m)
 }
 
-pub async fn store_batch(w: &Worker, mut stream: Streaming<pb::StoreRequest>) -> Result<Vec<Manifest>> {
+/// Every header is checked before its data is read: one dataset the caller may not write fails
+/// the whole batch, and nothing of it is committed.
+pub async fn store_batch(w: &Worker, access: &Access, mut stream: Streaming<pb::StoreRequest>) -> Result<Vec<Manifest>> {
     let mut header = Some(first_header(&mut stream, "StoreBatch").await?);
     let mut total = 0;
     let mut staged = Vec::new();
     while let Some(h) = header.take() {
-        let (s, next) = receive_dataset(w, h, &mut stream, &mut total).await?;
+        let (s, next) = receive_dataset(w, (access, "StoreBatch"), h, &mut stream, &mut total).await?;
         staged.push(s);
         header = next;
     }
@@ -47,7 +50,7 @@ pub async fn store_batch(w: &Worker, mut stream: Streaming<pb::StoreRequest>) ->
 /// failure here must not fail a store that has committed.
 async fn publish_cold(w: &Worker, name: &str) {
     if let Err(e) = w.cold.refresh(&w.catalog, name).await {
-        tracing::warn!(dataset = %name, error = %e, "updating the cold view failed");
+        tracing::warn!(dataset = ?name, error = %e, "updating the cold view failed");
     }
 }
 
@@ -77,11 +80,13 @@ enum Chunk {
 /// when the stream goes on with one (StoreBatch).
 async fn receive_dataset(
     w: &Worker,
+    (access, method): (&Access, &str),
     header: pb::StoreHeader,
     stream: &mut Streaming<pb::StoreRequest>,
     total: &mut u64,
 ) -> Result<(Staged, Option<pb::StoreHeader>)> {
     validate_name(&header.name)?;
+    access.check(method, &header.name)?;
     let name = header.name.clone();
     let path = w.catalog.staging_dir().join(staging_name("parquet"));
     let (tx, rx) = mpsc::channel::<Chunk>(4);

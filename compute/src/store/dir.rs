@@ -117,7 +117,13 @@ impl Backend for DirBackend {
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::File::open(&local)?.sync_all()?;
+            let file = std::fs::File::open(&local)?;
+            // Committed objects never change: read-only on disk, so that no process of ours or
+            // an operator's (the cold directory links to them) rewrites one in place.
+            let mut perms = file.metadata()?.permissions();
+            perms.set_readonly(true);
+            file.set_permissions(perms)?;
+            file.sync_all()?;
             // The key is unique, so a rename cannot replace anyone's object.
             std::fs::rename(&local, &target)?;
             sync_dir(target.parent());

@@ -82,6 +82,14 @@ pub struct Staged {
     pub columns: Vec<ColumnInfo>,
 }
 
+/// A staged file nobody committed (a failed batch, a refused header, an error) is removed; one
+/// that was committed has been moved into the store already.
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 const CLAIM_ATTEMPTS: usize = 64;
 /// Manifests remembered (a few hundred bytes each).
 const MANIFEST_MEMO_ENTRIES: u64 = 100_000;
@@ -225,10 +233,10 @@ impl Catalog {
         Ok(names)
     }
 
-    /// Every live dataset whose name starts with `prefix`, sorted by name.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<Manifest>> {
+    /// Every live dataset whose name starts with `prefix` and passes `visible`, sorted by name.
+    pub async fn list(&self, prefix: &str, visible: impl Fn(&str) -> bool) -> Result<Vec<Manifest>> {
         let mut names = self.names().await?;
-        names.retain(|n| n.starts_with(prefix));
+        names.retain(|n| n.starts_with(prefix) && visible(n));
         names.sort();
         let mut out = Vec::with_capacity(names.len());
         for name in names {

@@ -12,16 +12,18 @@ use polarway::DistributedClient;
 
 pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_polarway-gateway");
 
-/// The worker binary: $POLARWAY_BIN, else the debug build in the shared target directory.
+/// The worker binary: $POLARWAY_BIN, else `polarway` of the build this test belongs to. A test
+/// binary lives in `<target>/<profile>/deps/`, and cargo puts the workspace's binaries in
+/// `<target>/<profile>/`, so `cargo test --release --workspace` runs the release worker and a
+/// `cargo test` without `--release` the debug one, wherever the target directory is.
 pub fn worker_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("POLARWAY_BIN") {
         return p.into();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/polarway/target"));
-    let bin = target.join("debug/polarway");
-    assert!(bin.exists(), "worker binary {} not found: build it (cargo build -p polarway-compute) or set POLARWAY_BIN", bin.display());
+    let exe = std::env::current_exe().expect("the test binary's own path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("a test binary lives in <target>/<profile>/deps/");
+    let bin = profile_dir.join("polarway");
+    assert!(bin.exists(), "worker binary {} not found: build it (cargo build --release --workspace) or set POLARWAY_BIN", bin.display());
     bin
 }
 
@@ -38,7 +40,7 @@ pub struct Proc {
 
 impl Proc {
     /// Spawn and wait (bounded) for `<prefix>: listening on ADDR` on stdout.
-    fn spawn(mut cmd: Command, prefix: &str) -> Self {
+    pub fn spawn(mut cmd: Command, prefix: &str) -> Self {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {prefix}: {e}"));
         let stdout = child.stdout.take().unwrap();

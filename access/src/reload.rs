@@ -1,5 +1,5 @@
-//! Reload on SIGHUP or when watched files change (polled): the policy and the TLS certificate
-//! follow their files this way.
+//! Reload on SIGHUP or when watched files change (polled): the policy (worker and gateway) and
+//! the gateway's TLS certificate follow their files this way.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};

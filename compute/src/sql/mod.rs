@@ -1,0 +1,191 @@
+//! SQL with embedded DuckDB, sandboxed.
+//!
+//! A query first passes the gate (`gate.rs`): one read-only statement, judged on DuckDB's parse
+//! tree, whose every table and file the caller may read. It then runs in a fresh in-memory DuckDB
+//! instance that can read exactly the files of that query's datasets and nothing else: external
+//! access is off but for those paths (each an open descriptor pinned for the query, so no path of
+//! the store is named and no version changes underneath) and the spill directory, extensions can
+//! be neither installed nor loaded, and the configuration is locked before the SQL runs. Datasets
+//! named as tables become views over their files. A timer interrupts queries that run past their
+//! deadline; DuckDB's memory limit bounds each query.
+
+pub mod gate;
+pub mod reads;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use duckdb::{Config, Connection};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct SqlLimits {
+    pub timeout: Duration,
+    pub memory_limit: String,
+    pub threads: usize,
+}
+
+/// What a running query produces: its schema once, then batches.
+pub enum Output {
+    Schema(SchemaRef),
+    Batch(RecordBatch),
+}
+
+/// A query ready to run: the sandboxed connection and the views it needs.
+pub struct Sandbox {
+    conn: Connection,
+}
+
+/// A DuckDB instance opened ahead of the next query: opening one takes 10-15 ms, most of a small
+/// query's time. Each instance serves one query and is closed with it, so queries stay isolated;
+/// taking the spare starts opening the next one in the background.
+#[derive(Default)]
+pub struct Spare(std::sync::Mutex<Option<Connection>>);
+
+impl Spare {
+    fn take(&self) -> Option<Connection> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn refill(self: &Arc<Self>, limits: &SqlLimits) {
+        let (spare, limits) = (self.clone(), limits.clone());
+        std::thread::spawn(move || {
+            if let Ok(conn) = Sandbox::base(&limits) {
+                *spare.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+            }
+        });
+    }
+}
+
+impl Sandbox {
+    /// `tables`: (dataset name, its file) pairs to expose as views; `files`: every file the query
+    /// may read (the views' files among them). `spill_dir` is where DuckDB may write temporary data.
+    pub fn open(spill_dir: &Path, tables: &[(String, String)], files: &[String], limits: &SqlLimits, spare: &Arc<Spare>) -> Result<Self> {
+        let conn = match spare.take() {
+            Some(conn) => conn,
+            None => Self::base(limits)?,
+        };
+        spare.refill(limits);
+        let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        std::fs::create_dir_all(spill_dir)?;
+        let spill = quote(&spill_dir.join("").display().to_string());
+        let allowed = files.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ");
+        // Allowed paths can only be set while external access is on: set them, then turn it off.
+        conn.execute_batch(&format!(
+            "SET temp_directory = {spill};
+             SET allowed_directories = [{spill}];
+             SET allowed_paths = [{allowed}];
+             SET enable_external_access = false;"
+        ))
+        .map_err(setup)?;
+        for (name, file) in tables {
+            conn.execute_batch(&format!(
+                "CREATE VIEW \"{}\" AS SELECT * FROM read_parquet({});",
+                name.replace('"', "\"\""),
+                quote(file)
+            ))
+            .map_err(classify)?;
+        }
+        conn.execute_batch("SET lock_configuration = true;").map_err(setup)?;
+        Ok(Self { conn })
+    }
+
+    /// An instance with the sandbox's limits, before its files, views and lock.
+    fn base(limits: &SqlLimits) -> Result<Connection> {
+        let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
+        let config = Config::default()
+            .enable_autoload_extension(false)
+            .and_then(|c| c.threads(limits.threads.max(1) as i64))
+            .and_then(|c| c.max_memory(&limits.memory_limit))
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .and_then(|c| c.with("allow_community_extensions", "false"))
+            .map_err(setup)?;
+        Connection::open_in_memory_with_flags(config).map_err(setup)
+    }
+
+    /// Run `sql`, handing the result's schema and then each batch to `sink`. A watchdog
+    /// interrupts the query after `timeout`, or as soon as `abandoned()` says nobody waits for
+    /// the result any more (so a cancelled call stops burning CPU). `sink` returns false to stop.
+    pub fn run(
+        &self,
+        sql: &str,
+        timeout: Duration,
+        abandoned: &(dyn Fn() -> bool + Sync),
+        mut sink: impl FnMut(Output) -> Result<bool>,
+    ) -> Result<()> {
+        let interrupt = self.conn.interrupt_handle();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let deadline = std::time::Instant::now() + timeout;
+        std::thread::scope(|scope| {
+            let watchdog = scope.spawn(move || -> Option<Stop> {
+                loop {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match done_rx.recv_timeout(left.min(WATCHDOG_TICK)) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return None,
+                    }
+                    let stop = if left <= WATCHDOG_TICK {
+                        Stop::Deadline
+                    } else if abandoned() {
+                        Stop::Abandoned
+                    } else {
+                        continue;
+                    };
+                    interrupt.interrupt();
+                    return Some(stop);
+                }
+            });
+            let result = (|| {
+                let mut stmt = self.conn.prepare(sql).map_err(classify)?;
+                let mut stream = stmt.stream_arrow([]).map_err(classify)?;
+                if !sink(Output::Schema(stream.get_schema()))? {
+                    return Ok(());
+                }
+                for batch in &mut stream {
+                    if !sink(Output::Batch(batch.map_err(classify)?))? {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            let _ = done_tx.send(());
+            match (result, watchdog.join().unwrap_or(None)) {
+                (Err(_), Some(Stop::Deadline)) => Err(Error::DeadlineExceeded(format!(
+                    "the query ran longer than its {timeout:?} limit and was stopped; narrow it or allow more time"
+                ))),
+                (Err(_), Some(Stop::Abandoned)) => Err(Error::Status(tonic::Status::cancelled("the client went away"))),
+                (result, _) => result,
+            }
+        })
+    }
+}
+
+/// How often the watchdog looks at the deadline and the caller.
+const WATCHDOG_TICK: Duration = Duration::from_millis(100);
+
+enum Stop {
+    Deadline,
+    Abandoned,
+}
+
+/// Map a DuckDB error to our error by its kind.
+fn classify(e: duckdb::Error) -> Error {
+    let msg = e.to_string();
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("permission error") || lower.contains("disabled by configuration") || lower.contains("cannot be changed") {
+        Error::denied("sandbox", format!("{msg}; queries may read only the stored datasets they name (and their cold/ Parquet files)"))
+    } else if lower.contains("out of memory") {
+        Error::ResourceExhausted(format!("{msg}; the query needs more than the per-query memory limit (--query-memory-limit)"))
+    } else if lower.contains("no files found") {
+        Error::NotFound(msg)
+    } else if lower.contains("catalog error") && lower.contains("does not exist") {
+        Error::NotFound(format!("{msg}; stored datasets are tables by name (`list` shows them)"))
+    } else {
+        Error::InvalidArgument(msg)
+    }
+}
