@@ -56,8 +56,11 @@ pub struct LimitsFile {
     pub max_deadline_secs: Option<f64>,
     /// Most keys a rate limiter remembers (default 100 000); beyond, new keys share one bucket.
     pub max_rate_keys: Option<usize>,
-    /// Calls one identity may have in progress at once (default 64); more get RESOURCE_EXHAUSTED.
+    /// Calls one identity may have in progress at once (default 256); more get RESOURCE_EXHAUSTED.
     pub max_in_flight: Option<usize>,
+    /// Calls all the JWT subjects of one issuer may have in progress at once (default: four times
+    /// `max_in_flight`), so an issuer cannot multiply the bound by minting subjects.
+    pub max_in_flight_per_issuer: Option<usize>,
     /// Seconds a response stream may wait for its caller to read before the gateway ends it
     /// (default 60), so an unread stream cannot hold a worker's request slot until its deadline.
     pub stall_timeout_secs: Option<f64>,

@@ -113,9 +113,10 @@ impl Access {
         self.layers.iter().all(|g| g.allows_all("*"))
     }
 
-    /// The caller's name: the innermost (most specific) identity known.
+    /// The caller's name: the identity the worker itself established (the first layer), else
+    /// the one its trusted sender forwarded. A forwarded name never overrides the worker's own.
     pub fn who(&self) -> &str {
-        self.layers.last().map_or("the caller", |g| g.identity.as_str())
+        self.layers.first().map_or("the caller", |g| g.identity.as_str())
     }
 
     pub fn may_call(&self, method: &str) -> bool {

@@ -215,7 +215,14 @@ impl JwtIssuer {
         }
         // Named with the issuer (both quoted, so no two (issuer, subject) pairs share a name):
         // users of different issuers never share a rate bucket or a routing hash.
-        Identity { name: format!("jwt:{:?}:{sub:?}", self.issuer), roles, authenticated: true, dynamic: true, rate: None }
+        Identity {
+            name: format!("jwt:{:?}:{sub:?}", self.issuer),
+            roles,
+            authenticated: true,
+            dynamic: true,
+            issuer: Some(self.issuer.clone()),
+            rate: None,
+        }
     }
 
     /// The roles this issuer's tokens may hold (default and allowed), for the policy's checks.

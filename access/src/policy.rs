@@ -34,6 +34,8 @@ pub struct Identity {
     pub authenticated: bool,
     /// From a JWT: one of an unbounded set of names (rate-limit memory treats these apart).
     pub dynamic: bool,
+    /// The JWT issuer that vouched for this identity.
+    pub issuer: Option<String>,
     pub rate: Option<RateFile>,
 }
 
@@ -129,7 +131,8 @@ impl Policy {
                     return Err(PolicyError::Invalid(format!("identity {:?} needs exactly one of token, token_sha256, token_env", id.name)))
                 }
             };
-            let identity = Identity { name: id.name.clone(), roles: id.roles, authenticated: true, dynamic: false, rate: id.rate };
+            let identity =
+                Identity { name: id.name.clone(), roles: id.roles, authenticated: true, dynamic: false, issuer: None, rate: id.rate };
             if tokens.insert(hash, Arc::new(identity)).is_some() {
                 return Err(PolicyError::Invalid(format!("identity {:?} reuses another identity's token", id.name)));
             }
@@ -142,6 +145,7 @@ impl Policy {
                 roles: file.auth.anonymous_roles,
                 authenticated: false,
                 dynamic: false,
+                issuer: None,
                 rate: None,
             })
         });
@@ -169,11 +173,11 @@ impl Policy {
             Some(_) => return Err(PolicyError::Invalid("limits.max_deadline_secs must be > 0".into())),
             None => None,
         };
-        if file.limits.max_in_flight == Some(0) {
-            return Err(PolicyError::Invalid("limits.max_in_flight must be at least 1".into()));
+        if file.limits.max_in_flight == Some(0) || file.limits.max_in_flight_per_issuer == Some(0) {
+            return Err(PolicyError::Invalid("limits.max_in_flight and max_in_flight_per_issuer must be at least 1".into()));
         }
-        if file.limits.stall_timeout_secs.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
-            return Err(PolicyError::Invalid("limits.stall_timeout_secs must be > 0".into()));
+        if file.limits.stall_timeout_secs.is_some_and(|s| !(s > 0.0 && s <= 86_400.0)) {
+            return Err(PolicyError::Invalid("limits.stall_timeout_secs must be > 0 and at most 86400 (a day)".into()));
         }
 
         Ok(Self {
@@ -306,6 +310,7 @@ mod tests {
             "[[jwt]]\nissuer = \"i\"\nalgorithms = [\"HS256\"]\n[[jwt]]\nissuer = \"i\"\nalgorithms = [\"HS256\"]",
             "[limits]\nmax_in_flight = 0",
             "[limits]\nstall_timeout_secs = -1",
+            "[limits]\nstall_timeout_secs = 1e20",
         ] {
             let parsed = toml::from_str::<PolicyFile>(bad);
             assert!(parsed.is_err() || Policy::compile(parsed.unwrap(), None).is_err(), "{bad}");

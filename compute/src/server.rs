@@ -81,12 +81,25 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
             threads: args.query_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         },
         sql_gate: Arc::new(crate::sql::gate::Gate::new()?),
-        spill_dir: args.spill_dir(),
+        spill_dir: private_root(&args.spill_dir())?,
+        pins_dir: private_root(&args.data_dir.join("tmp/pins"))?,
         sandbox_spare: Default::default(),
         auth: Authenticator::new(args.auth_token.clone(), policy),
         max_upload_bytes: args.max_upload_bytes,
         in_flight: Arc::new(Semaphore::new(args.max_concurrent_requests.max(1))),
     })
+}
+
+/// A directory whose entries are per-query directories named after their process: those left by
+/// dead processes of this host (a crash) are removed; other workers sharing it keep theirs.
+fn private_root(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if crate::store::dir::left_by_a_dead_process(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_dir_all(entry.path()).or_else(|_| std::fs::remove_file(entry.path()));
+        }
+    }
+    Ok(dir.to_path_buf())
 }
 
 /// The ways SQL may name the cold directory: as configured (made absolute) and canonical.

@@ -4,8 +4,10 @@
 //! could otherwise start hundreds of Loads, never read them, and hold every request slot of the
 //! workers until the deadline cap ends them. So each identity may have `limits.max_in_flight`
 //! calls in progress (beyond: RESOURCE_EXHAUSTED), a call counting until its response stream
-//! ends; and a response stream whose caller has not read for `limits.stall_timeout_secs` is ended,
-//! which cancels it on the worker and frees its slot.
+//! ends, and all the JWT subjects of one issuer together `limits.max_in_flight_per_issuer` (an
+//! issuer could otherwise mint subjects to multiply the bound); and a response stream whose caller
+//! has not read for `limits.stall_timeout_secs` is ended, which cancels it on the worker and frees
+//! its slot. A reload that changes a bound starts counting afresh.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -68,29 +70,43 @@ impl InFlightLayer {
 }
 
 fn stall_timeout(policy: &PolicyHandle) -> Duration {
-    policy.current().limits.stall_timeout_secs.map_or(DEFAULT_STALL_TIMEOUT, Duration::from_secs_f64)
+    let secs = policy.current().limits.stall_timeout_secs;
+    secs.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(DEFAULT_STALL_TIMEOUT)
 }
 
+/// The permits one call holds.
+type Permits = Vec<OwnedSemaphorePermit>;
+
 impl Shared {
-    fn acquire(&self, identity: &Identity, max: usize) -> Result<OwnedSemaphorePermit, GatewayError> {
-        let semaphore = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            if slots.len() > 10_000 {
-                // Forget identities with nothing in progress (bounded memory, whatever tokens come).
-                slots.retain(|_, (n, s)| s.available_permits() < *n);
-            }
-            let entry = slots.entry(identity.name.clone()).or_insert_with(|| (max, Arc::new(Semaphore::new(max))));
-            if entry.0 != max {
-                *entry = (max, Arc::new(Semaphore::new(max)));
-            }
-            entry.1.clone()
-        };
-        semaphore.try_acquire_owned().map_err(|_| {
+    fn semaphore(&self, key: String, max: usize) -> Arc<Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.len() > 10_000 {
+            // Forget keys with nothing in progress (bounded memory, whatever tokens come).
+            slots.retain(|_, (n, s)| s.available_permits() < *n);
+        }
+        let entry = slots.entry(key).or_insert_with(|| (max, Arc::new(Semaphore::new(max))));
+        if entry.0 != max {
+            *entry = (max, Arc::new(Semaphore::new(max)));
+        }
+        entry.1.clone()
+    }
+
+    fn acquire(&self, identity: &Identity, limits: &polarway_access::file::LimitsFile) -> Result<Permits, GatewayError> {
+        let max = limits.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        let busy = |who: &str, max: usize, setting: &str| {
             GatewayError::Busy(format!(
-                "{} already has {max} calls in progress (limits.max_in_flight); wait for some to finish, and read response streams to their end",
-                identity.name
+                "{who} already has {max} calls in progress ({setting}); wait for some to finish, and read response streams to their end"
             ))
-        })
+        };
+        let mut permits = Vec::with_capacity(2);
+        if let Some(issuer) = &identity.issuer {
+            let max = limits.max_in_flight_per_issuer.unwrap_or(4 * max);
+            let issuer_slots = self.semaphore(format!("issuer {issuer:?}"), max);
+            permits.push(issuer_slots.try_acquire_owned().map_err(|_| busy(&format!("issuer {issuer:?}"), max, "limits.max_in_flight_per_issuer"))?);
+        }
+        let own = self.semaphore(format!("identity {:?}", identity.name), max);
+        permits.push(own.try_acquire_owned().map_err(|_| busy(&identity.name, max, "limits.max_in_flight"))?);
+        Ok(permits)
     }
 
     fn end_stalled(&self, timeout: Duration) {
@@ -131,13 +147,9 @@ impl Service<Request<Body>> for InFlight {
         let identity = req.extensions().get::<Arc<Identity>>().cloned();
         Box::pin(async move {
             // Without a policy file every caller is one anonymous identity: no per-identity bound.
-            let bound = match (&identity, policy.path.is_some()) {
-                (Some(id), true) => Some((id.clone(), policy.limits.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT))),
+            let permit = match (&identity, policy.path.is_some()) {
+                (Some(id), true) => Some(shared.acquire(id, &policy.limits)?),
                 _ => None,
-            };
-            let permit = match &bound {
-                Some((id, max)) => Some(shared.acquire(id, *max)?),
-                None => None,
             };
             let (parts, body) = inner.oneshot(req).await?.into_parts();
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -153,7 +165,7 @@ impl Service<Request<Body>> for InFlight {
 struct Guarded {
     /// `None` once the stream ended or was cut for stalling (which also drops the permit).
     body: Option<Body>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Permits>,
     /// Since when a frame has been handed out and the server has not asked for the next one:
     /// the caller is not reading (HTTP/2 flow control keeps us from being polled).
     waiting_since: Option<Instant>,

@@ -1,8 +1,9 @@
-//! The Polarway gateway: the public gRPC entry point in front of Polarway workers. It owns
-//! security and routing; workers only execute. It is a transparent HTTP/2 proxy: it routes on
-//! metadata (the path names the method, `x-polarway-key` the dataset, `authorization` the caller)
-//! and never decodes Arrow or protobuf payloads (one exception: a tag scan of a buffered Query
-//! request, to see whether it may be retried — see `retry.rs`).
+//! The Polarway gateway: the public gRPC entry point in front of Polarway workers. It decides who
+//! the caller is and what it may do, and routes; workers execute, and enforce the caller's grants
+//! (forwarded in `x-polarway-grants`) where data is touched. It is a transparent HTTP/2 proxy: it
+//! routes on metadata (the path names the method, `x-polarway-key` the dataset, `authorization`
+//! the caller) and never decodes Arrow payloads; it reads only the first, small message of calls
+//! that name a dataset (`body_key.rs`) and buffered Query requests (`retry.rs`).
 //!
 //! # Layout
 //! ```text

@@ -4,8 +4,8 @@
 //! a trailers-only UNAVAILABLE), each time on another worker, and within a retry budget (a share
 //! of recent calls) so that retries cannot multiply load during an outage.
 //!
-//! Whether a Query has `into` is read from its buffered body with a tag scan of the protobuf
-//! (field 2 of QueryRequest): the only place the gateway looks inside a message.
+//! Whether a Query has `into` is read from its buffered body (a QueryRequest is decoded; its
+//! payload is a few bytes of SQL).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -86,44 +86,18 @@ async fn buffer(mut body: Body) -> Result<Buffered, GatewayError> {
     Ok(Buffered::Whole(buf.freeze()))
 }
 
-/// Does this gRPC-framed QueryRequest set field 2 (`into`)? Unknown or compressed: assume yes.
+/// Does this gRPC-framed QueryRequest set `into`? Incomplete, compressed or undecodable: assume
+/// it does (so it is not retried).
 pub fn query_has_into(body: &[u8]) -> bool {
-    fn varint(b: &[u8], i: &mut usize) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *b.get(*i)?;
-            *i += 1;
-            v |= ((byte & 0x7f) as u64) << shift;
-            if byte & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
+    use prost::Message;
     if body.len() < 5 || body[0] != 0 {
         return true;
     }
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-    let Some(msg) = body.get(5..5 + len) else { return true };
-    let mut i = 0;
-    while i < msg.len() {
-        let Some(tag) = varint(msg, &mut i) else { return true };
-        if tag >> 3 == 2 {
-            return true;
-        }
-        let skip = match tag & 7 {
-            0 => varint(msg, &mut i).map(|_| 0),
-            1 => Some(8),
-            2 => varint(msg, &mut i).map(|n| n as usize),
-            5 => Some(4),
-            _ => None,
-        };
-        match skip {
-            Some(n) if i + n <= msg.len() => i += n,
-            _ => return true,
-        }
+    match body.get(5..5 + len).map(polarway_proto::v1::QueryRequest::decode) {
+        Some(Ok(q)) => q.into.is_some(),
+        _ => true,
     }
-    false
 }
 
 fn attempt(parts: &http::request::Parts, body: &Bytes, tried: &[String]) -> Request<Body> {

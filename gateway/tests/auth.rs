@@ -44,6 +44,8 @@ keys = [
   {{ kid = "ec1", alg = "ES256", public_key_file = "{ec}" }},
   {{ kid = "hs1", alg = "HS256", secret = "hs-secret-of-at-least-32-bytes!!" }},
 ]
+# Tokens of this issuer may claim the analyst role (and no other).
+allowed_roles = ["analyst"]
 
 [[jwt]]
 issuer = "https://rotating.test"
@@ -163,7 +165,11 @@ async fn auth_matrix() {
     assert_eq!(code_of(ann.store("trades_b", &df).await), Code::PermissionDenied, "role without the method");
     assert_eq!(code_of(ann.delete("trades_a").await), Code::PermissionDenied, "role without the method");
     assert_eq!(code_of(ann.load("quotes_a").await), Code::PermissionDenied, "dataset outside the pattern");
-    assert_eq!(code_of(ann.query("SELECT 1").await), Code::PermissionDenied, "query naming no dataset");
+    // A query reads only what the role covers, whatever it starts from (the worker checks).
+    assert_eq!(ann.query("SELECT 1 AS one").await.unwrap().height(), 1);
+    assert_eq!(code_of(ann.query("SELECT * FROM quotes_a").await), Code::PermissionDenied, "dataset outside the pattern");
+    assert_eq!(code_of(ann.query("SELECT * FROM range(3), quotes_a").await), Code::PermissionDenied, "dataset outside the pattern");
+    assert_eq!(ann.list("").await.unwrap().iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["trades_a"], "List shows the pattern only");
 
     // Valid JWTs of every algorithm, including one expired within the leeway.
     for (alg, kid) in [(Algorithm::RS256, "rsa1"), (Algorithm::ES256, "ec1"), (Algorithm::HS256, "hs1")] {

@@ -34,8 +34,10 @@ pub struct Worker {
     pub sql_gate: Arc<crate::sql::gate::Gate>,
     /// The next query's DuckDB instance, opened ahead.
     pub sandbox_spare: Arc<crate::sql::Spare>,
-    /// Where DuckDB may spill.
+    /// Where each query gets its own directory for DuckDB's spill files.
     pub spill_dir: std::path::PathBuf,
+    /// Where each query gets its own directory of pinned files (`sql/reads.rs`).
+    pub pins_dir: std::path::PathBuf,
     pub auth: Authenticator,
     pub max_upload_bytes: u64,
     pub in_flight: Arc<Semaphore>,

@@ -37,7 +37,7 @@ pub async fn query(
     let gate = w.sql_gate.clone();
     let sql = req.sql.clone();
     let checked = tokio::task::spawn_blocking(move || gate.check(&sql)).await??;
-    let places = Places { catalog: &w.catalog, cold_dirs: &w.cold_dirs, scratch: &w.spill_dir };
+    let places = Places { catalog: &w.catalog, cold_dirs: &w.cold_dirs, pins_root: &w.pins_dir };
     let pinned = resolve(&places, &checked.reads, &access).await?;
     let gate = w.sql_gate.clone();
     let files = pinned.path_files.clone();

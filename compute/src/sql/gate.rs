@@ -32,8 +32,19 @@ const PURE_TABLE_FUNCTIONS: &[&str] =
 const PARQUET_FUNCTIONS: &[&str] =
     &["read_parquet", "parquet_scan", "parquet_metadata", "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata"];
 
-/// Scalar functions that would reveal the server's configuration (paths, settings, variables).
-const DENIED_FUNCTIONS: &[&str] = &["current_setting", "getvariable", "getenv", "which_secret"];
+/// Scalar functions that reveal the server's configuration (paths, settings, variables) or take
+/// SQL text the gate cannot see (planning it would bind whatever it names). Built-in macros
+/// whose body reads the catalog are added when the gate starts.
+const DENIED_FUNCTIONS: &[&str] = &[
+    "current_setting",
+    "getvariable",
+    "getenv",
+    "which_secret",
+    "json_serialize_plan",
+    "json_serialize_sql",
+    "json_deserialize_sql",
+    "json_execute_serialized_sql",
+];
 
 /// A file-reading reference to patch: a Parquet reader's first argument, or a `FROM 'path'`.
 #[derive(Debug, Clone)]
@@ -63,6 +74,7 @@ pub struct Checked {
 /// DuckDB used as a parser only: it never sees data, files or settings.
 pub struct Gate {
     conn: Mutex<Connection>,
+    denied: Vec<String>,
 }
 
 impl Gate {
@@ -74,8 +86,19 @@ impl Gate {
             .and_then(|c| c.threads(1))
             .map_err(setup)?;
         let conn = Connection::open_in_memory_with_flags(config).map_err(setup)?;
+        // Scalar macros are expanded after the gate: those whose body reads something (a system
+        // table function such as duckdb_views()) are refused by name.
+        let mut denied: Vec<String> = DENIED_FUNCTIONS.iter().map(|f| f.to_string()).collect();
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'macro' AND macro_definition ILIKE '%from%'")
+            .map_err(setup)?;
+        let macros = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(setup)?;
+        for m in macros {
+            denied.push(m.map_err(setup)?.to_ascii_lowercase());
+        }
+        drop(stmt);
         conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;").map_err(setup)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { conn: Mutex::new(conn), denied })
     }
 
     fn call(&self, function: &str, arg: &str) -> Result<String> {
@@ -89,15 +112,14 @@ impl Gate {
         if sql.trim().is_empty() {
             return Err(Error::InvalidArgument("empty SQL: send one SELECT statement".into()));
         }
-        let parsed: Value = serde_json::from_str(&self.call("json_serialize_sql", sql)?)
-            .map_err(|e| Error::internal("reading the parse tree", e))?;
+        let parsed = parse_tree(&self.call("json_serialize_sql", sql)?)?;
         if parsed["error"].as_bool() == Some(true) {
             let message = parsed["error_message"].as_str().unwrap_or("unknown error");
             return Err(match parsed["error_type"].as_str() {
                 Some("not implemented") => Error::denied(
                 "statement",
-                    "only read-only queries may run: one SELECT statement (WITH, FROM, VALUES, DESCRIBE, SUMMARIZE and \
-                     PIVOT are forms of it); COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA, CREATE, INSERT, EXPLAIN and the \
+                    "only read-only queries may run: one SELECT statement (WITH, FROM, VALUES, DESCRIBE and SUMMARIZE are \
+                     forms of it); COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA, CREATE, INSERT, EXPLAIN and the \
                      other statements are refused",
                 ),
                 _ => Error::InvalidArgument(format!("{message}; a query is one read-only SQL statement (SELECT ...)")),
@@ -107,6 +129,9 @@ impl Gate {
             Some(s) => s.clone(),
             None => return Err(Error::internal("reading the parse tree", "no statements")),
         };
+        if statements.is_empty() {
+            return Err(Error::InvalidArgument("the SQL holds no statement: send one SELECT statement".into()));
+        }
         if statements.len() != 1 {
             return Err(Error::denied("statement", format!(
                 "a query is exactly one statement; this text holds {} (remove the extra `;`-separated statements)",
@@ -114,9 +139,9 @@ impl Gate {
             )));
         }
         let tree = statements.remove(0);
-        let mut reads = Reads::default();
-        walk(&tree, "", &mut Vec::new(), &mut reads)?;
-        Ok(Checked { tree, reads })
+        let mut walker = Walker { scope: Vec::new(), path: Vec::new(), denied: &self.denied, reads: Reads::default() };
+        walker.walk(&tree)?;
+        Ok(Checked { tree, reads: walker.reads })
     }
 
     /// The SQL to run: the checked tree with each path use replaced by `files[i]` (the files the
@@ -126,15 +151,19 @@ impl Gate {
         for (use_, files) in checked.reads.paths.iter().zip(files) {
             let replacement = self.reader_node(files, use_.table_ref)?;
             let slot = tree.pointer_mut(&use_.pointer).ok_or_else(|| Error::internal("rewriting the query", "lost a node"))?;
-            let alias = slot.get("alias").cloned();
-            *slot = replacement;
-            // `FROM 'x.parquet' t` keeps its alias; DuckDB names an unaliased one after the file.
-            if let (true, Some(alias)) = (use_.table_ref, alias) {
-                if alias.as_str().is_some_and(|a| !a.is_empty()) {
-                    slot["alias"] = alias;
-                } else {
-                    slot["alias"] = Value::String(stem(&use_.patterns[0]));
+            let old = std::mem::replace(slot, replacement);
+            if use_.table_ref {
+                // `FROM 'x.parquet' AS t(a, b) USING SAMPLE ...` keeps its alias, column names and
+                // sample; DuckDB names an unaliased one after the file.
+                for key in ["column_name_alias", "sample"] {
+                    if let Some(v) = old.get(key) {
+                        slot[key] = v.clone();
+                    }
                 }
+                slot["alias"] = match old.get("alias").and_then(Value::as_str) {
+                    Some(a) if !a.is_empty() => Value::String(a.to_string()),
+                    _ => Value::String(stem(&use_.patterns[0])),
+                };
             }
         }
         let doc = serde_json::json!({"error": false, "statements": [tree]});
@@ -146,8 +175,7 @@ impl Gate {
     fn reader_node(&self, files: &[String], table_ref: bool) -> Result<Value> {
         let list = files.iter().map(|f| format!("'{}'", f.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
         let sql = format!("SELECT * FROM read_parquet([{list}])");
-        let parsed: Value = serde_json::from_str(&self.call("json_serialize_sql", &sql)?)
-            .map_err(|e| Error::internal("reading the parse tree", e))?;
+        let parsed = parse_tree(&self.call("json_serialize_sql", &sql)?)?;
         let from = &parsed["statements"][0]["node"]["from_table"];
         let node = if table_ref { from.clone() } else { from["function"]["arguments"][0]["expression"].clone() };
         if node.is_null() {
@@ -163,145 +191,210 @@ fn stem(path: &str) -> String {
     file.strip_suffix(".parquet").unwrap_or(file).to_string()
 }
 
-fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
+/// How deep a parse tree may nest (DuckDB's own limit on expression depth comes first for
+/// ordinary queries; this keeps the walk's recursion bounded whatever the text).
+const MAX_TREE_DEPTH: usize = 2_000;
 
-/// Visit every node; `scope` holds the CTE names visible here.
-fn walk(v: &Value, pointer: &str, scope: &mut Vec<String>, reads: &mut Reads) -> Result<()> {
-    match v {
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                walk(item, &format!("{pointer}/{i}"), scope, reads)?;
+/// The deepest nesting of `{`/`[` in a JSON text, strings skipped.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'{' | b'[') => {
+                depth += 1;
+                max = max.max(depth);
             }
-            Ok(())
+            (false, _, b'}' | b']') => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        Value::Object(map) => {
-            // A WITH list: CTE i sees the ones before it (and itself when recursive); the rest of
-            // the node sees them all.
-            let ctes: Vec<(String, &Value)> = map
-                .get("cte_map")
-                .and_then(|c| c["map"].as_array())
-                .map(|list| list.iter().map(|e| (e["key"].as_str().unwrap_or_default().to_string(), &e["value"])).collect())
-                .unwrap_or_default();
-            let depth = scope.len();
-            for (i, (name, cte)) in ctes.iter().enumerate() {
-                let recursive = cte["query_node"]["type"].as_str() == Some("RECURSIVE_CTE_NODE");
-                scope.truncate(depth);
-                scope.extend(ctes[..i].iter().map(|(n, _)| n.clone()));
-                if recursive {
-                    scope.push(name.clone());
-                }
-                walk(cte, &format!("{pointer}/cte_map/map/{i}/value"), scope, reads)?;
-            }
-            scope.truncate(depth);
-            scope.extend(ctes.iter().map(|(n, _)| n.clone()));
-            let result = visit_node(map, pointer, scope, reads);
-            scope.truncate(depth);
-            result
-        }
-        _ => Ok(()),
     }
+    max
 }
 
-fn visit_node(map: &serde_json::Map<String, Value>, pointer: &str, scope: &mut Vec<String>, reads: &mut Reads) -> Result<()> {
-    let kind = map.get("type").and_then(Value::as_str).unwrap_or_default();
-    let class = map.get("class").and_then(Value::as_str).unwrap_or_default();
-    let mut skip_function = false;
-    match kind {
-        "BASE_TABLE" => table_ref(map, pointer, scope, reads)?,
-        "TABLE_FUNCTION" => {
-            table_function(map, pointer, scope, reads)?;
-            skip_function = true;
+/// Parse DuckDB's JSON (deeper than serde_json's default limit: long expressions nest deeply).
+fn parse_tree(text: &str) -> Result<Value> {
+    if json_depth(text) > MAX_TREE_DEPTH {
+        return Err(Error::InvalidArgument("the query nests too deeply; simplify it".into()));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    serde::Deserialize::deserialize(&mut de).map_err(|e| Error::internal("reading the parse tree", e))
+}
+
+/// One walk over a parse tree.
+struct Walker<'a> {
+    /// CTE names visible at the current node.
+    scope: Vec<String>,
+    /// JSON pointer segments to the current node (joined only for nodes to rewrite).
+    path: Vec<String>,
+    denied: &'a [String],
+    reads: Reads,
+}
+
+impl Walker<'_> {
+    fn pointer(&self, extra: &[&str]) -> String {
+        let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+        self.path.iter().map(|p| p.as_str()).chain(extra.iter().copied()).map(|p| format!("/{}", escape(p))).collect()
+    }
+
+    /// Visit `v`, the child `key` of the current node.
+    fn child(&mut self, key: &str, v: &Value) -> Result<()> {
+        self.path.push(key.to_string());
+        let result = self.walk(v);
+        self.path.pop();
+        result
+    }
+
+    fn walk(&mut self, v: &Value) -> Result<()> {
+        match v {
+            Value::Array(items) => items.iter().enumerate().try_for_each(|(i, item)| self.child(&i.to_string(), item)),
+            Value::Object(map) => {
+                // A WITH list: CTE i sees the ones before it (and itself when recursive); the rest
+                // of the node sees them all.
+                let ctes: Vec<(String, &Value)> = map
+                    .get("cte_map")
+                    .and_then(|c| c["map"].as_array())
+                    .map(|list| list.iter().map(|e| (e["key"].as_str().unwrap_or_default().to_string(), &e["value"])).collect())
+                    .unwrap_or_default();
+                let depth = self.scope.len();
+                let mut result = Ok(());
+                for (i, (name, cte)) in ctes.iter().enumerate() {
+                    let recursive = cte["query_node"]["type"].as_str() == Some("RECURSIVE_CTE_NODE");
+                    self.scope.truncate(depth);
+                    self.scope.extend(ctes[..i].iter().map(|(n, _)| n.clone()));
+                    if recursive {
+                        self.scope.push(name.clone());
+                    }
+                    self.path.extend(["cte_map".to_string(), "map".to_string(), i.to_string()]);
+                    result = self.child("value", cte);
+                    self.path.truncate(self.path.len() - 3);
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                if result.is_ok() {
+                    self.scope.truncate(depth);
+                    self.scope.extend(ctes.iter().map(|(n, _)| n.clone()));
+                    result = self.node(map);
+                }
+                self.scope.truncate(depth);
+                result
+            }
+            _ => Ok(()),
         }
-        "SHOW_REF" if map.get("query").is_none_or(Value::is_null) => {
+    }
+
+    fn node(&mut self, map: &serde_json::Map<String, Value>) -> Result<()> {
+        let kind = map.get("type").and_then(Value::as_str).unwrap_or_default();
+        let class = map.get("class").and_then(Value::as_str).unwrap_or_default();
+        let mut skip_function = false;
+        match kind {
+            "BASE_TABLE" => self.table_ref(map)?,
+            "TABLE_FUNCTION" => {
+                self.table_function(map)?;
+                skip_function = true;
+            }
+            "SHOW_REF" if map.get("query").is_none_or(Value::is_null) => {
+                return Err(Error::denied(
+                    "statement",
+                    "SHOW of the catalog is not available; `list` shows the datasets, DESCRIBE <dataset> their columns",
+                ))
+            }
+            _ => {}
+        }
+        if class == "FUNCTION" {
+            let name = map.get("function_name").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+            if self.denied.contains(&name) {
+                return Err(Error::denied(
+                    "statement",
+                    format!("{name}() is not available in queries: it reads the server's settings or runs SQL the gate cannot see"),
+                ));
+            }
+        }
+        for (key, child) in map {
+            if key == "cte_map" || (skip_function && key == "function") {
+                continue;
+            }
+            self.child(key, child)?;
+        }
+        Ok(())
+    }
+
+    fn table_ref(&mut self, map: &serde_json::Map<String, Value>) -> Result<()> {
+        let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (catalog, schema, name) = (text("catalog_name"), text("schema_name"), text("table_name"));
+        let parts = map.get("qualified_name").and_then(|q| q["path"].as_array()).map_or(0, Vec::len);
+        let unqualified = catalog.is_empty() && schema.is_empty() && parts <= 1;
+        // DuckDB resolves identifiers case-insensitively, CTE names included.
+        if unqualified && self.scope.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            return Ok(());
+        }
+        if unqualified && looks_like_path(name) {
+            let pointer = self.pointer(&[]);
+            self.reads.paths.push(PathUse { pointer, patterns: vec![name.to_string()], table_ref: true });
+            return Ok(());
+        }
+        let default_schema = matches!(schema, "" | "main") && matches!(catalog, "" | "memory") && parts <= 3;
+        if !default_schema {
+            let shown: String = [catalog, schema, name].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(".");
             return Err(Error::denied(
                 "statement",
-                "SHOW of the catalog is not available; `list` shows the datasets, DESCRIBE <dataset> their columns",
-            ))
+                format!("{shown:?} is not a stored dataset: queries read datasets by their plain names (system catalogs are not readable)"),
+            ));
         }
-        _ => {}
-    }
-    if class == "FUNCTION" {
-        let name = map.get("function_name").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
-        if DENIED_FUNCTIONS.contains(&name.as_str()) {
-            return Err(Error::denied("statement", format!(
-                "{name}() is not available in queries: the server's settings are not readable"
+        if map.get("at_clause").is_some_and(|a| !a.is_null()) {
+            return Err(Error::InvalidArgument(format!(
+                "AT (VERSION => ...) is not supported on {name:?}: load an older version with `load(name, version=N)`"
             )));
         }
+        self.reads.tables.insert(name.to_string());
+        Ok(())
     }
-    for (key, child) in map {
-        if key == "cte_map" || (skip_function && key == "function") {
-            continue;
-        }
-        walk(child, &format!("{pointer}/{}", escape_pointer(key)), scope, reads)?;
-    }
-    Ok(())
-}
 
-fn table_ref(map: &serde_json::Map<String, Value>, pointer: &str, scope: &[String], reads: &mut Reads) -> Result<()> {
-    let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
-    let (catalog, schema, name) = (text("catalog_name"), text("schema_name"), text("table_name"));
-    let unqualified = catalog.is_empty() && schema.is_empty();
-    // DuckDB resolves identifiers case-insensitively, CTE names included.
-    if unqualified && scope.iter().any(|c| c.eq_ignore_ascii_case(name)) {
-        return Ok(());
+    fn table_function(&mut self, map: &serde_json::Map<String, Value>) -> Result<()> {
+        let Some(function) = map.get("function") else {
+            return Err(Error::internal("reading the parse tree", "a table function without its call"));
+        };
+        let name = function["function_name"].as_str().unwrap_or_default().to_ascii_lowercase();
+        let qualified = ["schema", "catalog"].iter().any(|k| function[*k].as_str().is_some_and(|s| !s.is_empty()));
+        if qualified {
+            return Err(Error::denied("statement", format!("table function {name} is not available in queries")));
+        }
+        let args = function["arguments"].as_array().cloned().unwrap_or_default();
+        if PARQUET_FUNCTIONS.contains(&name.as_str()) {
+            let first = args.first().map(|a| &a["expression"]).filter(|e| !e.is_null());
+            let patterns = first.and_then(literal_strings).ok_or_else(|| {
+                Error::denied("statement", format!("{name}() takes literal file paths here: a string or a list of strings"))
+            })?;
+            let pointer = self.pointer(&["function", "arguments", "0", "expression"]);
+            self.reads.paths.push(PathUse { pointer, patterns, table_ref: false });
+            // Named options (`filename = true`) are visited like any expression.
+            self.path.extend(["function".to_string(), "arguments".to_string()]);
+            let result = args.iter().enumerate().skip(1).try_for_each(|(i, arg)| self.child(&i.to_string(), arg));
+            self.path.truncate(self.path.len() - 2);
+            return result;
+        }
+        if PURE_TABLE_FUNCTIONS.contains(&name.as_str()) {
+            self.path.push("function".to_string());
+            let result = self.child("arguments", &function["arguments"]);
+            self.path.pop();
+            return result;
+        }
+        Err(Error::denied(
+            "statement",
+            format!("table function {name}() is not available in queries: read stored datasets by name, or their files with read_parquet('<cold directory>/NAME.parquet')"),
+        ))
     }
-    if unqualified && looks_like_path(name) {
-        reads.paths.push(PathUse { pointer: pointer.to_string(), patterns: vec![name.to_string()], table_ref: true });
-        return Ok(());
-    }
-    let default_schema = matches!(schema, "" | "main") && matches!(catalog, "" | "memory");
-    if !default_schema {
-        let shown: String = [catalog, schema, name].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(".");
-        return Err(Error::denied("statement", format!(
-            "{shown:?} is not a stored dataset: queries read datasets by their plain names (system catalogs are not readable)"
-        )));
-    }
-    if map.get("at_clause").is_some_and(|a| !a.is_null()) {
-        return Err(Error::InvalidArgument(format!(
-            "AT (VERSION => ...) is not supported on {name:?}: load an older version with `load(name, version=N)`"
-        )));
-    }
-    reads.tables.insert(name.to_string());
-    Ok(())
 }
 
 /// A replacement scan's string: `FROM '/data/cold/x.parquet'`.
 fn looks_like_path(name: &str) -> bool {
     name.contains('/') || name.contains('*') || name.ends_with(".parquet")
-}
-
-fn table_function(map: &serde_json::Map<String, Value>, pointer: &str, scope: &mut Vec<String>, reads: &mut Reads) -> Result<()> {
-    let function = &map["function"];
-    let name = function["function_name"].as_str().unwrap_or_default().to_ascii_lowercase();
-    let qualified = ["schema", "catalog"].iter().any(|k| function[*k].as_str().is_some_and(|s| !s.is_empty()));
-    if qualified {
-        return Err(Error::denied("statement", format!("table function {name} is not available in queries")));
-    }
-    let args = function["arguments"].as_array().cloned().unwrap_or_default();
-    if PARQUET_FUNCTIONS.contains(&name.as_str()) {
-        let first = args.first().map(|a| &a["expression"]).filter(|e| !e.is_null());
-        let patterns = first.and_then(literal_strings).ok_or_else(|| {
-            Error::denied("statement", format!("{name}() takes literal file paths here: a string or a list of strings"))
-        })?;
-        reads.paths.push(PathUse {
-            pointer: format!("{pointer}/function/arguments/0/expression"),
-            patterns,
-            table_ref: false,
-        });
-        // Named options (`filename = true`) are visited like any expression.
-        for (i, arg) in args.iter().enumerate().skip(1) {
-            walk(arg, &format!("{pointer}/function/arguments/{i}"), scope, reads)?;
-        }
-        return Ok(());
-    }
-    if PURE_TABLE_FUNCTIONS.contains(&name.as_str()) {
-        return walk(&function["arguments"], &format!("{pointer}/function/arguments"), scope, reads);
-    }
-    Err(Error::denied("statement", format!(
-        "table function {name}() is not available in queries: read stored datasets by name, or their files with read_parquet('<cold directory>/NAME.parquet')"
-    )))
 }
 
 /// A string constant, or `[...]` (list_value) of string constants.
@@ -337,6 +430,7 @@ mod tests {
         }
         assert!(matches!(g.check("SELEC 1"), Err(Error::InvalidArgument(_))));
         assert!(matches!(g.check("  "), Err(Error::InvalidArgument(_))));
+        assert!(matches!(g.check("-- nothing"), Err(Error::InvalidArgument(_))));
         for bad in [
             "COPY t TO '/tmp/x'",
             "ATTACH 'x.db'",
@@ -358,9 +452,21 @@ mod tests {
             "SELECT * FROM read_parquet(concat('/a', '.parquet'))",
             "SELECT * FROM information_schema.tables",
             "SELECT * FROM system.main.duckdb_settings",
+            "SELECT json_serialize_plan('SELECT current_setting(''allowed_paths'')')",
+            "SELECT pg_get_viewdef(1)",
+            "SELECT * FROM memory.main.main.t",
         ] {
             assert!(matches!(g.check(bad), Err(Error::PermissionDenied { .. })), "{bad}: {:?}", g.check(bad).err());
         }
+    }
+
+    #[test]
+    fn deep_queries_are_parsed_or_refused_cleanly() {
+        let g = gate();
+        let long = format!("SELECT {} AS x", (0..200).map(|i| i.to_string()).collect::<Vec<_>>().join(" + "));
+        assert!(g.check(&long).is_ok());
+        let deep = format!("SELECT {}1{}", "abs(".repeat(3000), ")".repeat(3000));
+        assert!(matches!(g.check(&deep), Err(Error::InvalidArgument(_))));
     }
 
     #[test]

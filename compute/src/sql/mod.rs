@@ -35,9 +35,18 @@ pub enum Output {
     Batch(RecordBatch),
 }
 
-/// A query ready to run: the sandboxed connection and the views it needs.
+/// A query ready to run: the sandboxed connection, with the views it needs, and the directory
+/// it may spill to (its own: no query can see another's temporary files).
 pub struct Sandbox {
-    conn: Connection,
+    conn: Option<Connection>,
+    spill: std::path::PathBuf,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        drop(self.conn.take());
+        let _ = std::fs::remove_dir_all(&self.spill);
+    }
 }
 
 /// A DuckDB instance opened ahead of the next query: opening one takes 10-15 ms, most of a small
@@ -63,8 +72,8 @@ impl Spare {
 
 impl Sandbox {
     /// `tables`: (dataset name, its file) pairs to expose as views; `files`: every file the query
-    /// may read (the views' files among them). `spill_dir` is where DuckDB may write temporary data.
-    pub fn open(spill_dir: &Path, tables: &[(String, String)], files: &[String], limits: &SqlLimits, spare: &Arc<Spare>) -> Result<Self> {
+    /// may read (the views' files among them). The query spills under `spill_root`.
+    pub fn open(spill_root: &Path, tables: &[(String, String)], files: &[String], limits: &SqlLimits, spare: &Arc<Spare>) -> Result<Self> {
         let conn = match spare.take() {
             Some(conn) => conn,
             None => Self::base(limits)?,
@@ -72,14 +81,20 @@ impl Sandbox {
         spare.refill(limits);
         let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
         let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-        std::fs::create_dir_all(spill_dir)?;
+        let spill_dir = spill_root.join(crate::store::dir::staging_name("spill"));
+        std::fs::create_dir_all(&spill_dir)?;
+        // Removes the spill directory again if setting up fails.
+        let mut sandbox = Self { conn: None, spill: spill_dir.clone() };
         let spill = quote(&spill_dir.join("").display().to_string());
-        let allowed = files.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ");
+        let allowed = match files.is_empty() {
+            true => String::new(),
+            false => format!("SET allowed_paths = [{}];", files.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ")),
+        };
         // Allowed paths can only be set while external access is on: set them, then turn it off.
         conn.execute_batch(&format!(
             "SET temp_directory = {spill};
              SET allowed_directories = [{spill}];
-             SET allowed_paths = [{allowed}];
+             {allowed}
              SET enable_external_access = false;"
         ))
         .map_err(setup)?;
@@ -92,7 +107,8 @@ impl Sandbox {
             .map_err(classify)?;
         }
         conn.execute_batch("SET lock_configuration = true;").map_err(setup)?;
-        Ok(Self { conn })
+        sandbox.conn = Some(conn);
+        Ok(sandbox)
     }
 
     /// An instance with the sandbox's limits, before its files, views and lock.
@@ -118,7 +134,8 @@ impl Sandbox {
         abandoned: &(dyn Fn() -> bool + Sync),
         mut sink: impl FnMut(Output) -> Result<bool>,
     ) -> Result<()> {
-        let interrupt = self.conn.interrupt_handle();
+        let conn = self.conn.as_ref().expect("an open sandbox has its connection");
+        let interrupt = conn.interrupt_handle();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let deadline = std::time::Instant::now() + timeout;
         std::thread::scope(|scope| {
@@ -141,7 +158,7 @@ impl Sandbox {
                 }
             });
             let result = (|| {
-                let mut stmt = self.conn.prepare(sql).map_err(classify)?;
+                let mut stmt = conn.prepare(sql).map_err(classify)?;
                 let mut stream = stmt.stream_arrow([]).map_err(classify)?;
                 if !sink(Output::Schema(stream.get_schema()))? {
                     return Ok(());

@@ -3,10 +3,12 @@
 //! Every dataset the query names as a table, and every cold-directory path or glob it reads, is
 //! resolved here to files the caller may Query: a name the caller may not read is refused with
 //! PERMISSION_DENIED whether or not it exists, and a glob silently leaves out what the caller may
-//! not read (so neither reveals another tenant's datasets). Each file is opened now and handed to
-//! DuckDB as `/proc/self/fd/N`: the query reads exactly the versions resolved here, even if newer
-//! ones are committed or these are pruned meanwhile, and neither the store's paths nor any
-//! writable alias of a stored object is ever given to DuckDB.
+//! not read (so neither reveals another tenant's datasets). Each file is pinned now — hard-linked
+//! into a directory private to the query (or, where that cannot be, held open), then opened — and
+//! handed to DuckDB as `/proc/self/fd/N`: the query reads exactly the versions resolved here, even
+//! if newer ones are committed or these are pruned or evicted meanwhile, and no path of the store
+//! appears in its SQL, its results or its errors. The private directory is not one DuckDB may
+//! write to (only the exact files are allowed) and goes when the query ends.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,13 +26,14 @@ pub struct Places<'a> {
     pub catalog: &'a Catalog,
     /// The cold directory as configured, made absolute, and its canonical form.
     pub cold_dirs: &'a [PathBuf],
-    /// A private directory for copies of objects that are not local files.
-    pub scratch: &'a Path,
+    /// Where each query's private directory of pinned files is made.
+    pub pins_root: &'a Path,
 }
 
-/// The open files of one query.
-#[derive(Default)]
+/// The pinned files of one query.
 pub struct Pinned {
+    /// This query's directory of hard links (removed with it).
+    dir: PathBuf,
     files: Vec<File>,
     by_name: HashMap<String, String>,
     /// Datasets named as tables: (name as written, its file).
@@ -39,7 +42,18 @@ pub struct Pinned {
     pub path_files: Vec<Vec<String>>,
 }
 
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Pinned {
+    fn new(pins_root: &Path) -> Self {
+        let dir = pins_root.join(crate::store::dir::staging_name("pins"));
+        Pinned { dir, files: vec![], by_name: HashMap::new(), tables: vec![], path_files: vec![] }
+    }
+
     /// Every file the query may read.
     pub fn allowed(&self) -> Vec<String> {
         self.files.iter().map(fd_path).collect()
@@ -59,7 +73,7 @@ fn fd_path(f: &File) -> String {
 const QUERY: &str = "Query";
 
 pub async fn resolve(places: &Places<'_>, reads: &Reads, access: &Access) -> Result<Pinned> {
-    let mut pinned = Pinned::default();
+    let mut pinned = Pinned::new(places.pins_root);
     for name in &reads.tables {
         access.check(QUERY, name)?;
         if validate_name(name).is_err() {
@@ -113,7 +127,8 @@ async fn pin_name(places: &Places<'_>, pinned: &mut Pinned, dir: &Path, name: &s
     match pin_dataset(places, pinned, name).await {
         Err(Error::NotFound(_)) | Err(Error::InvalidArgument(_)) => {
             let path = dir.join(format!("{name}.parquet"));
-            let file = tokio::task::spawn_blocking(move || File::open(path)).await?.map_err(|e| match e.kind() {
+            let pins = pinned.dir.clone();
+            let file = tokio::task::spawn_blocking(move || pin_file(&path, &pins)).await?.map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => {
                     Error::NotFound(format!("there is no dataset {name:?} (nor a cold/{name}.parquet file); `list` shows the stored datasets"))
                 }
@@ -135,8 +150,8 @@ async fn pin_dataset(places: &Places<'_>, pinned: &mut Pinned, name: &str) -> Re
     for _ in 0..3 {
         let manifest = places.catalog.latest(name).await?;
         let data = places.catalog.open(&manifest).await?;
-        let scratch = places.scratch.to_path_buf();
-        match tokio::task::spawn_blocking(move || open_object(data, &scratch)).await? {
+        let pins = pinned.dir.clone();
+        match tokio::task::spawn_blocking(move || open_object(data, &pins)).await? {
             Ok(file) => {
                 let path = pinned.hold(file);
                 pinned.by_name.insert(name.to_string(), path.clone());
@@ -149,25 +164,40 @@ async fn pin_dataset(places: &Places<'_>, pinned: &mut Pinned, name: &str) -> Re
     Err(last.map_or_else(|| Error::internal("opening a dataset", "no attempt"), Error::from))
 }
 
-/// An open, read-only handle on an object's bytes.
-fn open_object(data: ObjectData, scratch: &Path) -> std::io::Result<File> {
+/// An open, read-only handle on an object's bytes that stays valid for the query.
+fn open_object(data: ObjectData, pins: &Path) -> std::io::Result<File> {
     use std::io::Write;
     match data {
-        ObjectData::File(path) => File::open(path),
+        ObjectData::File(path) => pin_file(&path, pins),
+        // Private copies: open, then unlink (the handle keeps them).
         ObjectData::Temp(path) => {
             let file = File::open(&path);
             let _ = std::fs::remove_file(&path);
             file
         }
         ObjectData::Bytes(bytes) => {
-            std::fs::create_dir_all(scratch)?;
-            let path = scratch.join(format!(".pin-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(pins)?;
+            let path = pins.join(format!("{}.bytes", uuid::Uuid::new_v4().simple()));
             let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
             let file = File::open(&path);
             let _ = std::fs::remove_file(&path);
             out.write_all(&bytes)?;
             file
         }
+    }
+}
+
+/// Hard-link `path` into the query's directory and open the link, so that the file DuckDB is
+/// given keeps existing under one name until the query ends whatever happens to `path` (DuckDB
+/// checks a file's real path against the allowed ones each time it opens it). Across file
+/// systems the file is opened where it is.
+fn pin_file(path: &Path, pins: &Path) -> std::io::Result<File> {
+    std::fs::create_dir_all(pins)?;
+    let link = pins.join(format!("{}.parquet", uuid::Uuid::new_v4().simple()));
+    match std::fs::hard_link(path, &link) {
+        Ok(()) => File::open(&link),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(e),
+        Err(_) => File::open(path),
     }
 }
 
