@@ -97,12 +97,12 @@ impl Policy {
             }
             roles.insert(name, Rule { methods: role.methods, datasets: role.datasets });
         }
-        let check_roles = |who: &str, list: &mut dyn Iterator<Item = &String>| -> Result<(), PolicyError> {
+        fn check_roles<'a>(roles: &HashMap<String, Rule>, who: &str, mut list: impl Iterator<Item = &'a String>) -> Result<(), PolicyError> {
             match list.find(|r| !roles.contains_key(*r)) {
                 Some(r) => Err(PolicyError::Invalid(format!("{who} names unknown role {r:?}"))),
                 None => Ok(()),
             }
-        };
+        }
         let check_rate = |who: &str, rate: &Option<RateFile>| -> Result<(), PolicyError> {
             match rate {
                 Some(r) if !(r.per_second > 0.0 && r.burst > 0) => {
@@ -114,7 +114,7 @@ impl Policy {
 
         let mut tokens = HashMap::new();
         for id in file.identities {
-            check_roles(&format!("identity {:?}", id.name), &mut id.roles.iter())?;
+            check_roles(&roles, &format!("identity {:?}", id.name), id.roles.iter())?;
             check_rate(&format!("identity {:?}", id.name), &id.rate)?;
             let hash = match (&id.token, &id.token_sha256, &id.token_env) {
                 (Some(t), None, None) => sha256(t.as_bytes()),
@@ -138,7 +138,7 @@ impl Policy {
             }
         }
 
-        check_roles("auth.anonymous_roles", &mut file.auth.anonymous_roles.iter())?;
+        check_roles(&roles, "auth.anonymous_roles", file.auth.anonymous_roles.iter())?;
         let anonymous = (!file.auth.anonymous_roles.is_empty()).then(|| {
             Arc::new(Identity {
                 name: "anonymous".into(),
@@ -160,7 +160,7 @@ impl Policy {
                 watched.push(base.join(f));
             }
             let issuer = JwtIssuer::compile(jwt, &base).map_err(PolicyError::Invalid)?;
-            check_roles(&format!("jwt issuer {:?}", issuer.issuer), &mut issuer.role_names())?;
+            check_roles(&roles, &format!("jwt issuer {:?}", issuer.issuer), issuer.role_names())?;
             issuers.push(issuer);
         }
 

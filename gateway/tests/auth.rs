@@ -61,18 +61,13 @@ datasets = ["*"]
 methods = ["Load", "Query", "List", "Describe", "Health", "CacheStats"]
 datasets = ["trades_*"]
 "#,
-        ann = hex(&sha256(b"analyst-token")),
+        ann = hex(&polarway_access::policy::sha256(b"analyst-token")),
         rsa = keys.join("rsa_public.pem").display(),
         ec = keys.join("ec_public.pem").display(),
     );
     let path = dir.join("policy.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn sha256(b: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).into()
 }
 
 fn hex(b: &[u8]) -> String {

@@ -212,11 +212,7 @@ async fn seed(d: &Deployment) {
     admin.store("bob_victim", &rows(&[7, 8])).await.unwrap();
 }
 
-/// A raw client that sends `token` and, when given, an `x-polarway-key`.
-async fn raw_client(url: &str) -> Raw {
-    raw(url).await
-}
-
+/// A request carrying `token` and, when given, an `x-polarway-key`.
 fn with_meta<T>(msg: T, token: &str, key: Option<&str>) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.metadata_mut().insert("authorization", MetadataValue::try_from(format!("Bearer {token}")).unwrap());
@@ -237,6 +233,14 @@ fn store_stream(datasets: &[(&str, &DataFrame)]) -> impl futures::Stream<Item = 
         msgs.push(pb::StoreRequest { msg: Some(pb::store_request::Msg::Ipc(buf.into())) });
     }
     futures::stream::iter(msgs)
+}
+
+/// The status of a call expected to fail.
+fn code<T>(r: Result<T, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => panic!("the call succeeded"),
+        Err(s) => s.code(),
+    }
 }
 
 /// Whatever a query returned, does any of it hold bob's secret?
@@ -268,9 +272,8 @@ async fn attack(d: &Deployment) {
     assert!(!d.cold().join("evil.duckdb").exists());
 
     // 2. A routing key that names one dataset and a body that names another.
-    let mut raw = raw_client(&d.url).await;
+    let mut raw = raw(&d.url).await;
     let load = |name: &str| pb::LoadRequest { name: name.into(), columns: vec![], version: None };
-    let code = |r: Result<_, tonic::Status>| r.map(|_| ()).unwrap_err().code();
     assert_eq!(code(raw.load(with_meta(load("bob_secret"), "alice-token", Some("alice_data"))).await), tonic::Code::PermissionDenied);
     assert_eq!(
         code(raw.describe(with_meta(pb::DescribeRequest { name: "bob_secret".into(), version: None }, "alice-token", Some("alice_data"))).await),
@@ -435,10 +438,15 @@ async fn one_tenant_cannot_take_every_slot() {
     // Another tenant is not affected.
     assert_eq!(d.client("bob-token").await.describe("bob_secret").await.unwrap().version, 1);
 
-    // The unread streams are ended after the stall timeout (2 s), freeing alice's slots and the
-    // worker's: none of the held streams delivers the whole table.
-    let freed = eventually(Duration::from_secs(20), || async { alice.describe("alice_data").await.is_ok() }).await;
-    assert!(freed, "alice's slots were not freed by the stall timeout");
+    // The unread streams are ended after the stall timeout (2 s): the worker's calls are cancelled
+    // while the caller still holds its end, alice's slots are free again, and none of the held
+    // streams delivers the whole table.
+    let worker_idle = eventually(Duration::from_secs(20), || async {
+        sum(&scrape(&d.worker_metrics), "polarway_grpc_requests_in_flight", &[]) == 0.0
+    })
+    .await;
+    assert!(worker_idle, "the worker still serves the unread streams");
+    assert_eq!(alice.describe("alice_data").await.unwrap().version, 1);
     for (_raw, mut stream) in held {
         let mut got = 0usize;
         let ended_early = loop {
@@ -450,8 +458,6 @@ async fn one_tenant_cannot_take_every_slot() {
         };
         assert!(ended_early, "a stalled stream delivered all its {got} bytes");
     }
-    let worker = scrape(&d.worker_metrics);
-    assert_eq!(sum(&worker, "polarway_grpc_requests_in_flight", &[]), 0.0);
 
     // 5. JWT identities carry their issuer: the same subject at two issuers has two rate buckets.
     let a = jwt("https://tenant-a.test", SECRET_A, "a", "u1", json!({"aud": "polarway"}));
