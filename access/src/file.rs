@@ -151,4 +151,3 @@ pub struct RoleFile {
     #[serde(default)]
     pub datasets: Vec<String>,
 }
-

@@ -51,7 +51,10 @@ pub struct Grants {
 impl Grants {
     /// Every method on every dataset.
     pub fn everything(identity: &str) -> Self {
-        Self { identity: identity.to_string(), rules: vec![Rule { methods: vec!["*".into()], datasets: vec!["*".into()] }] }
+        Self {
+            identity: identity.to_string(),
+            rules: vec![Rule { methods: vec!["*".into()], datasets: vec!["*".into()] }],
+        }
     }
 
     /// May the caller call `method` at all (on some dataset, or on none)?
@@ -170,7 +173,9 @@ pub fn gateway_allows(grants: &Grants, method: &str, key: Option<&str>) -> Resul
     }
     Err(AccessError::PermissionDenied(match key {
         Some(k) => format!("{} may not call {method} on dataset {k:?}", grants.identity),
-        None => format!("{} may call {method} only with an x-polarway-key naming a dataset it may use", grants.identity),
+        None => {
+            format!("{} may call {method} only with an x-polarway-key naming a dataset it may use", grants.identity)
+        }
     }))
 }
 

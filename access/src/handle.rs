@@ -44,9 +44,13 @@ impl PolicyHandle {
     /// `reloaded` whether each reload was accepted.
     pub async fn watch(self, poll: Duration, mut reloaded: impl FnMut(bool)) {
         let watched = self.clone();
-        crate::reload::on_change("policy", poll, Duration::ZERO, move || watched.current().watched.clone(), move || {
-            reloaded(self.reload().is_ok())
-        })
+        crate::reload::on_change(
+            "policy",
+            poll,
+            Duration::ZERO,
+            move || watched.current().watched.clone(),
+            move || reloaded(self.reload().is_ok()),
+        )
         .await
     }
 }

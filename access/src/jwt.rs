@@ -82,7 +82,9 @@ impl JwtIssuer {
             let alg = Algorithm::from_str(&k.alg).map_err(|_| format!("{who}: unknown key algorithm {:?}", k.alg))?;
             let pem = match (&k.public_key_pem, &k.public_key_file) {
                 (Some(p), None) => Some(p.clone().into_bytes()),
-                (None, Some(f)) => Some(std::fs::read(base.join(f)).map_err(|e| format!("{who}: cannot read {}: {e}", f.display()))?),
+                (None, Some(f)) => {
+                    Some(std::fs::read(base.join(f)).map_err(|e| format!("{who}: cannot read {}: {e}", f.display()))?)
+                }
                 (None, None) => None,
                 _ => return Err(format!("{who}: give public_key_pem or public_key_file, not both")),
             };
@@ -106,7 +108,9 @@ impl JwtIssuer {
                 (jsonwebtoken::AlgorithmFamily::Ec, Some(p), None) => {
                     DecodingKey::from_ec_pem(&p).map_err(|e| format!("{who}: bad EC public key: {e}"))?
                 }
-                (jsonwebtoken::AlgorithmFamily::Hmac, ..) => return Err(format!("{who}: an {} key needs a secret (only)", k.alg)),
+                (jsonwebtoken::AlgorithmFamily::Hmac, ..) => {
+                    return Err(format!("{who}: an {} key needs a secret (only)", k.alg))
+                }
                 _ => return Err(format!("{who}: a {} key needs a public key (only)", k.alg)),
             };
             keys.push(JwtKey { kid: k.kid, alg, key });
@@ -114,7 +118,8 @@ impl JwtIssuer {
         let has_jwks_file = file.jwks_file.is_some();
         if let Some(f) = &file.jwks_file {
             let path = base.join(f);
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{who}: cannot read {}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{who}: cannot read {}: {e}", path.display()))?;
             keys.extend(jwks_keys(&text).map_err(|e| format!("{who}: {}: {e}", path.display()))?);
         }
         let remote = file.jwks_url.map(|url| RemoteJwks {
@@ -261,9 +266,10 @@ impl RemoteJwks {
 /// GET a small document over HTTP(S) (JWKS).
 async fn fetch(url: &str) -> Result<String, String> {
     use http_body_util::{BodyExt, Empty, Limited};
-    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build::<_, Empty<bytes::Bytes>>(connector);
+    let connector =
+        hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Empty<bytes::Bytes>>(connector);
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
     let resp = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
         .await
@@ -275,4 +281,3 @@ async fn fetch(url: &str) -> Result<String, String> {
     let body = Limited::new(resp.into_body(), 1 << 20).collect().await.map_err(|e| e.to_string())?;
     String::from_utf8(body.to_bytes().to_vec()).map_err(|e| e.to_string())
 }
-

@@ -74,14 +74,16 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 impl Policy {
     /// A policy that lets every call through unauthenticated (a gateway without `--policy`).
     pub fn open() -> Self {
-        let file: PolicyFile = toml::from_str("[auth]\nanonymous_roles = [\"all\"]\n[roles.all]\nmethods = [\"*\"]\ndatasets = [\"*\"]\n")
-            .expect("built-in policy");
+        let file: PolicyFile =
+            toml::from_str("[auth]\nanonymous_roles = [\"all\"]\n[roles.all]\nmethods = [\"*\"]\ndatasets = [\"*\"]\n")
+                .expect("built-in policy");
         Self::compile(file, None).expect("built-in policy")
     }
 
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.into(), source })?;
-        let file: PolicyFile = toml::from_str(&text).map_err(|e| PolicyError::Parse { path: path.into(), message: e.to_string() })?;
+        let file: PolicyFile =
+            toml::from_str(&text).map_err(|e| PolicyError::Parse { path: path.into(), message: e.to_string() })?;
         Self::compile(file, Some(path)).map_err(|e| PolicyError::Parse { path: path.into(), message: e.to_string() })
     }
 
@@ -97,7 +99,11 @@ impl Policy {
             }
             roles.insert(name, Rule { methods: role.methods, datasets: role.datasets });
         }
-        fn check_roles<'a>(roles: &HashMap<String, Rule>, who: &str, mut list: impl Iterator<Item = &'a String>) -> Result<(), PolicyError> {
+        fn check_roles<'a>(
+            roles: &HashMap<String, Rule>,
+            who: &str,
+            mut list: impl Iterator<Item = &'a String>,
+        ) -> Result<(), PolicyError> {
             match list.find(|r| !roles.contains_key(*r)) {
                 Some(r) => Err(PolicyError::Invalid(format!("{who} names unknown role {r:?}"))),
                 None => Ok(()),
@@ -118,8 +124,9 @@ impl Policy {
             check_rate(&format!("identity {:?}", id.name), &id.rate)?;
             let hash = match (&id.token, &id.token_sha256, &id.token_env) {
                 (Some(t), None, None) => sha256(t.as_bytes()),
-                (None, Some(h), None) => parse_sha256(h)
-                    .ok_or_else(|| PolicyError::Invalid(format!("identity {:?}: token_sha256 is not 64 hex digits", id.name)))?,
+                (None, Some(h), None) => parse_sha256(h).ok_or_else(|| {
+                    PolicyError::Invalid(format!("identity {:?}: token_sha256 is not 64 hex digits", id.name))
+                })?,
                 (None, None, Some(var)) => match std::env::var(var) {
                     Ok(t) if !t.is_empty() => sha256(t.as_bytes()),
                     _ => {
@@ -128,11 +135,20 @@ impl Policy {
                     }
                 },
                 _ => {
-                    return Err(PolicyError::Invalid(format!("identity {:?} needs exactly one of token, token_sha256, token_env", id.name)))
+                    return Err(PolicyError::Invalid(format!(
+                        "identity {:?} needs exactly one of token, token_sha256, token_env",
+                        id.name
+                    )))
                 }
             };
-            let identity =
-                Identity { name: id.name.clone(), roles: id.roles, authenticated: true, dynamic: false, issuer: None, rate: id.rate };
+            let identity = Identity {
+                name: id.name.clone(),
+                roles: id.roles,
+                authenticated: true,
+                dynamic: false,
+                issuer: None,
+                rate: id.rate,
+            };
             if tokens.insert(hash, Arc::new(identity)).is_some() {
                 return Err(PolicyError::Invalid(format!("identity {:?} reuses another identity's token", id.name)));
             }
@@ -174,7 +190,9 @@ impl Policy {
             None => None,
         };
         if file.limits.max_in_flight == Some(0) || file.limits.max_in_flight_per_issuer == Some(0) {
-            return Err(PolicyError::Invalid("limits.max_in_flight and max_in_flight_per_issuer must be at least 1".into()));
+            return Err(PolicyError::Invalid(
+                "limits.max_in_flight and max_in_flight_per_issuer must be at least 1".into(),
+            ));
         }
         if file.limits.stall_timeout_secs.is_some_and(|s| !(s > 0.0 && s <= 86_400.0)) {
             return Err(PolicyError::Invalid("limits.stall_timeout_secs must be > 0 and at most 86400 (a day)".into()));
@@ -203,10 +221,9 @@ impl Policy {
     /// anonymous identity when there is no `authorization` header and the policy allows it.
     pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Arc<Identity>, AccessError> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-            return self
-                .anonymous
-                .clone()
-                .ok_or_else(|| AccessError::Unauthenticated("missing authorization: send `authorization: Bearer <token>`".into()));
+            return self.anonymous.clone().ok_or_else(|| {
+                AccessError::Unauthenticated("missing authorization: send `authorization: Bearer <token>`".into())
+            });
         };
         let token = bearer(value)?;
         if let Some(id) = self.token_identity(token) {

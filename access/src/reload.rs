@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime};
 
 /// What identifies a file's content cheaply: modification time and size (`None`: unreadable).
 fn stamp(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
-    paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))).collect()
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())))
+        .collect()
 }
 
 /// Call `reload` on SIGHUP, and when a file of `files()` changes (checked every `poll`, then

@@ -66,14 +66,17 @@ impl Authenticator {
                     })?;
                     Ok(Access::of(policy.grants(&anonymous)))
                 }
-                (None, Some(_)) => Err(Status::unauthenticated("missing credentials: send the header `authorization: Bearer <token>`")),
+                (None, Some(_)) => {
+                    Err(Status::unauthenticated("missing credentials: send the header `authorization: Bearer <token>`"))
+                }
                 (None, None) => Ok(Access::everything()),
             };
         };
         if !self.enabled() {
             return Ok(Access::everything());
         }
-        let value = http::HeaderValue::from_bytes(header.as_bytes()).map_err(|_| Status::unauthenticated("malformed authorization header"))?;
+        let value = http::HeaderValue::from_bytes(header.as_bytes())
+            .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
         let presented = bearer(&value).map_err(status)?;
         if self.token.as_deref().is_some_and(|t| constant_time_eq(presented.as_bytes(), t.as_bytes())) {
             return Ok(Access::everything());
@@ -124,7 +127,10 @@ mod tests {
 
     #[tokio::test]
     async fn forwarded_grants_narrow() {
-        let alice = Grants { identity: "alice".into(), rules: vec![polarway_access::Rule { methods: vec!["Load".into()], datasets: vec!["alice_*".into()] }] };
+        let alice = Grants {
+            identity: "alice".into(),
+            rules: vec![polarway_access::Rule { methods: vec!["Load".into()], datasets: vec!["alice_*".into()] }],
+        };
         let auth = Authenticator::new(Some("gw".into()), None);
         let a = auth.access(&md(Some("Bearer gw"), Some(&alice))).await.unwrap();
         assert!(a.allows("Load", "alice_1") && !a.allows("Load", "bob_1") && !a.may_call("Delete"));

@@ -12,23 +12,24 @@ use std::task::{Context, Poll};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request};
 use polarway_access::grants::{body_permission, gateway_allows};
-use polarway_access::{PolicyHandle, GRANTS_HEADER};
+use polarway_access::{Policy, PolicyHandle, GRANTS_HEADER};
 use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::error::GatewayError;
-use crate::metrics::CallInfo;
+use crate::metrics::{CallInfo, Metrics};
 use crate::{body_key, routing_key, rpc_name, HttpService};
 
 #[derive(Clone)]
 pub struct AuthLayer {
     pub policy: PolicyHandle,
+    pub metrics: Metrics,
 }
 
 impl Layer<HttpService> for AuthLayer {
     type Service = Auth;
     fn layer(&self, inner: HttpService) -> Auth {
-        Auth { inner, policy: self.policy.clone() }
+        Auth { inner, policy: self.policy.clone(), metrics: self.metrics.clone() }
     }
 }
 
@@ -37,6 +38,7 @@ impl Layer<HttpService> for AuthLayer {
 pub struct Auth {
     inner: HttpService,
     policy: PolicyHandle,
+    metrics: Metrics,
 }
 
 impl Service<Request<Body>> for Auth {
@@ -51,30 +53,48 @@ impl Service<Request<Body>> for Auth {
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
         let policy = self.policy.current();
+        let metrics = self.metrics.clone();
+        let method = rpc_name(req.uri().path()).to_string();
         Box::pin(async move {
-            let identity = policy.authenticate(req.headers()).await?;
-            if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
-                info.set_identity(&identity.name);
+            let result = authorize(req, &policy, &method).await;
+            if let Err(e) = &result {
+                let reason = match e {
+                    GatewayError::PermissionDenied(_) => Some("grant"),
+                    GatewayError::InvalidArgument(_) => Some("key"),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    metrics.authz_denied(&method, reason);
+                }
             }
-            let grants = policy.grants(&identity);
-            let method = rpc_name(req.uri().path()).to_string();
-            let may_use = |name: &str| match grants.allows(body_permission(&method), name) {
-                true => Ok(()),
-                false => Err(GatewayError::PermissionDenied(format!(
-                    "{} may not call {method} on dataset {name:?}{}",
-                    identity.name,
-                    if method == "Query" { " (writing a query's result needs Store on it)" } else { "" }
-                ))),
-            };
-            let mut req = body_key::reconcile(req, &method, may_use).await?;
-            gateway_allows(&grants, &method, routing_key(req.headers()))?;
-            // Workers never see the caller's credentials (the proxy sets the backend token); they
-            // get the caller's grants instead, replacing whatever the caller sent as such.
-            req.headers_mut().remove(http::header::AUTHORIZATION);
-            let value = HeaderValue::from_str(&grants.encode()).map_err(|e| GatewayError::Internal(format!("grants header: {e}")))?;
-            req.headers_mut().insert(GRANTS_HEADER, value);
-            req.extensions_mut().insert(identity);
-            inner.oneshot(req).await
+            inner.oneshot(result?).await
         })
     }
+}
+
+/// Authenticate the caller, check its grants against the call, and put them on the request.
+async fn authorize(req: Request<Body>, policy: &Policy, method: &str) -> Result<Request<Body>, GatewayError> {
+    let identity = policy.authenticate(req.headers()).await?;
+    if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
+        info.set_identity(&identity.name);
+    }
+    let grants = policy.grants(&identity);
+    let may_use = |name: &str| match grants.allows(body_permission(method), name) {
+        true => Ok(()),
+        false => Err(GatewayError::PermissionDenied(format!(
+            "{} may not call {method} on dataset {name:?}{}",
+            identity.name,
+            if method == "Query" { " (writing a query's result needs Store on it)" } else { "" }
+        ))),
+    };
+    let mut req = body_key::reconcile(req, method, may_use).await?;
+    gateway_allows(&grants, method, routing_key(req.headers()))?;
+    // Workers never see the caller's credentials (the proxy sets the backend token); they get
+    // the caller's grants instead, replacing whatever the caller sent as such.
+    req.headers_mut().remove(http::header::AUTHORIZATION);
+    let value =
+        HeaderValue::from_str(&grants.encode()).map_err(|e| GatewayError::Internal(format!("grants header: {e}")))?;
+    req.headers_mut().insert(GRANTS_HEADER, value);
+    req.extensions_mut().insert(identity);
+    Ok(req)
 }

@@ -91,7 +91,11 @@ impl Shared {
         entry.1.clone()
     }
 
-    fn acquire(&self, identity: &Identity, limits: &polarway_access::file::LimitsFile) -> Result<Permits, GatewayError> {
+    fn acquire(
+        &self,
+        identity: &Identity,
+        limits: &polarway_access::file::LimitsFile,
+    ) -> Result<Permits, GatewayError> {
         let max = limits.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
         let busy = |who: &str, max: usize, setting: &str| {
             GatewayError::Busy(format!(
@@ -102,7 +106,11 @@ impl Shared {
         if let Some(issuer) = &identity.issuer {
             let max = limits.max_in_flight_per_issuer.unwrap_or(4 * max);
             let issuer_slots = self.semaphore(format!("issuer {issuer:?}"), max);
-            permits.push(issuer_slots.try_acquire_owned().map_err(|_| busy(&format!("issuer {issuer:?}"), max, "limits.max_in_flight_per_issuer"))?);
+            permits.push(
+                issuer_slots
+                    .try_acquire_owned()
+                    .map_err(|_| busy(&format!("issuer {issuer:?}"), max, "limits.max_in_flight_per_issuer"))?,
+            );
         }
         let own = self.semaphore(format!("identity {:?}", identity.name), max);
         permits.push(own.try_acquire_owned().map_err(|_| busy(&identity.name, max, "limits.max_in_flight"))?);
@@ -154,7 +162,13 @@ impl Service<Request<Body>> for InFlight {
             let (parts, body) = inner.oneshot(req).await?.into_parts();
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
             let state = Arc::new(StreamState {
-                guarded: Mutex::new(Guarded { body: Some(body), permit, waiting_since: None, waker: None, stalled: false }),
+                guarded: Mutex::new(Guarded {
+                    body: Some(body),
+                    permit,
+                    waiting_since: None,
+                    waker: None,
+                    stalled: false,
+                }),
             });
             shared.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(&state));
             Ok(Response::from_parts(parts, Body::new(Watched { state })))
@@ -211,7 +225,9 @@ impl http_body::Body for Watched {
         g.waiting_since = None;
         if g.stalled {
             g.stalled = false;
-            return Poll::Ready(Some(Err(tonic::Status::cancelled("the response was not read for too long (limits.stall_timeout_secs)"))));
+            return Poll::Ready(Some(Err(tonic::Status::cancelled(
+                "the response was not read for too long (limits.stall_timeout_secs)",
+            ))));
         }
         let Some(body) = g.body.as_mut() else { return Poll::Ready(None) };
         match Pin::new(body).poll_frame(cx) {

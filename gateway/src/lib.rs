@@ -104,7 +104,7 @@ pub fn stack(p: &Parts) -> metrics::Observe {
     let svc = boxed(retry::RetryLayer::new(p.args.retry_attempts, p.args.retry_budget_percent, p.metrics.clone()), svc);
     let svc = boxed(inflight::InFlightLayer::new(p.policy.clone()), svc);
     let svc = boxed(ratelimit::RateLimitLayer::new(p.policy.clone(), p.metrics.clone()), svc);
-    let svc = boxed(auth::AuthLayer { policy: p.policy.clone() }, svc);
+    let svc = boxed(auth::AuthLayer { policy: p.policy.clone(), metrics: p.metrics.clone() }, svc);
     let svc = boxed(deadline::DeadlineLayer { policy: p.policy.clone() }, svc);
     metrics::ObserveLayer { metrics: p.metrics.clone() }.layer(svc)
 }

@@ -26,6 +26,12 @@ struct MethodLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeniedLabels {
+    method: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -44,6 +50,7 @@ struct Inner {
     retries: Family<MethodLabel, Counter>,
     rate_limited: Family<MethodLabel, Counter>,
     policy_reloads: Family<ResultLabel, Counter>,
+    authz_denied: Family<DeniedLabels, Counter>,
 }
 
 /// The gateway's metrics: the per-call series every Polarway server exports (polarway-telemetry)
@@ -61,14 +68,30 @@ impl Default for Metrics {
         let retries = Family::<MethodLabel, Counter>::default();
         let rate_limited = Family::<MethodLabel, Counter>::default();
         let policy_reloads = Family::<ResultLabel, Counter>::default();
+        let authz_denied = Family::<DeniedLabels, Counter>::default();
         registry.register("polarway_gateway_upstream_healthy", "1 when the worker passes its health checks", upstream_healthy.clone());
         registry.register("polarway_gateway_upstream_requests", "Calls sent to each worker (retries included)", upstream_requests.clone());
         registry.register("polarway_gateway_ejections", "Times a worker was taken out of rotation (failed checks or calls)", ejections.clone());
         registry.register("polarway_gateway_retries", "Calls retried on another worker", retries.clone());
         registry.register("polarway_gateway_rate_limited", "Calls refused by a rate limit", rate_limited.clone());
         registry.register("polarway_gateway_policy_reloads", "Policy reloads, by result (ok, refused)", policy_reloads.clone());
+        registry.register(
+            "polarway_authz_denied",
+            "Calls refused by authorization, by method and reason (grant: the grants lack the method or dataset; key: x-polarway-key names another dataset than the request)",
+            authz_denied.clone(),
+        );
         let registry = Arc::new(registry);
-        Self(Arc::new(Inner { registry, grpc, upstream_healthy, upstream_requests, ejections, retries, rate_limited, policy_reloads }))
+        Self(Arc::new(Inner {
+            registry,
+            grpc,
+            upstream_healthy,
+            upstream_requests,
+            ejections,
+            retries,
+            rate_limited,
+            policy_reloads,
+            authz_denied,
+        }))
     }
 }
 
@@ -79,6 +102,10 @@ impl Metrics {
 
     pub fn rate_limited(&self, method: &str) {
         self.0.rate_limited.get_or_create(&MethodLabel { method: method_label(method).into() }).inc();
+    }
+
+    pub fn authz_denied(&self, method: &str, reason: &'static str) {
+        self.0.authz_denied.get_or_create(&DeniedLabels { method: method_label(method).into(), reason }).inc();
     }
 
     pub fn policy_reload(&self, ok: bool) {

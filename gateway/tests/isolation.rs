@@ -176,7 +176,12 @@ impl Deployment {
     }
 
     async fn client(&self, token: &str) -> DistributedClient {
-        DistributedClient::builder(self.url.clone()).auth_token(token).retries(0, Duration::ZERO).connect().await.unwrap()
+        DistributedClient::builder(self.url.clone())
+            .auth_token(token)
+            .retries(0, Duration::ZERO)
+            .connect()
+            .await
+            .unwrap()
     }
 
     /// Every file of the store and of the cold directory, with its content.
@@ -274,24 +279,46 @@ async fn attack(d: &Deployment) {
     // 2. A routing key that names one dataset and a body that names another.
     let mut raw = raw(&d.url).await;
     let load = |name: &str| pb::LoadRequest { name: name.into(), columns: vec![], version: None };
-    assert_eq!(code(raw.load(with_meta(load("bob_secret"), "alice-token", Some("alice_data"))).await), tonic::Code::PermissionDenied);
     assert_eq!(
-        code(raw.describe(with_meta(pb::DescribeRequest { name: "bob_secret".into(), version: None }, "alice-token", Some("alice_data"))).await),
+        code(raw.load(with_meta(load("bob_secret"), "alice-token", Some("alice_data"))).await),
         tonic::Code::PermissionDenied
     );
     assert_eq!(
-        code(raw.delete(with_meta(pb::DeleteRequest { name: "bob_victim".into() }, "alice-token", Some("alice_data"))).await),
+        code(
+            raw.describe(with_meta(
+                pb::DescribeRequest { name: "bob_secret".into(), version: None },
+                "alice-token",
+                Some("alice_data")
+            ))
+            .await
+        ),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(
+        code(
+            raw.delete(with_meta(pb::DeleteRequest { name: "bob_victim".into() }, "alice-token", Some("alice_data")))
+                .await
+        ),
         tonic::Code::PermissionDenied
     );
     let evil = rows(&[666]);
-    assert_eq!(code(raw.store(with_meta(store_stream(&[("bob_victim", &evil)]), "alice-token", Some("alice_data"))).await), tonic::Code::PermissionDenied);
+    assert_eq!(
+        code(raw.store(with_meta(store_stream(&[("bob_victim", &evil)]), "alice-token", Some("alice_data"))).await),
+        tonic::Code::PermissionDenied
+    );
     // A bob frame smuggled behind an allowed one: the whole batch fails, nothing is committed.
     let batch = store_stream(&[("alice_new", &evil), ("bob_smuggled", &evil)]);
-    assert_eq!(code(raw.store_batch(with_meta(batch, "alice-token", Some("alice_new"))).await), tonic::Code::PermissionDenied);
+    assert_eq!(
+        code(raw.store_batch(with_meta(batch, "alice-token", Some("alice_new"))).await),
+        tonic::Code::PermissionDenied
+    );
     assert_eq!(code_of(admin.describe("alice_new").await), Code::NotFound);
     assert_eq!(code_of(admin.describe("bob_smuggled").await), Code::NotFound);
     let into = pb::QueryRequest { sql: "SELECT 666 AS id".into(), into: Some("bob_victim".into()) };
-    assert_eq!(code(raw.query(with_meta(into, "alice-token", Some("alice_data"))).await), tonic::Code::PermissionDenied);
+    assert_eq!(
+        code(raw.query(with_meta(into, "alice-token", Some("alice_data"))).await),
+        tonic::Code::PermissionDenied
+    );
     // The plain client, with honest keys.
     assert_eq!(code_of(alice.load("bob_secret").await), Code::PermissionDenied);
     assert_eq!(code_of(alice.delete("bob_victim").await), Code::PermissionDenied);
@@ -343,12 +370,33 @@ async fn attack(d: &Deployment) {
     let all = alice.query(&format!("SELECT * FROM parquet_scan('{cold}/*.parquet') ORDER BY id")).await.unwrap();
     assert!(!leaks(&all), "{all:?}");
     assert_eq!(all.height(), 3, "alice_data and alice_more: {all:?}");
-    assert_eq!(code_of(alice.query(&format!("SELECT * FROM parquet_scan('{cold}/bob_*.parquet')")).await), Code::NotFound);
+    assert_eq!(
+        code_of(alice.query(&format!("SELECT * FROM parquet_scan('{cold}/bob_*.parquet')")).await),
+        Code::NotFound
+    );
     // What alice may read still works, by name and by the cold path of the user guide.
-    assert_eq!(alice.query("SELECT sum(id) AS s FROM alice_data").await.unwrap().column("s").unwrap().get(0).unwrap().try_extract::<i64>().unwrap(), 3);
-    let by_path = alice.query(&format!("SELECT count(*) AS n FROM parquet_scan('{cold}/alice_data.parquet')")).await.unwrap();
+    assert_eq!(
+        alice
+            .query("SELECT sum(id) AS s FROM alice_data")
+            .await
+            .unwrap()
+            .column("s")
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .try_extract::<i64>()
+            .unwrap(),
+        3
+    );
+    let by_path =
+        alice.query(&format!("SELECT count(*) AS n FROM parquet_scan('{cold}/alice_data.parquet')")).await.unwrap();
     assert_eq!(by_path.column("n").unwrap().get(0).unwrap().try_extract::<i64>().unwrap(), 2);
-    let joined = alice.query("WITH t AS (SELECT * FROM alice_data) SELECT count(*) AS n FROM t JOIN alice_more ON t.id < alice_more.id").await.unwrap();
+    let joined = alice
+        .query(
+            "WITH t AS (SELECT * FROM alice_data) SELECT count(*) AS n FROM t JOIN alice_more ON t.id < alice_more.id",
+        )
+        .await
+        .unwrap();
     assert_eq!(joined.column("n").unwrap().get(0).unwrap().try_extract::<i64>().unwrap(), 2);
 
     // 4. A read-only role writes nothing, through any method.
@@ -360,7 +408,8 @@ async fn attack(d: &Deployment) {
 
     // 5. JWTs: an issuer cannot grant roles it was not allowed to, `aud` is required where
     // audiences are listed.
-    let claims_admin = jwt("https://tenant-a.test", SECRET_A, "a", "mallory", json!({"aud": "polarway", "roles": ["admin"]}));
+    let claims_admin =
+        jwt("https://tenant-a.test", SECRET_A, "a", "mallory", json!({"aud": "polarway", "roles": ["admin"]}));
     let mallory = d.client(&claims_admin).await;
     assert_eq!(code_of(mallory.load("bob_secret").await), Code::PermissionDenied);
     assert_eq!(mallory.load("alice_data").await.unwrap().height(), 2);
@@ -396,7 +445,12 @@ async fn attack(d: &Deployment) {
 
     // Refusals are counted by method and reason, and the worker kept serving.
     let worker = scrape(&d.worker_metrics);
-    assert!(sum(&worker, "polarway_authz_denied_total", &[]) > 0.0);
+    assert!(sum(&worker, "polarway_authz_denied_total", &[("reason", "statement")]) > 0.0);
+    if let Some(gateway) = &d.gateway_metrics {
+        assert!(sum(&scrape(gateway), "polarway_authz_denied_total", &[("method", "Load"), ("reason", "grant")]) > 0.0);
+    } else {
+        assert!(sum(&worker, "polarway_authz_denied_total", &[("method", "Load"), ("reason", "grant")]) > 0.0);
+    }
     assert_eq!(admin.health_check().await.unwrap(), "OK");
 }
 
@@ -406,7 +460,8 @@ async fn attacks_through_the_gateway() {
     attack(&d).await;
     // The worker behind the gateway refuses anyone without the gateway's token.
     let worker = d._procs[0].addr().to_string();
-    let direct = DistributedClient::builder(format!("http://{worker}")).auth_token("alice-token").connect().await.unwrap();
+    let direct =
+        DistributedClient::builder(format!("http://{worker}")).auth_token("alice-token").connect().await.unwrap();
     assert_eq!(code_of(direct.list("").await), Code::Unauthenticated);
 }
 
@@ -430,7 +485,14 @@ async fn one_tenant_cannot_take_every_slot() {
     let mut held = Vec::new();
     for _ in 0..6 {
         let mut raw = raw(&d.url).await;
-        let stream = raw.load(with_meta(pb::LoadRequest { name: "alice_big".into(), columns: vec![], version: None }, "alice-token", Some("alice_big"))).await.unwrap();
+        let stream = raw
+            .load(with_meta(
+                pb::LoadRequest { name: "alice_big".into(), columns: vec![], version: None },
+                "alice-token",
+                Some("alice_big"),
+            ))
+            .await
+            .unwrap();
         held.push((raw, stream.into_inner()));
     }
     let alice = d.client("alice-token").await;
@@ -475,7 +537,8 @@ async fn unknown_paths_do_not_reach_metric_labels() {
     for i in 0..300 {
         let mut grpc = tonic::client::Grpc::new(channel.clone());
         grpc.ready().await.unwrap();
-        let path = http::uri::PathAndQuery::try_from(format!("/evil\"{i}.Svc/M{i}\"x")).unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/evil/x"));
+        let path = http::uri::PathAndQuery::try_from(format!("/evil\"{i}.Svc/M{i}\"x"))
+            .unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/evil/x"));
         let codec: tonic_prost::ProstCodec<pb::HealthRequest, pb::HealthResponse> = tonic_prost::ProstCodec::default();
         let _ = grpc.unary(tonic::Request::new(pb::HealthRequest {}), path, codec).await;
     }

@@ -29,8 +29,14 @@ const PURE_TABLE_FUNCTIONS: &[&str] =
     &["range", "generate_series", "unnest", "json_each", "json_tree", "repeat_row", "test_vector_types"];
 
 /// Table functions whose first argument is Parquet files: allowed on the cold directory only.
-const PARQUET_FUNCTIONS: &[&str] =
-    &["read_parquet", "parquet_scan", "parquet_metadata", "parquet_schema", "parquet_file_metadata", "parquet_kv_metadata"];
+const PARQUET_FUNCTIONS: &[&str] = &[
+    "read_parquet",
+    "parquet_scan",
+    "parquet_metadata",
+    "parquet_schema",
+    "parquet_file_metadata",
+    "parquet_kv_metadata",
+];
 
 /// Scalar functions that reveal the server's configuration (paths, settings, variables) or take
 /// SQL text the gate cannot see (planning it would bind whatever it names). Built-in macros
@@ -133,10 +139,13 @@ impl Gate {
             return Err(Error::InvalidArgument("the SQL holds no statement: send one SELECT statement".into()));
         }
         if statements.len() != 1 {
-            return Err(Error::denied("statement", format!(
-                "a query is exactly one statement; this text holds {} (remove the extra `;`-separated statements)",
-                statements.len()
-            )));
+            return Err(Error::denied(
+                "statement",
+                format!(
+                    "a query is exactly one statement; this text holds {} (remove the extra `;`-separated statements)",
+                    statements.len()
+                ),
+            ));
         }
         let tree = statements.remove(0);
         let mut walker = Walker { scope: Vec::new(), path: Vec::new(), denied: &self.denied, reads: Reads::default() };
@@ -150,7 +159,8 @@ impl Gate {
         let mut tree = checked.tree.clone();
         for (use_, files) in checked.reads.paths.iter().zip(files) {
             let replacement = self.reader_node(files, use_.table_ref)?;
-            let slot = tree.pointer_mut(&use_.pointer).ok_or_else(|| Error::internal("rewriting the query", "lost a node"))?;
+            let slot =
+                tree.pointer_mut(&use_.pointer).ok_or_else(|| Error::internal("rewriting the query", "lost a node"))?;
             let old = std::mem::replace(slot, replacement);
             if use_.table_ref {
                 // `FROM 'x.parquet' AS t(a, b) USING SAMPLE ...` keeps its alias, column names and
@@ -259,7 +269,9 @@ impl Walker<'_> {
                 let ctes: Vec<(String, &Value)> = map
                     .get("cte_map")
                     .and_then(|c| c["map"].as_array())
-                    .map(|list| list.iter().map(|e| (e["key"].as_str().unwrap_or_default().to_string(), &e["value"])).collect())
+                    .map(|list| {
+                        list.iter().map(|e| (e["key"].as_str().unwrap_or_default().to_string(), &e["value"])).collect()
+                    })
                     .unwrap_or_default();
                 let depth = self.scope.len();
                 let mut result = Ok(());
@@ -341,7 +353,8 @@ impl Walker<'_> {
         }
         let default_schema = matches!(schema, "" | "main") && matches!(catalog, "" | "memory") && parts <= 3;
         if !default_schema {
-            let shown: String = [catalog, schema, name].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(".");
+            let shown: String =
+                [catalog, schema, name].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(".");
             return Err(Error::denied(
                 "statement",
                 format!("{shown:?} is not a stored dataset: queries read datasets by their plain names (system catalogs are not readable)"),
@@ -369,7 +382,10 @@ impl Walker<'_> {
         if PARQUET_FUNCTIONS.contains(&name.as_str()) {
             let first = args.first().map(|a| &a["expression"]).filter(|e| !e.is_null());
             let patterns = first.and_then(literal_strings).ok_or_else(|| {
-                Error::denied("statement", format!("{name}() takes literal file paths here: a string or a list of strings"))
+                Error::denied(
+                    "statement",
+                    format!("{name}() takes literal file paths here: a string or a list of strings"),
+                )
             })?;
             let pointer = self.pointer(&["function", "arguments", "0", "expression"]);
             self.reads.paths.push(PathUse { pointer, patterns, table_ref: false });
@@ -425,7 +441,14 @@ mod tests {
     #[test]
     fn one_read_only_statement() {
         let g = gate();
-        for ok in ["SELECT 1", "(select 1)", "-- c\nWITH a AS (SELECT 1) SELECT * FROM a", "/* x */ FROM t", "VALUES (1)", "DESCRIBE t"] {
+        for ok in [
+            "SELECT 1",
+            "(select 1)",
+            "-- c\nWITH a AS (SELECT 1) SELECT * FROM a",
+            "/* x */ FROM t",
+            "VALUES (1)",
+            "DESCRIBE t",
+        ] {
             assert!(g.check(ok).is_ok(), "{ok}");
         }
         assert!(matches!(g.check("SELEC 1"), Err(Error::InvalidArgument(_))));
@@ -473,16 +496,25 @@ mod tests {
     fn tables_and_ctes() {
         let g = gate();
         let reads = |sql: &str| g.check(sql).unwrap().reads.tables.into_iter().collect::<Vec<_>>();
-        assert_eq!(reads("WITH t AS (SELECT * FROM alice_x) SELECT * FROM t JOIN \"bob y\" USING (k)"), ["alice_x", "bob y"]);
+        assert_eq!(
+            reads("WITH t AS (SELECT * FROM alice_x) SELECT * FROM t JOIN \"bob y\" USING (k)"),
+            ["alice_x", "bob y"]
+        );
         assert_eq!(reads("SELECT * FROM a WHERE x IN (SELECT x FROM b) UNION SELECT * FROM (FROM c)"), ["a", "b", "c"]);
         // A CTE does not hide a table of the same name from the CTEs before it, nor from itself.
         assert_eq!(reads("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a, b"), ["b"]);
         assert_eq!(reads("WITH a AS (SELECT * FROM a) SELECT * FROM a"), ["a"]);
-        assert_eq!(reads("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r"), Vec::<String>::new());
+        assert_eq!(
+            reads("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r"),
+            Vec::<String>::new()
+        );
         // Out of the subquery that defines it, a CTE name is a table again.
         assert_eq!(reads("SELECT * FROM (WITH x AS (SELECT 1) SELECT * FROM x), x"), ["x"]);
         assert_eq!(reads("SELECT * FROM main.t, memory.main.u"), ["t", "u"]);
-        assert_eq!(reads("SELECT (SELECT max(v) FROM s), * FROM t, LATERAL (SELECT * FROM u WHERE u.k = t.k)"), ["s", "t", "u"]);
+        assert_eq!(
+            reads("SELECT (SELECT max(v) FROM s), * FROM t, LATERAL (SELECT * FROM u WHERE u.k = t.k)"),
+            ["s", "t", "u"]
+        );
     }
 
     #[test]
@@ -491,7 +523,9 @@ mod tests {
         let c = g.check("SELECT count(*) FROM parquet_scan('/data/cold/trades_*.parquet', filename = true) JOIN '/data/cold/q.parquet' q USING (k)").unwrap();
         let pats: Vec<_> = c.reads.paths.iter().map(|p| p.patterns.clone()).collect();
         assert_eq!(pats, [vec!["/data/cold/trades_*.parquet".to_string()], vec!["/data/cold/q.parquet".to_string()]]);
-        let sql = g.render(&c, &[vec!["/proc/self/fd/7".into(), "/proc/self/fd/8".into()], vec!["/proc/self/fd/9".into()]]).unwrap();
+        let sql = g
+            .render(&c, &[vec!["/proc/self/fd/7".into(), "/proc/self/fd/8".into()], vec!["/proc/self/fd/9".into()]])
+            .unwrap();
         assert!(sql.contains("/proc/self/fd/7") && sql.contains("/proc/self/fd/9"), "{sql}");
         assert!(!sql.contains("/data/cold"), "{sql}");
         // The rewritten statement passes the gate again, with the new files only.

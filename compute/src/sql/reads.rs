@@ -251,7 +251,13 @@ mod tests {
         let dirs = [PathBuf::from("/data/cold")];
         assert_eq!(cold_stem("/data/cold/x_*.parquet", &dirs), Some((dirs[0].clone(), "x_*".into())));
         assert_eq!(cold_stem("/data/./cold/x.parquet", &dirs).map(|s| s.1), Some("x".into()));
-        for bad in ["/data/cold/../state/x.parquet", "/data/cold/sub/x.parquet", "/data/cold/x.csv", "/etc/x.parquet", "/data/cold/.parquet"] {
+        for bad in [
+            "/data/cold/../state/x.parquet",
+            "/data/cold/sub/x.parquet",
+            "/data/cold/x.csv",
+            "/etc/x.parquet",
+            "/data/cold/.parquet",
+        ] {
             assert_eq!(cold_stem(bad, &dirs), None, "{bad}");
         }
     }

@@ -23,7 +23,11 @@ pub fn worker_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's own path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("a test binary lives in <target>/<profile>/deps/");
     let bin = profile_dir.join("polarway");
-    assert!(bin.exists(), "worker binary {} not found: build it (cargo build --release --workspace) or set POLARWAY_BIN", bin.display());
+    assert!(
+        bin.exists(),
+        "worker binary {} not found: build it (cargo build --release --workspace) or set POLARWAY_BIN",
+        bin.display()
+    );
     bin
 }
 
@@ -230,9 +234,17 @@ impl Gateway {
             None => Command::new(bin),
             Some(hosts) => {
                 let mut c = Command::new("unshare");
-                c.args(["--mount", "--propagation", "private", "sh", "-c", r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#, "sh"])
-                    .arg(hosts)
-                    .arg(bin);
+                c.args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#,
+                    "sh",
+                ])
+                .arg(hosts)
+                .arg(bin);
                 c
             }
         };
