@@ -132,6 +132,11 @@ pub struct ServerArgs {
     #[arg(long, env = "POLARWAY_METRICS_PORT", default_value_t = 9090)]
     pub metrics_port: u16,
 
+    /// Seconds a response stream (Load, Query) may wait for its caller to read before it is ended,
+    /// freeing its request slot; a policy's `limits.stall_timeout_secs` wins.
+    #[arg(long, env = "POLARWAY_STALL_TIMEOUT", default_value_t = 60.0)]
+    pub stall_timeout: f64,
+
     /// Seconds that in-flight calls get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "POLARWAY_SHUTDOWN_GRACE", default_value_t = 30.0)]
     pub shutdown_grace: f64,

@@ -25,6 +25,7 @@ pub struct WorkerMetrics {
     pub grpc: GrpcMetrics,
     rows: Family<MethodDirection, Counter>,
     denied: Family<Denied, Counter>,
+    stalled: Family<polarway_telemetry::grpc::MethodLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,9 +52,15 @@ impl WorkerMetrics {
             "Calls refused by authorization or the SQL gate, by method and reason (method, grant, statement, path, sandbox)",
             denied.clone(),
         );
+        let stalled = Family::<polarway_telemetry::grpc::MethodLabel, Counter>::default();
+        registry.register(
+            "polarway_stalled_streams",
+            "Response streams ended because their caller read nothing for the stall timeout",
+            stalled.clone(),
+        );
         registry.register_collector(Box::new(StateCollector { cache, disk, store }));
         extra(&mut registry);
-        Self { registry: Arc::new(registry), grpc, rows, denied }
+        Self { registry: Arc::new(registry), grpc, rows, denied, stalled }
     }
 
     pub fn rows_sent(&self, method: &str, n: usize) {
@@ -62,6 +69,11 @@ impl WorkerMetrics {
 
     pub fn denied(&self, method: &str, reason: &'static str) {
         self.denied.get_or_create(&Denied { method: method_label(method).into(), reason }).inc();
+    }
+
+    /// The counter of `method`'s stalled streams.
+    pub fn stalled(&self, method: &str) -> Counter {
+        self.stalled.get_or_create(&polarway_telemetry::grpc::MethodLabel { method: method_label(method).into() }).clone()
     }
 
     pub fn rows_received(&self, method: &str, n: u64) {

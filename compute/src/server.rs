@@ -87,6 +87,8 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
         auth: Authenticator::new(args.auth_token.clone(), policy),
         max_upload_bytes: args.max_upload_bytes,
         in_flight: Arc::new(Semaphore::new(args.max_concurrent_requests.max(1))),
+        identity_slots: Default::default(),
+        stall_timeout: Duration::from_secs_f64(args.stall_timeout.clamp(0.1, 86_400.0)),
     })
 }
 

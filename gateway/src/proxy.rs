@@ -30,6 +30,12 @@ pub const STREAM_WINDOW: u32 = 8 << 20;
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
 pub const MAX_FRAME: u32 = 1 << 20;
 pub const SEND_BUFFER: usize = 8 << 20;
+/// Toward workers, the connection window is far larger than the stream window: all callers'
+/// calls to a worker share one connection, and a caller that stops reading fills its streams'
+/// windows; with a connection window of a few stream windows, four unread streams would stall
+/// every other caller's responses (and the health checks) on that worker. Each stream stays
+/// bounded by `STREAM_WINDOW`, and unread ones end after the stall timeout (`inflight.rs`).
+pub const UPSTREAM_CONNECTION_WINDOW: u32 = 1 << 30;
 
 /// A pooled HTTP/2 client toward the workers: h2c for `http://`, TLS with ALPN h2 for `https://`.
 pub fn upstream_client(tls: rustls::ClientConfig, server_name: Option<String>) -> UpstreamClient {
@@ -52,7 +58,7 @@ pub fn upstream_client(tls: rustls::ClientConfig, server_name: Option<String>) -
         .pool_timer(TokioTimer::new())
         .http2_only(true)
         .http2_initial_stream_window_size(STREAM_WINDOW)
-        .http2_initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_initial_connection_window_size(UPSTREAM_CONNECTION_WINDOW)
         .http2_max_frame_size(MAX_FRAME)
         .http2_max_send_buf_size(SEND_BUFFER)
         .http2_keep_alive_interval(Duration::from_secs(20))

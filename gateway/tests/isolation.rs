@@ -473,9 +473,25 @@ async fn attacks_on_a_worker_with_the_policy() {
 /// 7. One tenant cannot hold every slot: a bound on calls in progress per identity, and streams
 /// nobody reads are ended.
 #[tokio::test(flavor = "multi_thread")]
-async fn one_tenant_cannot_take_every_slot() {
+async fn one_tenant_cannot_take_every_slot_through_the_gateway() {
     let d = Deployment::start(true);
-    seed(&d).await;
+    hold_every_slot(&d).await;
+
+    // 5. JWT identities carry their issuer: the same subject at two issuers has two rate buckets.
+    let a = jwt("https://tenant-a.test", SECRET_A, "a", "u1", json!({"aud": "polarway"}));
+    let b = jwt("https://tenant-b.test", SECRET_B, "b", "u1", json!({}));
+    assert!(d.client(&a).await.cache_stats().await.is_ok());
+    assert!(d.client(&b).await.cache_stats().await.is_ok(), "tenant b's u1 shares tenant a's bucket");
+    assert_eq!(code_of(d.client(&a).await.cache_stats().await), Code::ResourceExhausted);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_tenant_cannot_take_every_slot_of_a_worker_with_the_policy() {
+    hold_every_slot(&Deployment::start(false)).await;
+}
+
+async fn hold_every_slot(d: &Deployment) {
+    seed(d).await;
     let admin = d.client("admin-token").await;
     // Big enough that an unread Load cannot fit in the HTTP/2 windows along the way.
     let n = 12_000_000usize;
@@ -497,17 +513,28 @@ async fn one_tenant_cannot_take_every_slot() {
     }
     let alice = d.client("alice-token").await;
     assert_eq!(code_of(alice.describe("alice_data").await), Code::ResourceExhausted);
-    // Another tenant is not affected.
-    assert_eq!(d.client("bob-token").await.describe("bob_secret").await.unwrap().version, 1);
+    // Another tenant is not affected while alice's streams sit unread (their HTTP/2 windows full).
+    let bob = d.client("bob-token").await;
+    for _ in 0..8 {
+        assert_eq!(bob.describe("bob_secret").await.unwrap().version, 1);
+        assert_eq!(bob.load("bob_victim").await.unwrap().height(), 2);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 
-    // The unread streams are ended after the stall timeout (2 s): the worker's calls are cancelled
-    // while the caller still holds its end, alice's slots are free again, and none of the held
-    // streams delivers the whole table.
-    let worker_idle = eventually(Duration::from_secs(20), || async {
-        sum(&scrape(&d.worker_metrics), "polarway_grpc_requests_in_flight", &[]) == 0.0
+    // The unread streams are ended after the stall timeout (2 s) while the caller still holds its
+    // end: by the gateway (which cancels them on the worker) or by the worker itself. Alice's slots
+    // are free again, and none of the held streams delivers the whole table.
+    let all_ended = eventually(Duration::from_secs(20), || async {
+        match &d.gateway_metrics {
+            Some(_) => sum(&scrape(&d.worker_metrics), "polarway_grpc_requests_in_flight", &[]) == 0.0,
+            None => sum(&scrape(&d.worker_metrics), "polarway_stalled_streams_total", &[("method", "Load")]) == 6.0,
+        }
     })
     .await;
-    assert!(worker_idle, "the worker still serves the unread streams");
+    let m = scrape(&d.worker_metrics);
+    let stalled = sum(&m, "polarway_stalled_streams_total", &[]);
+    let in_flight = sum(&m, "polarway_grpc_requests_in_flight", &[]);
+    assert!(all_ended, "the unread streams were not ended (worker: {stalled} stalled, {in_flight} in flight)");
     assert_eq!(alice.describe("alice_data").await.unwrap().version, 1);
     for (_raw, mut stream) in held {
         let mut got = 0usize;
@@ -520,13 +547,6 @@ async fn one_tenant_cannot_take_every_slot() {
         };
         assert!(ended_early, "a stalled stream delivered all its {got} bytes");
     }
-
-    // 5. JWT identities carry their issuer: the same subject at two issuers has two rate buckets.
-    let a = jwt("https://tenant-a.test", SECRET_A, "a", "u1", json!({"aud": "polarway"}));
-    let b = jwt("https://tenant-b.test", SECRET_B, "b", "u1", json!({}));
-    assert!(d.client(&a).await.cache_stats().await.is_ok());
-    assert!(d.client(&b).await.cache_stats().await.is_ok(), "tenant b's u1 shares tenant a's bucket");
-    assert_eq!(code_of(d.client(&a).await.cache_stats().await), Code::ResourceExhausted);
 }
 
 /// 8. Callers cannot grow or break the gateway's metrics with made-up paths.

@@ -614,7 +614,7 @@ var (
 		"polarway_cache_misses_total", "polarway_cache_evictions_total", "polarway_cache_bytes", "polarway_cache_capacity_bytes",
 		"polarway_cache_entries", "polarway_disk_cache_hits_total", "polarway_disk_cache_misses_total", "polarway_disk_cache_bytes",
 		"polarway_disk_cache_capacity_bytes", "polarway_state_store_bytes_read_total", "polarway_state_store_bytes_written_total",
-		"polarway_s3_requests_total", "polarway_s3_request_duration_seconds_bucket", "polarway_authz_denied_total"}
+		"polarway_s3_requests_total", "polarway_s3_request_duration_seconds_bucket"}
 	contractGateway = []string{"polarway_gateway_upstream_healthy", "polarway_gateway_upstream_requests_total",
 		"polarway_gateway_retries_total", "polarway_gateway_ejections_total", "polarway_gateway_rate_limited_total",
 		"polarway_gateway_policy_reloads_total"}

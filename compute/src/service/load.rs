@@ -8,30 +8,26 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use polarway_access::Access;
 use polarway_proto::v1 as pb;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{dataset_info, ResponseStream, Worker};
+use super::reply::{self, Reply};
+use super::{dataset_info, Admission, ResponseStream, Worker};
 use crate::cache::CachedTable;
 use crate::error::{Error, Result};
 use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{projection, ParquetBatches};
 
-/// Messages buffered ahead of a slow client: with 1 MiB chunks, a few MiB per stream.
-const IN_FLIGHT_MESSAGES: usize = 4;
-
 pub async fn load(
     w: Arc<Worker>,
     access: &Access,
     req: pb::LoadRequest,
-    permit: OwnedSemaphorePermit,
+    permit: Admission,
 ) -> Result<ResponseStream<pb::LoadResponse>> {
     access.check("Load", &req.name)?;
     let m = w.catalog.get(&req.name, req.version).await?;
     let key = m.data.clone().unwrap_or_default();
     let info = dataset_info(&m, true);
-    let (tx, rx) = mpsc::channel(IN_FLIGHT_MESSAGES);
+    let (reply, stream) = reply::channel(w.stall_timeout(), w.metrics.stalled("Load"));
     let columns = req.columns;
 
     let source = match w.cache.get(&key) {
@@ -54,12 +50,12 @@ pub async fn load(
     let worker = w.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let sender = Sender { tx: &tx };
+        let sender = Sender { reply: &reply };
         if let Err(e) = send(&worker, source, project, info, &sender) {
-            let _ = tx.blocking_send(Err(Status::from(e)));
+            reply.fail(Status::from(e));
         }
     });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Ok(stream)
 }
 
 enum Source {
@@ -85,17 +81,12 @@ impl Source {
 }
 
 struct Sender<'a> {
-    tx: &'a mpsc::Sender<Result<pb::LoadResponse, Status>>,
+    reply: &'a Reply<pb::LoadResponse>,
 }
 
 impl Sender<'_> {
     fn chunks(&self, chunks: Vec<bytes::Bytes>) -> Result<()> {
-        for ipc in chunks {
-            self.tx
-                .blocking_send(Ok(pb::LoadResponse { dataset: None, ipc }))
-                .map_err(|_| Error::Unavailable("the client went away".into()))?;
-        }
-        Ok(())
+        chunks.into_iter().try_for_each(|ipc| self.reply.send(pb::LoadResponse { dataset: None, ipc }))
     }
 }
 
@@ -111,9 +102,7 @@ fn send(w: &Worker, source: Source, columns: Option<Vec<usize>>, info: pb::Datas
         Some(o) => Arc::new(source.schema().project(o).map_err(|e| Error::internal("projecting", e))?),
         None => source.schema().clone(),
     };
-    out.tx
-        .blocking_send(Ok(pb::LoadResponse { dataset: Some(info), ipc: Default::default() }))
-        .map_err(|_| Error::Unavailable("the client went away".into()))?;
+    out.reply.send(pb::LoadResponse { dataset: Some(info), ipc: Default::default() })?;
     let mut encoder = ChunkEncoder::new(&schema)?;
     out.chunks(encoder.take_chunks())?;
     match source {

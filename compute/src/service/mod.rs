@@ -3,6 +3,7 @@
 mod catalog;
 mod load;
 mod query;
+mod reply;
 mod store;
 
 use std::pin::Pin;
@@ -12,6 +13,8 @@ use futures::Stream;
 use polarway_access::Access;
 use polarway_proto::v1::{self as pb, polarway_server::Polarway};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use reply::IdentitySlots;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Authenticator;
@@ -41,12 +44,31 @@ pub struct Worker {
     pub auth: Authenticator,
     pub max_upload_bytes: u64,
     pub in_flight: Arc<Semaphore>,
+    /// With a policy: calls in progress per identity (its `limits.max_in_flight`).
+    pub identity_slots: IdentitySlots,
+    /// How long a response stream may wait for its caller to read (`--stall-timeout`; a
+    /// policy's `limits.stall_timeout_secs` wins).
+    pub stall_timeout: std::time::Duration,
     /// The local disk cache of a remote (S3) store.
     pub disk_cache: Option<Arc<crate::store::disk_cache::DiskCache>>,
     pub metrics: WorkerMetrics,
 }
 
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// What an admitted call holds until it (or its response stream) ends: a slot of the worker's,
+/// and one of its identity's when the worker enforces a policy.
+pub struct Admission {
+    _slot: OwnedSemaphorePermit,
+    _identity: Option<OwnedSemaphorePermit>,
+}
+
+impl Worker {
+    pub fn stall_timeout(&self) -> std::time::Duration {
+        let from_policy = self.auth.policy().and_then(|p| p.current().limits.stall_timeout_secs);
+        from_policy.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()).unwrap_or(self.stall_timeout)
+    }
+}
 
 #[derive(Clone)]
 pub struct PolarwayService {
@@ -61,16 +83,24 @@ impl PolarwayService {
     /// Authenticate, check that the caller may call `method` at all, and take an in-flight slot
     /// (held until the call or its response stream ends). The returned access is checked again
     /// against every dataset the call touches.
-    async fn admit<T>(&self, req: &Request<T>, method: &str) -> Result<(OwnedSemaphorePermit, Access), Status> {
-        let access = self.worker.auth.access(req.metadata()).await?;
+    async fn admit<T>(&self, req: &Request<T>, method: &str) -> Result<(Admission, Access), Status> {
+        let w = &self.worker;
+        let access = w.auth.access(req.metadata()).await?;
         if let Err(e) = access.check_call(method) {
-            self.worker.metrics.denied(method, "method");
+            w.metrics.denied(method, "method");
             return Err(Status::from(Error::from(e)));
         }
-        let permit = self.worker.in_flight.clone().try_acquire_owned().map_err(|_| {
+        let identity = match w.auth.policy() {
+            Some(policy) => {
+                let max = policy.current().limits.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+                Some(w.identity_slots.acquire(access.who(), max)?)
+            }
+            None => None,
+        };
+        let slot = w.in_flight.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted("the server is at its concurrent request limit; retry with backoff")
         })?;
-        Ok((permit, access))
+        Ok((Admission { _slot: slot, _identity: identity }, access))
     }
 
     /// A failed call's status; refusals are counted by reason.
@@ -81,6 +111,9 @@ impl PolarwayService {
         Status::from(e)
     }
 }
+
+/// Calls in progress per identity on a worker with a policy that does not say (as the gateway).
+const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// The caller's deadline from its `grpc-timeout` header ("<digits><unit>", unit one of H M S m u n).
 fn client_deadline(md: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use polarway_access::Access;
 use polarway_proto::v1 as pb;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{dataset_info, ResponseStream, Worker};
+use super::reply::{self, Reply};
+use super::{dataset_info, Admission, ResponseStream, Worker};
 use crate::error::{validate_name, Error, Result};
 use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{columns_of, ParquetStager};
@@ -26,7 +25,7 @@ pub async fn query(
     req: pb::QueryRequest,
     access: Access,
     client_deadline: Option<Duration>,
-    permit: OwnedSemaphorePermit,
+    permit: Admission,
 ) -> Result<ResponseStream<pb::QueryResponse>> {
     let timeout = client_deadline.map_or(w.sql.timeout, |d| d.min(w.sql.timeout));
     access.check_call("Query")?;
@@ -42,26 +41,33 @@ pub async fn query(
     let gate = w.sql_gate.clone();
     let files = pinned.path_files.clone();
     let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files)).await??;
-    let (tx, rx) = mpsc::channel(4);
+    let (reply, stream) = reply::channel(w.stall_timeout(), w.metrics.stalled("Query"));
     let worker = w.clone();
     match req.into {
         None => {
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                if let Err(e) = stream_result(&worker, &sql, &pinned, timeout, &tx) {
-                    let _ = tx.blocking_send(Err(Status::from(e)));
+                if let Err(e) = stream_result(&worker, &sql, &pinned, timeout, &reply) {
+                    reply.fail(Status::from(e));
                 }
             });
         }
         Some(into) => {
             tokio::spawn(async move {
                 let _permit = permit;
-                let reply = store_result(worker, sql, pinned, into, timeout, tx.clone()).await;
-                let _ = tx.send(reply.map(|info| pb::QueryResponse { ipc: Default::default(), stored: Some(info) }).map_err(Status::from)).await;
+                let reply = Arc::new(reply);
+                match store_result(worker, sql, pinned, into, timeout, reply.clone()).await {
+                    Ok(info) => {
+                        let stored = pb::QueryResponse { ipc: Default::default(), stored: Some(info) };
+                        let reply = reply.clone();
+                        let _ = tokio::task::spawn_blocking(move || reply.send(stored)).await;
+                    }
+                    Err(e) => reply.fail(Status::from(e)),
+                }
             });
         }
     }
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Ok(stream)
 }
 
 fn open_sandbox(w: &Worker, pinned: &Pinned) -> Result<Sandbox> {
@@ -73,15 +79,12 @@ fn stream_result(
     sql: &str,
     pinned: &Pinned,
     timeout: Duration,
-    tx: &mpsc::Sender<Result<pb::QueryResponse, Status>>,
+    reply: &Reply<pb::QueryResponse>,
 ) -> Result<()> {
-    let send = |ipc: bytes::Bytes| {
-        tx.blocking_send(Ok(pb::QueryResponse { ipc, stored: None }))
-            .map_err(|_| Error::Unavailable("the client went away".into()))
-    };
+    let send = |ipc: bytes::Bytes| reply.send(pb::QueryResponse { ipc, stored: None });
     let sandbox = open_sandbox(w, pinned)?;
     let mut encoder: Option<ChunkEncoder> = None;
-    sandbox.run(sql, timeout, &|| tx.is_closed(), |out| {
+    sandbox.run(sql, timeout, &|| reply.is_closed(), |out| {
         let chunks = match out {
             Output::Schema(schema) => {
                 let mut enc = ChunkEncoder::new(&schema)?;
@@ -109,14 +112,14 @@ async fn store_result(
     pinned: Pinned,
     into: String,
     timeout: Duration,
-    tx: mpsc::Sender<Result<pb::QueryResponse, Status>>,
+    reply: Arc<Reply<pb::QueryResponse>>,
 ) -> Result<pb::DatasetInfo> {
     let path = w.catalog.staging_dir().join(staging_name("parquet"));
     let worker = w.clone();
     let (path, rows, columns) = tokio::task::spawn_blocking(move || -> Result<_> {
         let sandbox = open_sandbox(&worker, &pinned)?;
         let mut stager: Option<ParquetStager> = None;
-        sandbox.run(&sql, timeout, &|| tx.is_closed(), |out| {
+        sandbox.run(&sql, timeout, &|| reply.is_closed(), |out| {
             match out {
                 Output::Schema(schema) => stager = Some(ParquetStager::create(path.clone(), schema)?),
                 Output::Batch(batch) => stager.as_mut().expect("schema comes first").write(&batch)?,
