@@ -549,11 +549,17 @@ async fn hold_every_slot(d: &Deployment) {
     }
 }
 
-/// 8. Callers cannot grow or break the gateway's metrics with made-up paths.
+/// 8. Callers cannot grow or break the metrics with made-up paths, at the gateway or a worker.
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_paths_do_not_reach_metric_labels() {
-    let d = Deployment::start(true);
-    let channel = tonic::transport::Endpoint::from_shared(d.url.clone()).unwrap().connect().await.unwrap();
+    let through_gateway = Deployment::start(true);
+    flood_with_unknown_paths(&through_gateway.url, through_gateway.gateway_metrics.as_ref().unwrap()).await;
+    let worker = Deployment::start(false);
+    flood_with_unknown_paths(&worker.url, &worker.worker_metrics).await;
+}
+
+async fn flood_with_unknown_paths(url: &str, metrics: &str) {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap();
     for i in 0..300 {
         let mut grpc = tonic::client::Grpc::new(channel.clone());
         grpc.ready().await.unwrap();
@@ -562,7 +568,7 @@ async fn unknown_paths_do_not_reach_metric_labels() {
         let codec: tonic_prost::ProstCodec<pb::HealthRequest, pb::HealthResponse> = tonic_prost::ProstCodec::default();
         let _ = grpc.unary(tonic::Request::new(pb::HealthRequest {}), path, codec).await;
     }
-    let text = http_get(d.gateway_metrics.as_ref().unwrap());
+    let text = http_get(metrics);
     let body = text.split_once("\r\n\r\n").map_or(text.as_str(), |(_, b)| b);
     let mut methods = std::collections::BTreeSet::new();
     for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {

@@ -761,6 +761,18 @@ datasets = ["*"]
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	// The gateway's first round of active health checks must be over before the kill: a check
+	// still under way when the worker dies ejects it before any call could fail over.
+	checked := fmt.Sprintf("polarway_gateway_upstream_healthy{backend=%q} 1", l.dead)
+	for i := 0; ; i++ {
+		if text, err := getMetrics(l.gateway2.addr["metrics"]); err == nil && strings.Contains(text, checked) {
+			break
+		}
+		if i == 100 {
+			return fmt.Errorf("second gateway never reported its first health check of %s", l.dead)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	l.worker2.stop()
 	// Describe is idempotent: calls that land on the dead worker are retried on the live one, so
 	// every call still gets the live worker's answer.
