@@ -33,41 +33,60 @@ pub async fn query(
         validate_name(into)?;
         access.check("Store", into)?;
     }
+    // The response starts at once and the rest happens behind it: tonic ends a handler that
+    // outlives the caller's deadline with CANCELLED, where the caller should see DEADLINE_EXCEEDED.
+    let (reply, stream) = reply::channel(w.stall_timeout(), w.metrics.stalled("Query"));
+    tokio::spawn(async move {
+        let _permit = permit;
+        if let Err(e) = run(&w, req, &access, timeout, reply).await {
+            if let Error::PermissionDenied { reason, .. } = &e.0 {
+                w.metrics.denied("Query", reason);
+            }
+            e.1.fail(Status::from(e.0));
+        }
+    });
+    Ok(stream)
+}
+
+/// A failure, with the reply it is to end.
+type Failed = (Error, Arc<Reply<pb::QueryResponse>>);
+
+/// Check the SQL, pin what it reads, run it, and stream or store the result.
+async fn run(
+    w: &Arc<Worker>,
+    req: pb::QueryRequest,
+    access: &Access,
+    timeout: Duration,
+    reply: Reply<pb::QueryResponse>,
+) -> std::result::Result<(), Failed> {
+    let reply = Arc::new(reply);
+    let failed = |e: Error| (e, reply.clone());
     let gate = w.sql_gate.clone();
     let sql = req.sql.clone();
-    let checked = tokio::task::spawn_blocking(move || gate.check(&sql)).await??;
+    let checked = tokio::task::spawn_blocking(move || gate.check(&sql)).await.map_err(Error::from).and_then(|r| r).map_err(failed)?;
     let places = Places { catalog: &w.catalog, cold_dirs: &w.cold_dirs, pins_root: &w.pins_dir };
-    let pinned = resolve(&places, &checked.reads, &access).await?;
+    let pinned = resolve(&places, &checked.reads, access).await.map_err(failed)?;
     let gate = w.sql_gate.clone();
     let files = pinned.path_files.clone();
-    let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files)).await??;
-    let (reply, stream) = reply::channel(w.stall_timeout(), w.metrics.stalled("Query"));
+    let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files)).await.map_err(Error::from).and_then(|r| r).map_err(failed)?;
     let worker = w.clone();
     match req.into {
         None => {
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                if let Err(e) = stream_result(&worker, &sql, &pinned, timeout, &reply) {
-                    reply.fail(Status::from(e));
-                }
-            });
+            let out = reply.clone();
+            tokio::task::spawn_blocking(move || stream_result(&worker, &sql, &pinned, timeout, &out))
+                .await
+                .map_err(Error::from)
+                .and_then(|r| r)
+                .map_err(failed)
         }
         Some(into) => {
-            tokio::spawn(async move {
-                let _permit = permit;
-                let reply = Arc::new(reply);
-                match store_result(worker, sql, pinned, into, timeout, reply.clone()).await {
-                    Ok(info) => {
-                        let stored = pb::QueryResponse { ipc: Default::default(), stored: Some(info) };
-                        let reply = reply.clone();
-                        let _ = tokio::task::spawn_blocking(move || reply.send(stored)).await;
-                    }
-                    Err(e) => reply.fail(Status::from(e)),
-                }
-            });
+            let info = store_result(worker, sql, pinned, into, timeout, reply.clone()).await.map_err(failed)?;
+            let stored = pb::QueryResponse { ipc: Default::default(), stored: Some(info) };
+            let out = reply.clone();
+            let _ = tokio::task::spawn_blocking(move || out.send(stored)).await;
+            Ok(())
         }
     }
-    Ok(stream)
 }
 
 fn open_sandbox(w: &Worker, pinned: &Pinned) -> Result<Sandbox> {
