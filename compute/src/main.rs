@@ -31,7 +31,7 @@ enum Command {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    // One TLS crypto provider for the whole process (see ENGINEERING.md).
+    // One TLS crypto provider for the whole process: with two enabled, rustls refuses to choose.
     let _ = rustls::crypto::ring::default_provider().install_default();
     polarway_access::install_jwt_crypto();
     tracing_subscriber::fmt()

@@ -1,4 +1,4 @@
-"""The Python snippets of the user guide (shared/seed/distributed-mode.md), verbatim and in order.
+"""The Python snippets of the user guide, verbatim and in order.
 test_seed.py runs each (adapted only in host and port) and checks this copy against the guide."""
 
 CLIENT_USAGE = '''\
