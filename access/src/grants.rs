@@ -53,7 +53,10 @@ impl Grants {
     pub fn everything(identity: &str) -> Self {
         Self {
             identity: identity.to_string(),
-            rules: vec![Rule { methods: vec!["*".into()], datasets: vec!["*".into()] }],
+            rules: vec![Rule {
+                methods: vec!["*".into()],
+                datasets: vec!["*".into()],
+            }],
         }
     }
 
@@ -64,12 +67,16 @@ impl Grants {
 
     /// May the caller call `method` on `dataset`?
     pub fn allows(&self, method: &str, dataset: &str) -> bool {
-        self.rules.iter().any(|r| r.grants_method(method) && r.matches(dataset))
+        self.rules
+            .iter()
+            .any(|r| r.grants_method(method) && r.matches(dataset))
     }
 
     /// May the caller call `method` on every dataset there is (so a call that names none is fine)?
     pub fn allows_all(&self, method: &str) -> bool {
-        self.rules.iter().any(|r| r.grants_method(method) && r.datasets.iter().any(|p| p == "*"))
+        self.rules
+            .iter()
+            .any(|r| r.grants_method(method) && r.datasets.iter().any(|p| p == "*"))
     }
 
     /// The header value: URL-safe base64 of compact JSON.
@@ -80,12 +87,15 @@ impl Grants {
 
     pub fn decode(value: &str) -> Result<Self, String> {
         if value.len() > MAX_HEADER_BYTES {
-            return Err(format!("{GRANTS_HEADER} is longer than {MAX_HEADER_BYTES} bytes"));
+            return Err(format!(
+                "{GRANTS_HEADER} is longer than {MAX_HEADER_BYTES} bytes"
+            ));
         }
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(value.trim())
             .map_err(|_| format!("{GRANTS_HEADER} is not URL-safe base64"))?;
-        serde_json::from_slice(&json).map_err(|e| format!("{GRANTS_HEADER} is not valid grants: {e}"))
+        serde_json::from_slice(&json)
+            .map_err(|e| format!("{GRANTS_HEADER} is not valid grants: {e}"))
     }
 }
 
@@ -102,7 +112,9 @@ impl Access {
     }
 
     pub fn of(grants: Grants) -> Self {
-        Self { layers: vec![Arc::new(grants)] }
+        Self {
+            layers: vec![Arc::new(grants)],
+        }
     }
 
     /// Narrow to what `grants` also allows.
@@ -119,7 +131,9 @@ impl Access {
     /// The caller's name: the identity the worker itself established (the first layer), else
     /// the one its trusted sender forwarded. A forwarded name never overrides the worker's own.
     pub fn who(&self) -> &str {
-        self.layers.first().map_or("the caller", |g| g.identity.as_str())
+        self.layers
+            .first()
+            .map_or("the caller", |g| g.identity.as_str())
     }
 
     pub fn may_call(&self, method: &str) -> bool {
@@ -139,7 +153,10 @@ impl Access {
         if self.may_call(method) {
             return Ok(());
         }
-        Err(AccessError::PermissionDenied(format!("{} may not call {method}", self.who())))
+        Err(AccessError::PermissionDenied(format!(
+            "{} may not call {method}",
+            self.who()
+        )))
     }
 
     /// Refuse unless the caller may call `method` on `dataset`. The answer depends only on the
@@ -149,7 +166,10 @@ impl Access {
         if self.allows(method, dataset) {
             return Ok(());
         }
-        Err(AccessError::PermissionDenied(format!("{} may not call {method} on dataset {dataset:?}", self.who())))
+        Err(AccessError::PermissionDenied(format!(
+            "{} may not call {method} on dataset {dataset:?}",
+            self.who()
+        )))
     }
 }
 
@@ -160,9 +180,13 @@ impl Access {
 /// SQL reads, so at the gateway Query needs the method alone.
 pub fn gateway_allows(grants: &Grants, method: &str, key: Option<&str>) -> Result<(), AccessError> {
     if !grants.may_call(method) {
-        return Err(AccessError::PermissionDenied(format!("{} may not call {method}", grants.identity)));
+        return Err(AccessError::PermissionDenied(format!(
+            "{} may not call {method}",
+            grants.identity
+        )));
     }
-    let unnamed = DATASETLESS_METHODS.contains(&method) || !is_polarway_method(method) || method == "Query";
+    let unnamed =
+        DATASETLESS_METHODS.contains(&method) || !is_polarway_method(method) || method == "Query";
     let ok = match key {
         _ if unnamed => true,
         Some(key) => grants.allows(method, key),
@@ -174,7 +198,10 @@ pub fn gateway_allows(grants: &Grants, method: &str, key: Option<&str>) -> Resul
     Err(AccessError::PermissionDenied(match key {
         Some(k) => format!("{} may not call {method} on dataset {k:?}", grants.identity),
         None => {
-            format!("{} may call {method} only with an x-polarway-key naming a dataset it may use", grants.identity)
+            format!(
+                "{} may call {method} only with an x-polarway-key naming a dataset it may use",
+                grants.identity
+            )
         }
     }))
 }
@@ -220,8 +247,14 @@ mod tests {
         Grants {
             identity: "alice".into(),
             rules: vec![
-                Rule { methods: vec!["Load".into(), "Query".into(), "List".into()], datasets: vec!["alice_*".into()] },
-                Rule { methods: vec!["Store".into()], datasets: vec!["alice_out_*".into()] },
+                Rule {
+                    methods: vec!["Load".into(), "Query".into(), "List".into()],
+                    datasets: vec!["alice_*".into()],
+                },
+                Rule {
+                    methods: vec!["Store".into()],
+                    datasets: vec!["alice_out_*".into()],
+                },
             ],
         }
     }
@@ -240,7 +273,10 @@ mod tests {
         let g = alice();
         assert!(g.allows("Load", "alice_x"));
         assert!(!g.allows("Load", "bob_x"));
-        assert!(!g.allows("Store", "alice_x"), "Store is granted on alice_out_* only");
+        assert!(
+            !g.allows("Store", "alice_x"),
+            "Store is granted on alice_out_* only"
+        );
         assert!(g.allows("Store", "alice_out_1"));
         assert!(!g.allows_all("Load"));
     }
@@ -251,7 +287,9 @@ mod tests {
         assert!(wide.allows("Delete", "anything"));
         let a = Access::everything().narrowed(alice());
         assert!(a.check("Load", "alice_x").is_ok());
-        assert!(matches!(a.check("Load", "bob_x"), Err(AccessError::PermissionDenied(m)) if m.contains("bob_x")));
+        assert!(
+            matches!(a.check("Load", "bob_x"), Err(AccessError::PermissionDenied(m)) if m.contains("bob_x"))
+        );
         // A forged header cannot widen a policy identity's grants.
         let forged = Access::of(alice()).narrowed(Grants::everything("forged"));
         assert!(!forged.allows("Load", "bob_x"));

@@ -26,7 +26,9 @@ impl PolicyHandle {
 
     /// Load the file again; on error keep the policy in force and say why.
     pub fn reload(&self) -> Result<(), PolicyError> {
-        let Some(path) = self.current().path.clone() else { return Ok(()) };
+        let Some(path) = self.current().path.clone() else {
+            return Ok(());
+        };
         match Policy::load(&path) {
             Ok(p) => {
                 tracing::info!(policy = %path.display(), "policy reloaded");

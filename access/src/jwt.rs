@@ -53,12 +53,18 @@ fn jwk_key(jwk: &Jwk) -> Option<JwtKey> {
         Some(a) => Algorithm::from_str(&format!("{a:?}")).ok()?,
         None => match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
             AlgorithmParameters::OctetKey(_) => Algorithm::HS256,
             _ => return None,
         },
     };
-    Some(JwtKey { kid: jwk.common.key_id.clone(), alg, key })
+    Some(JwtKey {
+        kid: jwk.common.key_id.clone(),
+        alg,
+        key,
+    })
 }
 
 fn jwks_keys(text: &str) -> Result<Vec<JwtKey>, String> {
@@ -79,14 +85,20 @@ impl JwtIssuer {
         }
         let mut keys = Vec::new();
         for k in file.keys {
-            let alg = Algorithm::from_str(&k.alg).map_err(|_| format!("{who}: unknown key algorithm {:?}", k.alg))?;
+            let alg = Algorithm::from_str(&k.alg)
+                .map_err(|_| format!("{who}: unknown key algorithm {:?}", k.alg))?;
             let pem = match (&k.public_key_pem, &k.public_key_file) {
                 (Some(p), None) => Some(p.clone().into_bytes()),
-                (None, Some(f)) => {
-                    Some(std::fs::read(base.join(f)).map_err(|e| format!("{who}: cannot read {}: {e}", f.display()))?)
-                }
+                (None, Some(f)) => Some(
+                    std::fs::read(base.join(f))
+                        .map_err(|e| format!("{who}: cannot read {}: {e}", f.display()))?,
+                ),
                 (None, None) => None,
-                _ => return Err(format!("{who}: give public_key_pem or public_key_file, not both")),
+                _ => {
+                    return Err(format!(
+                        "{who}: give public_key_pem or public_key_file, not both"
+                    ))
+                }
             };
             let secret = match (&k.secret, &k.secret_env) {
                 (Some(s), None) => Some(s.clone()),
@@ -101,25 +113,31 @@ impl JwtIssuer {
                 _ => return Err(format!("{who}: give secret or secret_env, not both")),
             };
             let key = match (alg.family(), pem, secret) {
-                (jsonwebtoken::AlgorithmFamily::Hmac, None, Some(s)) => DecodingKey::from_secret(s.as_bytes()),
+                (jsonwebtoken::AlgorithmFamily::Hmac, None, Some(s)) => {
+                    DecodingKey::from_secret(s.as_bytes())
+                }
                 (jsonwebtoken::AlgorithmFamily::Rsa, Some(p), None) => {
-                    DecodingKey::from_rsa_pem(&p).map_err(|e| format!("{who}: bad RSA public key: {e}"))?
+                    DecodingKey::from_rsa_pem(&p)
+                        .map_err(|e| format!("{who}: bad RSA public key: {e}"))?
                 }
-                (jsonwebtoken::AlgorithmFamily::Ec, Some(p), None) => {
-                    DecodingKey::from_ec_pem(&p).map_err(|e| format!("{who}: bad EC public key: {e}"))?
-                }
+                (jsonwebtoken::AlgorithmFamily::Ec, Some(p), None) => DecodingKey::from_ec_pem(&p)
+                    .map_err(|e| format!("{who}: bad EC public key: {e}"))?,
                 (jsonwebtoken::AlgorithmFamily::Hmac, ..) => {
                     return Err(format!("{who}: an {} key needs a secret (only)", k.alg))
                 }
                 _ => return Err(format!("{who}: a {} key needs a public key (only)", k.alg)),
             };
-            keys.push(JwtKey { kid: k.kid, alg, key });
+            keys.push(JwtKey {
+                kid: k.kid,
+                alg,
+                key,
+            });
         }
         let has_jwks_file = file.jwks_file.is_some();
         if let Some(f) = &file.jwks_file {
             let path = base.join(f);
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("{who}: cannot read {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{who}: cannot read {}: {e}", path.display()))?;
             keys.extend(jwks_keys(&text).map_err(|e| format!("{who}: {}: {e}", path.display()))?);
         }
         let remote = file.jwks_url.map(|url| RemoteJwks {
@@ -138,7 +156,9 @@ impl JwtIssuer {
             keys,
             remote,
             roles_claim: file.roles_claim.unwrap_or_else(|| "roles".into()),
-            allowed_roles: file.allowed_roles.unwrap_or_else(|| file.default_roles.clone()),
+            allowed_roles: file
+                .allowed_roles
+                .unwrap_or_else(|| file.default_roles.clone()),
             default_roles: file.default_roles,
         })
     }
@@ -146,7 +166,10 @@ impl JwtIssuer {
     /// Keys that may verify a token with this `kid` and `alg`.
     async fn keys_for(&self, kid: Option<&str>, alg: Algorithm) -> Vec<JwtKey> {
         let pick = |keys: &[JwtKey]| -> Vec<JwtKey> {
-            keys.iter().filter(|k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid)).cloned().collect()
+            keys.iter()
+                .filter(|k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
+                .cloned()
+                .collect()
         };
         let mut found = pick(&self.keys);
         if found.is_empty() {
@@ -157,17 +180,28 @@ impl JwtIssuer {
         found
     }
 
-    pub async fn verify(&self, token: &str, header: &jsonwebtoken::Header) -> Result<Identity, AccessError> {
+    pub async fn verify(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+    ) -> Result<Identity, AccessError> {
         let unauth = |m: String| AccessError::Unauthenticated(m);
         if !self.algorithms.contains(&header.alg) {
-            return Err(unauth(format!("algorithm {:?} is not accepted for issuer {}", header.alg, self.issuer)));
+            return Err(unauth(format!(
+                "algorithm {:?} is not accepted for issuer {}",
+                header.alg, self.issuer
+            )));
         }
         let keys = self.keys_for(header.kid.as_deref(), header.alg).await;
         if keys.is_empty() {
             return Err(unauth(format!(
                 "no {:?} key{} for issuer {}",
                 header.alg,
-                header.kid.as_ref().map(|k| format!(" with kid {k:?}")).unwrap_or_default(),
+                header
+                    .kid
+                    .as_ref()
+                    .map(|k| format!(" with kid {k:?}"))
+                    .unwrap_or_default(),
                 self.issuer
             )));
         }
@@ -242,7 +276,8 @@ impl RemoteJwks {
         let stale = match &*cached {
             None => true,
             Some((at, keys)) => {
-                let unknown = kid.is_some_and(|kid| !keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
+                let unknown =
+                    kid.is_some_and(|kid| !keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
                 at.elapsed() > self.refresh || (unknown && at.elapsed() > MISS_REFETCH)
             }
         };
@@ -254,7 +289,9 @@ impl RemoteJwks {
                     // Keep serving the keys we have; try again after MISS_REFETCH.
                     let keys = cached.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
                     let back = self.refresh.saturating_sub(MISS_REFETCH);
-                    let at = Instant::now().checked_sub(back).unwrap_or_else(Instant::now);
+                    let at = Instant::now()
+                        .checked_sub(back)
+                        .unwrap_or_else(Instant::now);
                     *cached = Some((at, keys));
                 }
             }
@@ -266,8 +303,11 @@ impl RemoteJwks {
 /// GET a small document over HTTP(S) (JWKS).
 async fn fetch(url: &str) -> Result<String, String> {
     use http_body_util::{BodyExt, Empty, Limited};
-    let connector =
-        hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Empty<bytes::Bytes>>(connector);
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
@@ -278,6 +318,9 @@ async fn fetch(url: &str) -> Result<String, String> {
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status()));
     }
-    let body = Limited::new(resp.into_body(), 1 << 20).collect().await.map_err(|e| e.to_string())?;
+    let body = Limited::new(resp.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     String::from_utf8(body.to_bytes().to_vec()).map_err(|e| e.to_string())
 }

@@ -18,7 +18,10 @@ use crate::AccessError;
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -81,23 +84,44 @@ impl Policy {
     }
 
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.into(), source })?;
-        let file: PolicyFile =
-            toml::from_str(&text).map_err(|e| PolicyError::Parse { path: path.into(), message: e.to_string() })?;
-        Self::compile(file, Some(path)).map_err(|e| PolicyError::Parse { path: path.into(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let file: PolicyFile = toml::from_str(&text).map_err(|e| PolicyError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        Self::compile(file, Some(path)).map_err(|e| PolicyError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
     }
 
     pub fn compile(file: PolicyFile, path: Option<&Path>) -> Result<Self, PolicyError> {
-        let base = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        let base = path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let mut roles = HashMap::new();
         for (name, role) in file.roles {
             if role.methods.is_empty() {
-                return Err(PolicyError::Invalid(format!("role {name:?} grants no method")));
+                return Err(PolicyError::Invalid(format!(
+                    "role {name:?} grants no method"
+                )));
             }
             if role.datasets.iter().any(String::is_empty) {
-                return Err(PolicyError::Invalid(format!("role {name:?} has an empty dataset pattern")));
+                return Err(PolicyError::Invalid(format!(
+                    "role {name:?} has an empty dataset pattern"
+                )));
             }
-            roles.insert(name, Rule { methods: role.methods, datasets: role.datasets });
+            roles.insert(
+                name,
+                Rule {
+                    methods: role.methods,
+                    datasets: role.datasets,
+                },
+            );
         }
         fn check_roles<'a>(
             roles: &HashMap<String, Rule>,
@@ -105,15 +129,17 @@ impl Policy {
             mut list: impl Iterator<Item = &'a String>,
         ) -> Result<(), PolicyError> {
             match list.find(|r| !roles.contains_key(*r)) {
-                Some(r) => Err(PolicyError::Invalid(format!("{who} names unknown role {r:?}"))),
+                Some(r) => Err(PolicyError::Invalid(format!(
+                    "{who} names unknown role {r:?}"
+                ))),
                 None => Ok(()),
             }
         }
         let check_rate = |who: &str, rate: &Option<RateFile>| -> Result<(), PolicyError> {
             match rate {
-                Some(r) if !(r.per_second > 0.0 && r.burst > 0) => {
-                    Err(PolicyError::Invalid(format!("{who}: rate needs per_second > 0 and burst > 0")))
-                }
+                Some(r) if !(r.per_second > 0.0 && r.burst > 0) => Err(PolicyError::Invalid(
+                    format!("{who}: rate needs per_second > 0 and burst > 0"),
+                )),
                 _ => Ok(()),
             }
         };
@@ -125,7 +151,10 @@ impl Policy {
             let hash = match (&id.token, &id.token_sha256, &id.token_env) {
                 (Some(t), None, None) => sha256(t.as_bytes()),
                 (None, Some(h), None) => parse_sha256(h).ok_or_else(|| {
-                    PolicyError::Invalid(format!("identity {:?}: token_sha256 is not 64 hex digits", id.name))
+                    PolicyError::Invalid(format!(
+                        "identity {:?}: token_sha256 is not 64 hex digits",
+                        id.name
+                    ))
                 })?,
                 (None, None, Some(var)) => match std::env::var(var) {
                     Ok(t) if !t.is_empty() => sha256(t.as_bytes()),
@@ -150,11 +179,18 @@ impl Policy {
                 rate: id.rate,
             };
             if tokens.insert(hash, Arc::new(identity)).is_some() {
-                return Err(PolicyError::Invalid(format!("identity {:?} reuses another identity's token", id.name)));
+                return Err(PolicyError::Invalid(format!(
+                    "identity {:?} reuses another identity's token",
+                    id.name
+                )));
             }
         }
 
-        check_roles(&roles, "auth.anonymous_roles", file.auth.anonymous_roles.iter())?;
+        check_roles(
+            &roles,
+            "auth.anonymous_roles",
+            file.auth.anonymous_roles.iter(),
+        )?;
         let anonymous = (!file.auth.anonymous_roles.is_empty()).then(|| {
             Arc::new(Identity {
                 name: "anonymous".into(),
@@ -170,13 +206,20 @@ impl Policy {
         let mut issuers: Vec<JwtIssuer> = Vec::new();
         for jwt in file.jwt {
             if issuers.iter().any(|i| i.issuer == jwt.issuer) {
-                return Err(PolicyError::Invalid(format!("jwt issuer {:?} is listed twice", jwt.issuer)));
+                return Err(PolicyError::Invalid(format!(
+                    "jwt issuer {:?} is listed twice",
+                    jwt.issuer
+                )));
             }
             if let Some(f) = &jwt.jwks_file {
                 watched.push(base.join(f));
             }
             let issuer = JwtIssuer::compile(jwt, &base).map_err(PolicyError::Invalid)?;
-            check_roles(&roles, &format!("jwt issuer {:?}", issuer.issuer), issuer.role_names())?;
+            check_roles(
+                &roles,
+                &format!("jwt issuer {:?}", issuer.issuer),
+                issuer.role_names(),
+            )?;
             issuers.push(issuer);
         }
 
@@ -186,7 +229,11 @@ impl Policy {
         }
         let max_deadline = match file.limits.max_deadline_secs {
             Some(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
-            Some(_) => return Err(PolicyError::Invalid("limits.max_deadline_secs must be > 0".into())),
+            Some(_) => {
+                return Err(PolicyError::Invalid(
+                    "limits.max_deadline_secs must be > 0".into(),
+                ))
+            }
             None => None,
         };
         if file.limits.max_in_flight == Some(0) || file.limits.max_in_flight_per_issuer == Some(0) {
@@ -194,8 +241,14 @@ impl Policy {
                 "limits.max_in_flight and max_in_flight_per_issuer must be at least 1".into(),
             ));
         }
-        if file.limits.stall_timeout_secs.is_some_and(|s| !(s > 0.0 && s <= 86_400.0)) {
-            return Err(PolicyError::Invalid("limits.stall_timeout_secs must be > 0 and at most 86400 (a day)".into()));
+        if file
+            .limits
+            .stall_timeout_secs
+            .is_some_and(|s| !(s > 0.0 && s <= 86_400.0))
+        {
+            return Err(PolicyError::Invalid(
+                "limits.stall_timeout_secs must be > 0 and at most 86400 (a day)".into(),
+            ));
         }
 
         Ok(Self {
@@ -219,10 +272,15 @@ impl Policy {
 
     /// Who sends a request with these headers: a static token, a JWT of a trusted issuer, or the
     /// anonymous identity when there is no `authorization` header and the policy allows it.
-    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Arc<Identity>, AccessError> {
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Arc<Identity>, AccessError> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return self.anonymous.clone().ok_or_else(|| {
-                AccessError::Unauthenticated("missing authorization: send `authorization: Bearer <token>`".into())
+                AccessError::Unauthenticated(
+                    "missing authorization: send `authorization: Bearer <token>`".into(),
+                )
             });
         };
         let token = bearer(value)?;
@@ -230,16 +288,24 @@ impl Policy {
             return Ok(id);
         }
         if token.matches('.').count() == 2 && !self.issuers.is_empty() {
-            let unauth = |e: jsonwebtoken::errors::Error| AccessError::Unauthenticated(format!("invalid token: {e}"));
+            let unauth = |e: jsonwebtoken::errors::Error| {
+                AccessError::Unauthenticated(format!("invalid token: {e}"))
+            };
             let header = jsonwebtoken::decode_header(token).map_err(unauth)?;
             // Only to pick the issuer whose keys then verify the token.
-            let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(unauth)?;
-            let iss = claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default();
+            let claims: serde_json::Value =
+                jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(unauth)?;
+            let iss = claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
             let issuer = self
                 .issuers
                 .iter()
                 .find(|i| i.issuer == iss)
-                .ok_or_else(|| AccessError::Unauthenticated(format!("wrong issuer: {iss:?} is not trusted")))?;
+                .ok_or_else(|| {
+                    AccessError::Unauthenticated(format!("wrong issuer: {iss:?} is not trusted"))
+                })?;
             return issuer.verify(token, &header).await.map(Arc::new);
         }
         Err(AccessError::Unauthenticated("unknown token".into()))
@@ -249,7 +315,12 @@ impl Policy {
     pub fn grants(&self, identity: &Identity) -> Grants {
         Grants {
             identity: identity.name.clone(),
-            rules: identity.roles.iter().filter_map(|r| self.roles.get(r)).cloned().collect(),
+            rules: identity
+                .roles
+                .iter()
+                .filter_map(|r| self.roles.get(r))
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -259,10 +330,17 @@ pub fn bearer(value: &http::HeaderValue) -> Result<&str, AccessError> {
     value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| AccessError::Unauthenticated("malformed authorization header: use `Bearer <token>`".into()))
+        .ok_or_else(|| {
+            AccessError::Unauthenticated(
+                "malformed authorization header: use `Bearer <token>`".into(),
+            )
+        })
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {

@@ -8,7 +8,11 @@ use std::time::{Duration, SystemTime};
 fn stamp(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
     paths
         .iter()
-        .map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())))
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        })
         .collect()
 }
 
@@ -25,7 +29,9 @@ pub async fn on_change(
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!("cannot listen for SIGHUP (the {what} reloads only when its files change): {e}");
+            tracing::warn!(
+                "cannot listen for SIGHUP (the {what} reloads only when its files change): {e}"
+            );
             None
         }
     };

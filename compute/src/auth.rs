@@ -30,7 +30,10 @@ fn status(e: AccessError) -> Status {
 
 impl Authenticator {
     pub fn new(token: Option<String>, policy: Option<PolicyHandle>) -> Self {
-        Self { token: token.filter(|t| !t.is_empty()), policy }
+        Self {
+            token: token.filter(|t| !t.is_empty()),
+            policy,
+        }
     }
 
     /// The policy in force, if the worker enforces one.
@@ -49,7 +52,9 @@ impl Authenticator {
         match md.get(GRANTS_HEADER) {
             None => Ok(base),
             Some(v) => {
-                let text = v.to_str().map_err(|_| Status::invalid_argument(format!("{GRANTS_HEADER} is not ASCII")))?;
+                let text = v.to_str().map_err(|_| {
+                    Status::invalid_argument(format!("{GRANTS_HEADER} is not ASCII"))
+                })?;
                 let grants = Grants::decode(text).map_err(Status::invalid_argument)?;
                 Ok(base.narrowed(grants))
             }
@@ -62,13 +67,15 @@ impl Authenticator {
                 (Some(policy), _) => {
                     let policy = policy.current();
                     let anonymous = policy.anonymous.clone().ok_or_else(|| {
-                        Status::unauthenticated("missing credentials: send the header `authorization: Bearer <token>`")
+                        Status::unauthenticated(
+                            "missing credentials: send the header `authorization: Bearer <token>`",
+                        )
                     })?;
                     Ok(Access::of(policy.grants(&anonymous)))
                 }
-                (None, Some(_)) => {
-                    Err(Status::unauthenticated("missing credentials: send the header `authorization: Bearer <token>`"))
-                }
+                (None, Some(_)) => Err(Status::unauthenticated(
+                    "missing credentials: send the header `authorization: Bearer <token>`",
+                )),
                 (None, None) => Ok(Access::everything()),
             };
         };
@@ -78,10 +85,16 @@ impl Authenticator {
         let value = http::HeaderValue::from_bytes(header.as_bytes())
             .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
         let presented = bearer(&value).map_err(status)?;
-        if self.token.as_deref().is_some_and(|t| constant_time_eq(presented.as_bytes(), t.as_bytes())) {
+        if self
+            .token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(presented.as_bytes(), t.as_bytes()))
+        {
             return Ok(Access::everything());
         }
-        let Some(policy) = &self.policy else { return Err(Status::unauthenticated("invalid token")) };
+        let Some(policy) = &self.policy else {
+            return Err(Status::unauthenticated("invalid token"));
+        };
         let policy = policy.current();
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, value);
@@ -118,24 +131,51 @@ mod tests {
     #[tokio::test]
     async fn bearer_token() {
         let auth = Authenticator::new(Some("s3cret".into()), None);
-        assert!(auth.access(&md(Some("Bearer s3cret"), None)).await.unwrap().allows("Delete", "x"));
-        for bad in [None, Some("Bearer s3cre"), Some("Bearer s3cret2"), Some("s3cret"), Some("Bearer ")] {
-            assert_eq!(auth.access(&md(bad, None)).await.unwrap_err().code(), tonic::Code::Unauthenticated, "{bad:?}");
+        assert!(auth
+            .access(&md(Some("Bearer s3cret"), None))
+            .await
+            .unwrap()
+            .allows("Delete", "x"));
+        for bad in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("s3cret"),
+            Some("Bearer "),
+        ] {
+            assert_eq!(
+                auth.access(&md(bad, None)).await.unwrap_err().code(),
+                tonic::Code::Unauthenticated,
+                "{bad:?}"
+            );
         }
-        assert!(Authenticator::default().access(&md(None, None)).await.unwrap().allows("Delete", "x"));
+        assert!(Authenticator::default()
+            .access(&md(None, None))
+            .await
+            .unwrap()
+            .allows("Delete", "x"));
     }
 
     #[tokio::test]
     async fn forwarded_grants_narrow() {
         let alice = Grants {
             identity: "alice".into(),
-            rules: vec![polarway_access::Rule { methods: vec!["Load".into()], datasets: vec!["alice_*".into()] }],
+            rules: vec![polarway_access::Rule {
+                methods: vec!["Load".into()],
+                datasets: vec!["alice_*".into()],
+            }],
         };
         let auth = Authenticator::new(Some("gw".into()), None);
-        let a = auth.access(&md(Some("Bearer gw"), Some(&alice))).await.unwrap();
+        let a = auth
+            .access(&md(Some("Bearer gw"), Some(&alice)))
+            .await
+            .unwrap();
         assert!(a.allows("Load", "alice_1") && !a.allows("Load", "bob_1") && !a.may_call("Delete"));
         // An open worker applies them too: they can only take away.
-        let a = Authenticator::default().access(&md(None, Some(&alice))).await.unwrap();
+        let a = Authenticator::default()
+            .access(&md(None, Some(&alice)))
+            .await
+            .unwrap();
         assert!(!a.allows("Load", "bob_1"));
     }
 
@@ -145,14 +185,36 @@ mod tests {
             "[[identity]]\nname = \"bob\"\ntoken = \"t-bob\"\nroles = [\"bob\"]\n[roles.bob]\nmethods = [\"*\"]\ndatasets = [\"bob_*\"]\n",
         )
         .unwrap();
-        let auth = Authenticator::new(Some("gw".into()), Some(PolicyHandle::new(Policy::compile(file, None).unwrap())));
+        let auth = Authenticator::new(
+            Some("gw".into()),
+            Some(PolicyHandle::new(Policy::compile(file, None).unwrap())),
+        );
         let bob = auth.access(&md(Some("Bearer t-bob"), None)).await.unwrap();
         assert!(bob.allows("Delete", "bob_1") && !bob.allows("Load", "alice_1"));
         // Bob forging everything in the header still gets bob's grants only.
-        let forged = auth.access(&md(Some("Bearer t-bob"), Some(&Grants::everything("admin")))).await.unwrap();
+        let forged = auth
+            .access(&md(
+                Some("Bearer t-bob"),
+                Some(&Grants::everything("admin")),
+            ))
+            .await
+            .unwrap();
         assert!(!forged.allows("Load", "alice_1"));
-        assert!(auth.access(&md(Some("Bearer gw"), None)).await.unwrap().allows("Load", "alice_1"));
-        assert_eq!(auth.access(&md(Some("Bearer nope"), None)).await.unwrap_err().code(), tonic::Code::Unauthenticated);
-        assert_eq!(auth.access(&md(None, None)).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert!(auth
+            .access(&md(Some("Bearer gw"), None))
+            .await
+            .unwrap()
+            .allows("Load", "alice_1"));
+        assert_eq!(
+            auth.access(&md(Some("Bearer nope"), None))
+                .await
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            auth.access(&md(None, None)).await.unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 }

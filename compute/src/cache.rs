@@ -17,7 +17,10 @@ pub struct CachedTable {
 
 impl CachedTable {
     pub fn memory_size(&self) -> u64 {
-        self.batches.iter().map(|b| b.get_array_memory_size() as u64).sum()
+        self.batches
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum()
     }
 }
 
@@ -43,7 +46,11 @@ pub struct CacheStats {
 impl CacheStats {
     pub fn hit_rate(&self) -> f64 {
         let lookups = self.hits + self.misses;
-        if lookups == 0 { 0.0 } else { self.hits as f64 / lookups as f64 }
+        if lookups == 0 {
+            0.0
+        } else {
+            self.hits as f64 / lookups as f64
+        }
     }
 }
 
@@ -63,7 +70,13 @@ impl Cache {
                 }
             })
             .build();
-        Self { entries, capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0), evictions }
+        Self {
+            entries,
+            capacity,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions,
+        }
     }
 
     /// Largest table worth caching: a quarter of the capacity, so one big dataset cannot flush
@@ -74,7 +87,11 @@ impl Cache {
 
     pub fn get(&self, key: &str) -> Option<CachedTable> {
         let found = self.entries.get(key);
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }

@@ -20,9 +20,16 @@ pub struct ColdView {
 
 impl ColdView {
     pub fn new(dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::Unavailable(format!("cannot create cold directory {}: {e}", dir.display())))?;
-        Ok(Self { dir, copied: Default::default() })
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Unavailable(format!(
+                "cannot create cold directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Ok(Self {
+            dir,
+            copied: Default::default(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -58,11 +65,17 @@ impl ColdView {
     async fn publish(&self, name: &str, key: &str, data: ObjectData) -> Result<()> {
         let target = self.path(name);
         let tmp = self.dir.join(format!(".{}", staging_name("tmp")));
-        let copied = self.copied.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        let copied = self
+            .copied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
         let key_owned = key.to_string();
         let linked = tokio::task::spawn_blocking(move || -> Result<bool> {
             // A copy of this very version is already in place.
-            let copy_is_current = || copied.as_deref() == Some(key_owned.as_str()) && target.exists();
+            let copy_is_current =
+                || copied.as_deref() == Some(key_owned.as_str()) && target.exists();
             match data {
                 ObjectData::File(src) => {
                     if same_file(&src, &target) {
@@ -112,7 +125,10 @@ impl ColdView {
     }
 
     async fn remove(&self, name: &str) -> Result<()> {
-        self.copied.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.copied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         match tokio::fs::remove_file(self.path(name)).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

@@ -149,16 +149,23 @@ impl ServerArgs {
     }
 
     pub fn cold_dir(&self) -> PathBuf {
-        self.parquet_path.clone().unwrap_or_else(|| self.data_dir.join("cold"))
+        self.parquet_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cold"))
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.state_dir.clone().unwrap_or_else(|| self.data_dir.join("state"))
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("state"))
     }
 
     pub fn spill_dir(&self) -> PathBuf {
         match &self.duckdb_path {
-            Some(p) => p.parent().map(|d| d.join("duckdb-spill")).unwrap_or_else(|| self.data_dir.join("tmp/duckdb")),
+            Some(p) => p
+                .parent()
+                .map(|d| d.join("duckdb-spill"))
+                .unwrap_or_else(|| self.data_dir.join("tmp/duckdb")),
             None => self.data_dir.join("tmp/duckdb"),
         }
     }

@@ -17,7 +17,10 @@ pub enum Error {
     /// Refused by a rule: `reason` says which kind (`method`, `dataset`, `statement`, `path`,
     /// `sandbox`) for the `polarway_authz_denied_total` series.
     #[error("{message}")]
-    PermissionDenied { reason: &'static str, message: String },
+    PermissionDenied {
+        reason: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
@@ -33,7 +36,10 @@ pub enum Error {
 
 impl Error {
     pub fn denied(reason: &'static str, message: impl Into<String>) -> Self {
-        Error::PermissionDenied { reason, message: message.into() }
+        Error::PermissionDenied {
+            reason,
+            message: message.into(),
+        }
     }
 
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
@@ -51,7 +57,9 @@ impl From<std::io::Error> for Error {
 impl From<polarway_access::AccessError> for Error {
     fn from(err: polarway_access::AccessError) -> Self {
         match err {
-            polarway_access::AccessError::Unauthenticated(m) => Error::Status(Status::unauthenticated(m)),
+            polarway_access::AccessError::Unauthenticated(m) => {
+                Error::Status(Status::unauthenticated(m))
+            }
             // A grant refuses either the method or a dataset; the message names which.
             polarway_access::AccessError::PermissionDenied(m) => Error::denied("grant", m),
         }
@@ -88,7 +96,9 @@ impl From<Error> for Status {
 /// Dataset names: 1-255 chars of `[A-Za-z0-9_.-]`, not starting with '.'. Checked before a name
 /// touches storage, so no name can ever address a path outside its dataset.
 pub fn validate_name(name: &str) -> Result<()> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if name.is_empty() || name.len() > 255 || !ok_chars || name.starts_with('.') {
         let shown: String = name.chars().take(64).collect();
         return Err(Error::InvalidArgument(format!(
@@ -107,7 +117,18 @@ mod tests {
         for good in ["a", "trades_20260203", "x.y-z", &"n".repeat(255)] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in ["", ".hidden", "../x", "/abs", "a/b", "a b", "é", &"n".repeat(256), "..", "a\0b"] {
+        for bad in [
+            "",
+            ".hidden",
+            "../x",
+            "/abs",
+            "a/b",
+            "a b",
+            "é",
+            &"n".repeat(256),
+            "..",
+            "a\0b",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -32,13 +32,19 @@ impl ChunkEncoder {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<Bytes>> {
         // Room for the whole encoded batch up front: growing by doubling would copy it again at
         // every step, each time into freshly mapped (page-faulted) memory.
-        self.writer.get_mut().reserve(batch.get_array_memory_size() + 4096);
-        self.writer.write(batch).map_err(|e| Error::internal("encoding Arrow IPC", e))?;
+        self.writer
+            .get_mut()
+            .reserve(batch.get_array_memory_size() + 4096);
+        self.writer
+            .write(batch)
+            .map_err(|e| Error::internal("encoding Arrow IPC", e))?;
         Ok(self.take_chunks())
     }
 
     pub fn finish(mut self) -> Result<Vec<Bytes>> {
-        self.writer.finish().map_err(|e| Error::internal("encoding Arrow IPC", e))?;
+        self.writer
+            .finish()
+            .map_err(|e| Error::internal("encoding Arrow IPC", e))?;
         Ok(self.take_chunks())
     }
 }
@@ -48,7 +54,10 @@ fn split(buf: Vec<u8>) -> Vec<Bytes> {
         return vec![];
     }
     let all = Bytes::from(buf);
-    (0..all.len()).step_by(CHUNK_TARGET_BYTES).map(|i| all.slice(i..(i + CHUNK_TARGET_BYTES).min(all.len()))).collect()
+    (0..all.len())
+        .step_by(CHUNK_TARGET_BYTES)
+        .map(|i| all.slice(i..(i + CHUNK_TARGET_BYTES).min(all.len())))
+        .collect()
 }
 
 /// Decodes an IPC stream that arrives in chunks.
@@ -60,7 +69,10 @@ pub struct ChunkDecoder {
 impl ChunkDecoder {
     /// `what` names the stream in error messages ("dataset \"x\"").
     pub fn new(what: String) -> Self {
-        Self { decoder: StreamDecoder::new(), what }
+        Self {
+            decoder: StreamDecoder::new(),
+            what,
+        }
     }
 
     pub fn schema(&self) -> Option<arrow::datatypes::SchemaRef> {
@@ -72,7 +84,11 @@ impl ChunkDecoder {
         let mut buffer = Buffer::from(chunk);
         let mut out = Vec::new();
         while !buffer.is_empty() {
-            if let Some(batch) = self.decoder.decode(&mut buffer).map_err(|e| self.malformed(e))? {
+            if let Some(batch) = self
+                .decoder
+                .decode(&mut buffer)
+                .map_err(|e| self.malformed(e))?
+            {
                 out.push(batch);
             }
         }

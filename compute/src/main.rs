@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand};
 use polarway_compute::config::ServerArgs;
 use polarway_compute::server;
 
-
 /// Polarway: store DataFrames by name, load them back, run SQL over them.
 #[derive(Parser)]
 #[command(name = "polarway", version)]
@@ -55,15 +54,22 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let addr = args.listen_addr();
     let tls = server::tls_config(&args)?;
     let worker = server::build_worker(&args).await?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
     if args.metrics_enabled {
         let at = std::net::SocketAddr::new(addr.ip(), args.metrics_port);
-        let metrics = tokio::net::TcpListener::bind(at).await.with_context(|| format!("cannot serve metrics on {at}"))?;
+        let metrics = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot serve metrics on {at}"))?;
         if args.metrics_port == 0 {
             println!("polarway: metrics on {}", metrics.local_addr()?);
         }
-        tokio::spawn(polarway_telemetry::endpoint::serve(metrics, worker.metrics.registry.clone()));
+        tokio::spawn(polarway_telemetry::endpoint::serve(
+            metrics,
+            worker.metrics.registry.clone(),
+        ));
     }
     // A stable line for scripts and tests (which start workers on port 0).
     println!("polarway: listening on {addr}");

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use polarway_telemetry::grpc::MethodDirection;
 use polarway_telemetry::{method_label, GrpcMetrics};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::collector::Collector;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -45,7 +45,11 @@ impl WorkerMetrics {
         let mut registry = Registry::default();
         let grpc = GrpcMetrics::register(&mut registry);
         let rows = Family::<MethodDirection, Counter>::default();
-        registry.register("polarway_rows", "Rows received (Store, StoreBatch) and sent (Load, Query), by method and direction", rows.clone());
+        registry.register(
+            "polarway_rows",
+            "Rows received (Store, StoreBatch) and sent (Load, Query), by method and direction",
+            rows.clone(),
+        );
         let denied = Family::<Denied, Counter>::default();
         registry.register(
             "polarway_authz_denied",
@@ -60,24 +64,49 @@ impl WorkerMetrics {
         );
         registry.register_collector(Box::new(StateCollector { cache, disk, store }));
         extra(&mut registry);
-        Self { registry: Arc::new(registry), grpc, rows, denied, stalled }
+        Self {
+            registry: Arc::new(registry),
+            grpc,
+            rows,
+            denied,
+            stalled,
+        }
     }
 
     pub fn rows_sent(&self, method: &str, n: usize) {
-        self.rows.get_or_create(&MethodDirection { method: method.into(), direction: "sent" }).inc_by(n as u64);
+        self.rows
+            .get_or_create(&MethodDirection {
+                method: method.into(),
+                direction: "sent",
+            })
+            .inc_by(n as u64);
     }
 
     pub fn denied(&self, method: &str, reason: &'static str) {
-        self.denied.get_or_create(&Denied { method: method_label(method).into(), reason }).inc();
+        self.denied
+            .get_or_create(&Denied {
+                method: method_label(method).into(),
+                reason,
+            })
+            .inc();
     }
 
     /// The counter of `method`'s stalled streams.
     pub fn stalled(&self, method: &str) -> Counter {
-        self.stalled.get_or_create(&polarway_telemetry::grpc::MethodLabel { method: method_label(method).into() }).clone()
+        self.stalled
+            .get_or_create(&polarway_telemetry::grpc::MethodLabel {
+                method: method_label(method).into(),
+            })
+            .clone()
     }
 
     pub fn rows_received(&self, method: &str, n: u64) {
-        self.rows.get_or_create(&MethodDirection { method: method.into(), direction: "received" }).inc_by(n);
+        self.rows
+            .get_or_create(&MethodDirection {
+                method: method.into(),
+                direction: "received",
+            })
+            .inc_by(n);
     }
 }
 
@@ -114,23 +143,88 @@ impl Collector for StateCollector {
             None,
             rate.metric_type(),
         )?)?;
-        counter(&mut e, "polarway_cache_hits", "Loads served from the memory cache", c.hits)?;
-        counter(&mut e, "polarway_cache_misses", "Loads that had to read the store", c.misses)?;
-        counter(&mut e, "polarway_cache_evictions", "Entries evicted from the memory cache", c.evictions)?;
-        gauge_u(&mut e, "polarway_cache_bytes", "Bytes held by the memory cache", c.bytes)?;
-        gauge_u(&mut e, "polarway_cache_capacity_bytes", "The memory cache's bound (--cache-size)", c.capacity)?;
-        gauge_u(&mut e, "polarway_cache_entries", "Dataset versions in the memory cache", c.entries)?;
+        counter(
+            &mut e,
+            "polarway_cache_hits",
+            "Loads served from the memory cache",
+            c.hits,
+        )?;
+        counter(
+            &mut e,
+            "polarway_cache_misses",
+            "Loads that had to read the store",
+            c.misses,
+        )?;
+        counter(
+            &mut e,
+            "polarway_cache_evictions",
+            "Entries evicted from the memory cache",
+            c.evictions,
+        )?;
+        gauge_u(
+            &mut e,
+            "polarway_cache_bytes",
+            "Bytes held by the memory cache",
+            c.bytes,
+        )?;
+        gauge_u(
+            &mut e,
+            "polarway_cache_capacity_bytes",
+            "The memory cache's bound (--cache-size)",
+            c.capacity,
+        )?;
+        gauge_u(
+            &mut e,
+            "polarway_cache_entries",
+            "Dataset versions in the memory cache",
+            c.entries,
+        )?;
 
         let d = self.disk.as_ref().map(|d| d.stats()).unwrap_or_default();
-        counter(&mut e, "polarway_disk_cache_hits", "Reads served from the local disk cache of S3 objects", d.hits)?;
-        counter(&mut e, "polarway_disk_cache_misses", "Reads that downloaded from S3", d.misses)?;
-        gauge_u(&mut e, "polarway_disk_cache_bytes", "Bytes held by the disk cache", d.bytes)?;
-        gauge_u(&mut e, "polarway_disk_cache_capacity_bytes", "The disk cache's bound (--disk-cache-size)", d.capacity)?;
+        counter(
+            &mut e,
+            "polarway_disk_cache_hits",
+            "Reads served from the local disk cache of S3 objects",
+            d.hits,
+        )?;
+        counter(
+            &mut e,
+            "polarway_disk_cache_misses",
+            "Reads that downloaded from S3",
+            d.misses,
+        )?;
+        gauge_u(
+            &mut e,
+            "polarway_disk_cache_bytes",
+            "Bytes held by the disk cache",
+            d.bytes,
+        )?;
+        gauge_u(
+            &mut e,
+            "polarway_disk_cache_capacity_bytes",
+            "The disk cache's bound (--disk-cache-size)",
+            d.capacity,
+        )?;
 
         let s = &self.store;
-        counter(&mut e, "polarway_state_store_requests", "Requests to the handle store (S3 requests, files of the external store)", s.requests.load(Relaxed))?;
-        counter(&mut e, "polarway_state_store_bytes_read", "Bytes read from the handle store", s.bytes_read.load(Relaxed))?;
-        counter(&mut e, "polarway_state_store_bytes_written", "Bytes written to the handle store", s.bytes_written.load(Relaxed))?;
+        counter(
+            &mut e,
+            "polarway_state_store_requests",
+            "Requests to the handle store (S3 requests, files of the external store)",
+            s.requests.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "polarway_state_store_bytes_read",
+            "Bytes read from the handle store",
+            s.bytes_read.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
+            "polarway_state_store_bytes_written",
+            "Bytes written to the handle store",
+            s.bytes_written.load(Relaxed),
+        )?;
         Ok(())
     }
 }

@@ -24,7 +24,11 @@ pub fn columns_of(schema: &Schema) -> Vec<ColumnInfo> {
     schema
         .fields()
         .iter()
-        .map(|f| ColumnInfo { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() })
+        .map(|f| ColumnInfo {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
         .collect()
 }
 
@@ -39,20 +43,33 @@ pub struct ParquetStager {
 impl ParquetStager {
     pub fn create(path: PathBuf, schema: SchemaRef) -> Result<Self> {
         let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("valid zstd level"),
+            ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         // Floating-point columns rarely repeat: a dictionary attempt costs a third of a store's
         // CPU before the writer gives up on it (profile in docs/benchmarks.md).
-        for f in schema.fields().iter().filter(|f| f.data_type().is_floating()) {
+        for f in schema
+            .fields()
+            .iter()
+            .filter(|f| f.data_type().is_floating())
+        {
             props = props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
         }
         let props = props.build();
         let file = File::create(&path)?;
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| {
             let _ = std::fs::remove_file(&path);
-            Error::InvalidArgument(format!("this Arrow schema cannot be stored as Parquet: {e}"))
+            Error::InvalidArgument(format!(
+                "this Arrow schema cannot be stored as Parquet: {e}"
+            ))
         })?;
-        Ok(Self { path, writer: Some(writer), schema, rows: 0 })
+        Ok(Self {
+            path,
+            writer: Some(writer),
+            schema,
+            rows: 0,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -69,9 +86,9 @@ impl ParquetStager {
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let writer = self.writer.as_mut().expect("writer open until finish");
-        writer
-            .write(batch)
-            .map_err(|e| Error::InvalidArgument(format!("cannot store this batch as Parquet: {e}")))?;
+        writer.write(batch).map_err(|e| {
+            Error::InvalidArgument(format!("cannot store this batch as Parquet: {e}"))
+        })?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -80,7 +97,9 @@ impl ParquetStager {
     /// durable as it takes it).
     pub fn finish(mut self) -> Result<(PathBuf, u64)> {
         let writer = self.writer.take().expect("writer open until finish");
-        writer.close().map_err(|e| Error::internal("finishing Parquet", e))?;
+        writer
+            .close()
+            .map_err(|e| Error::internal("finishing Parquet", e))?;
         Ok((std::mem::take(&mut self.path), self.rows))
     }
 }
@@ -105,13 +124,18 @@ pub struct ParquetBatches {
 impl ParquetBatches {
     pub fn open(data: &ObjectData, columns: &[String]) -> Result<Self> {
         match data {
-            ObjectData::File(p) => Self::build(ParquetRecordBatchReaderBuilder::try_new(File::open(p)?), columns),
+            ObjectData::File(p) => Self::build(
+                ParquetRecordBatchReaderBuilder::try_new(File::open(p)?),
+                columns,
+            ),
             ObjectData::Temp(p) => {
                 let file = File::open(p)?;
                 let _ = std::fs::remove_file(p); // ours alone: gone once this read ends
                 Self::build(ParquetRecordBatchReaderBuilder::try_new(file), columns)
             }
-            ObjectData::Bytes(b) => Self::build(ParquetRecordBatchReaderBuilder::try_new(b.clone()), columns),
+            ObjectData::Bytes(b) => {
+                Self::build(ParquetRecordBatchReaderBuilder::try_new(b.clone()), columns)
+            }
         }
     }
 
@@ -119,7 +143,9 @@ impl ParquetBatches {
         builder: parquet::errors::Result<ParquetRecordBatchReaderBuilder<T>>,
         columns: &[String],
     ) -> Result<Self> {
-        let builder = builder.map_err(|e| Error::internal("opening stored Parquet", e))?.with_batch_size(READ_BATCH_ROWS);
+        let builder = builder
+            .map_err(|e| Error::internal("opening stored Parquet", e))?
+            .with_batch_size(READ_BATCH_ROWS);
         let (indices, order) = projection(builder.schema(), columns)?;
         let builder = match &indices {
             Some(idx) => {
@@ -131,11 +157,22 @@ impl ParquetBatches {
         // The stored Arrow schema, with the schema-level metadata the reader's batches lack
         // (pandas keeps its index and dtypes there).
         let schema = match &indices {
-            Some(idx) => std::sync::Arc::new(builder.schema().project(idx).map_err(|e| Error::internal("projecting", e))?),
+            Some(idx) => std::sync::Arc::new(
+                builder
+                    .schema()
+                    .project(idx)
+                    .map_err(|e| Error::internal("projecting", e))?,
+            ),
             None => builder.schema().clone(),
         };
-        let reader = builder.build().map_err(|e| Error::internal("reading stored Parquet", e))?;
-        Ok(Self { reader, order, schema })
+        let reader = builder
+            .build()
+            .map_err(|e| Error::internal("reading stored Parquet", e))?;
+        Ok(Self {
+            reader,
+            order,
+            schema,
+        })
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -157,8 +194,12 @@ impl Iterator for ParquetBatches {
                 })
                 .and_then(|b| {
                     let rows = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
-                    RecordBatch::try_new_with_options(self.schema.clone(), b.columns().to_vec(), &rows)
-                        .map_err(|e| Error::internal("reading stored Parquet", e))
+                    RecordBatch::try_new_with_options(
+                        self.schema.clone(),
+                        b.columns().to_vec(),
+                        &rows,
+                    )
+                    .map_err(|e| Error::internal("reading stored Parquet", e))
                 }),
         )
     }
@@ -166,7 +207,10 @@ impl Iterator for ParquetBatches {
 
 /// Column names -> (root indices to read, order to put them in). `None`s: all columns as stored.
 #[allow(clippy::type_complexity)]
-pub fn projection(schema: &Schema, columns: &[String]) -> Result<(Option<Vec<usize>>, Option<Vec<usize>>)> {
+pub fn projection(
+    schema: &Schema,
+    columns: &[String],
+) -> Result<(Option<Vec<usize>>, Option<Vec<usize>>)> {
     if columns.is_empty() {
         return Ok((None, None));
     }
@@ -174,15 +218,22 @@ pub fn projection(schema: &Schema, columns: &[String]) -> Result<(Option<Vec<usi
     for c in columns {
         let i = schema.index_of(c).map_err(|_| {
             let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            Error::InvalidArgument(format!("no column {c:?} in this dataset; its columns are {have:?}"))
+            Error::InvalidArgument(format!(
+                "no column {c:?} in this dataset; its columns are {have:?}"
+            ))
         })?;
         if indices.contains(&i) {
-            return Err(Error::InvalidArgument(format!("column {c:?} is requested twice")));
+            return Err(Error::InvalidArgument(format!(
+                "column {c:?} is requested twice"
+            )));
         }
         indices.push(i);
     }
     let mut sorted = indices.clone();
     sorted.sort_unstable();
-    let order = indices.iter().map(|i| sorted.binary_search(i).expect("present")).collect();
+    let order = indices
+        .iter()
+        .map(|i| sorted.binary_search(i).expect("present"))
+        .collect();
     Ok((Some(indices), Some(order)))
 }

@@ -47,8 +47,13 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
                 timeout: Duration::from_secs_f64(args.s3_timeout.max(0.1)),
                 allow_unconditional_writes: args.s3_allow_unconditional_writes,
             };
-            let disk = Arc::new(DiskCache::open(&args.data_dir.join("s3-cache"), args.disk_cache_bytes())?);
-            let s3 = Arc::new(S3Backend::connect(&opts, args.data_dir.join("tmp/staging"), disk.clone()).await?);
+            let disk = Arc::new(DiskCache::open(
+                &args.data_dir.join("s3-cache"),
+                args.disk_cache_bytes(),
+            )?);
+            let s3 = Arc::new(
+                S3Backend::connect(&opts, args.data_dir.join("tmp/staging"), disk.clone()).await?,
+            );
             disk_cache = Some(disk);
             s3_metrics = Some(s3.clone());
             s3
@@ -63,11 +68,16 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
     let cold = ColdView::new(args.cold_dir())?;
     let cold_dirs = cold_dirs(cold.dir())?;
     let cache = Arc::new(Cache::new(args.cache_bytes()));
-    let metrics = WorkerMetrics::new(cache.clone(), disk_cache.clone(), backend.counters(), |registry| {
-        if let Some(s3) = &s3_metrics {
-            s3.register_metrics(registry);
-        }
-    });
+    let metrics = WorkerMetrics::new(
+        cache.clone(),
+        disk_cache.clone(),
+        backend.counters(),
+        |registry| {
+            if let Some(s3) = &s3_metrics {
+                s3.register_metrics(registry);
+            }
+        },
+    );
     Ok(Worker {
         disk_cache,
         metrics,
@@ -78,7 +88,9 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
         sql: SqlLimits {
             timeout: Duration::from_secs_f64(args.query_timeout.max(0.001)),
             memory_limit: args.query_memory_limit.clone(),
-            threads: args.query_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            threads: args
+                .query_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         },
         sql_gate: Arc::new(crate::sql::gate::Gate::new()?),
         spill_dir: private_root(&args.spill_dir())?,
@@ -98,7 +110,8 @@ fn private_root(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for entry in std::fs::read_dir(dir)?.flatten() {
         if crate::store::dir::left_by_a_dead_process(&entry.file_name().to_string_lossy()) {
-            let _ = std::fs::remove_dir_all(entry.path()).or_else(|_| std::fs::remove_file(entry.path()));
+            let _ = std::fs::remove_dir_all(entry.path())
+                .or_else(|_| std::fs::remove_file(entry.path()));
         }
     }
     Ok(dir.to_path_buf())
@@ -106,8 +119,10 @@ fn private_root(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
 
 /// The ways SQL may name the cold directory: as configured (made absolute) and canonical.
 fn cold_dirs(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let absolute = std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-    let canonical = std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let absolute =
+        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let canonical =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let mut dirs = vec![absolute];
     if !dirs.contains(&canonical) {
         dirs.push(canonical);
@@ -116,8 +131,12 @@ fn cold_dirs(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
 }
 
 pub fn tls_config(args: &ServerArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
-    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else { return Ok(None) };
-    let read = |p: &std::path::PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+    };
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
     if let Some(ca) = &args.tls_ca {
         tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
@@ -135,7 +154,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<PolarwayServer<PolarwayService>>().await;
+    health
+        .set_serving::<PolarwayServer<PolarwayService>>()
+        .await;
     // grpcurl asks for v1 reflection, older tools for v1alpha: serve both.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -153,11 +174,17 @@ pub async fn run(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-    let metrics_layer = polarway_telemetry::GrpcMetricsLayer { metrics: worker_metrics };
+    let metrics_layer = polarway_telemetry::GrpcMetricsLayer {
+        metrics: worker_metrics,
+    };
     let mut builder = Server::builder()
         // Every log line of a call carries its method and the caller's request id.
         .trace_fn(|req| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
             tracing::info_span!("rpc", method = %req.uri().path(), request_id = %id)
         })
         .initial_stream_window_size(STREAM_WINDOW)
@@ -173,7 +200,9 @@ pub async fn run(
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
-        health_on_stop.set_not_serving::<PolarwayServer<PolarwayService>>().await;
+        health_on_stop
+            .set_not_serving::<PolarwayServer<PolarwayService>>()
+            .await;
         let _ = drain_tx.send(());
     });
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
@@ -184,10 +213,13 @@ pub async fn run(
         .add_service(service)
         // Connections accepted here are configured here (the builder's tcp_nodelay only applies to
         // listeners it binds itself): without TCP_NODELAY small replies wait for delayed ACKs.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
-            let _ = drain_rx.await;
-            let _ = drained_tx.send(());
-        });
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let _ = drain_rx.await;
+                let _ = drained_tx.send(());
+            },
+        );
     tokio::pin!(serve);
     tokio::select! {
         result = &mut serve => result?,

@@ -23,14 +23,23 @@ async fn warm_loads_do_not_read_the_stored_object() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("data-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("data-")
+        })
         .expect("the version's data object");
     let aside = worker.data_dir.join("aside.parquet");
     std::fs::rename(&data_file, &aside).unwrap();
     for _ in 0..3 {
         assert!(client.load("hot").await.unwrap().equals_missing(&df));
     }
-    assert!(client.load_with("hot", &["b"], None).await.unwrap().equals_missing(&df.select(["b"]).unwrap()));
+    assert!(client
+        .load_with("hot", &["b"], None)
+        .await
+        .unwrap()
+        .equals_missing(&df.select(["b"]).unwrap()));
     let after = client.cache_stats().await.unwrap();
     assert_eq!(after.misses - before.misses, 1, "{after:?}");
     assert_eq!(after.hits - before.hits, 4, "{after:?}");
@@ -43,15 +52,33 @@ async fn warm_loads_do_not_read_the_stored_object() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cache_stays_within_its_size() {
     // 2 MiB of cache; each dataset decodes to ~400 KiB (under the 512 KiB admission limit).
-    let worker = Worker::start_with(WorkerConfig::default().arg("--cache-size").arg(format!("{}", 2.0 / 1024.0)));
+    let worker = Worker::start_with(
+        WorkerConfig::default()
+            .arg("--cache-size")
+            .arg(format!("{}", 2.0 / 1024.0)),
+    );
     let client = worker.client().await;
-    let frame = |salt: i64| DataFrame::new_infer_height(vec![Series::new("v".into(), (0..50_000i64).map(|i| i * salt).collect::<Vec<_>>()).into_column()]).unwrap();
+    let frame = |salt: i64| {
+        DataFrame::new_infer_height(vec![Series::new(
+            "v".into(),
+            (0..50_000i64).map(|i| i * salt).collect::<Vec<_>>(),
+        )
+        .into_column()])
+        .unwrap()
+    };
     for i in 0..12 {
         client.store(&format!("d{i}"), &frame(i)).await.unwrap();
     }
     for round in 0..2 {
         for i in 0..12 {
-            assert!(client.load(&format!("d{i}")).await.unwrap().equals_missing(&frame(i)), "round {round} d{i}");
+            assert!(
+                client
+                    .load(&format!("d{i}"))
+                    .await
+                    .unwrap()
+                    .equals_missing(&frame(i)),
+                "round {round} d{i}"
+            );
         }
     }
     let stats = client.cache_stats().await.unwrap();
@@ -80,6 +107,14 @@ async fn the_client_retries_until_a_late_server_is_up() {
     assert!(client.list("").await.unwrap().is_empty());
     drop(starter.join().unwrap());
     // Without retries, a call to a server that is gone fails with UNAVAILABLE.
-    let no_retry = DistributedClient::builder(format!("http://127.0.0.1:{port}")).lazy(true).retries(0, Duration::ZERO).connect().await.unwrap();
-    assert_eq!(no_retry.list("").await.unwrap_err().code(), Some(polarway::Code::Unavailable));
+    let no_retry = DistributedClient::builder(format!("http://127.0.0.1:{port}"))
+        .lazy(true)
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        no_retry.list("").await.unwrap_err().code(),
+        Some(polarway::Code::Unavailable)
+    );
 }

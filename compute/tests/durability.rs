@@ -11,7 +11,13 @@ use polarway::{Code, Condition};
 fn numbers(n: i64, salt: i64) -> DataFrame {
     DataFrame::new_infer_height(vec![
         Series::new("v".into(), (0..n).map(|i| i ^ salt).collect::<Vec<_>>()).into_column(),
-        Series::new("s".into(), (0..n).map(|i| format!("row-{i}-{salt}")).collect::<Vec<_>>()).into_column(),
+        Series::new(
+            "s".into(),
+            (0..n)
+                .map(|i| format!("row-{i}-{salt}"))
+                .collect::<Vec<_>>(),
+        )
+        .into_column(),
     ])
     .unwrap()
 }
@@ -27,7 +33,10 @@ async fn survives_restart_and_drains_on_sigterm() {
         client.store("kept", &df).await.unwrap();
         // SIGTERM while a load streams: the stream still completes.
         let mut stream = client.load_stream("kept").await.unwrap();
-        let first = futures::StreamExt::next(&mut stream).await.unwrap().unwrap();
+        let first = futures::StreamExt::next(&mut stream)
+            .await
+            .unwrap()
+            .unwrap();
         let pid = worker.pid() as i32;
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let mut rows = first.height();
@@ -60,7 +69,10 @@ async fn kill_during_a_large_store_leaves_the_old_version() {
     let mut seen = false;
     for _ in 0..600 {
         let writing = std::fs::read_dir(&staging)
-            .map(|d| d.flatten().any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false)))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+            })
             .unwrap_or(false);
         if writing {
             seen = true;
@@ -70,7 +82,10 @@ async fn kill_during_a_large_store_leaves_the_old_version() {
     }
     assert!(seen, "the store never started writing");
     worker.kill9();
-    assert!(upload.await.unwrap().is_err(), "the interrupted store must fail");
+    assert!(
+        upload.await.unwrap().is_err(),
+        "the interrupted store must fail"
+    );
 
     let worker = Worker::start_with(WorkerConfig::default().data_dir(&data));
     let client = worker.client().await;
@@ -79,35 +94,53 @@ async fn kill_during_a_large_store_leaves_the_old_version() {
     assert_eq!((info.version, info.rows), (1, 1000));
     assert_eq!(client.list("").await.unwrap().len(), 1);
     // No trace of the partial version: no staging files, only version 1's objects.
-    let leftovers: Vec<_> = std::fs::read_dir(&staging).unwrap().flatten().map(|e| e.file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&staging)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert!(leftovers.is_empty(), "staging files left: {leftovers:?}");
     let objects: Vec<String> = std::fs::read_dir(data.join("state/datasets/ds"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(objects.len(), 2, "expected one manifest and one data file: {objects:?}");
+    assert_eq!(
+        objects.len(),
+        2,
+        "expected one manifest and one data file: {objects:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_conditional_stores_on_two_workers_have_one_winner() {
     let dir = tempfile::tempdir().unwrap();
     let shared = dir.path().join("shared");
-    let cfg = || WorkerConfig::default().data_dir(&shared).env("POLARWAY_HANDLE_STORE", "external");
+    let cfg = || {
+        WorkerConfig::default()
+            .data_dir(&shared)
+            .env("POLARWAY_HANDLE_STORE", "external")
+    };
     let a = Worker::start_with(cfg());
     let b = Worker::start_with(cfg());
     let (ca, cb) = (a.client().await, b.client().await);
     for round in 0..20 {
         let name = format!("race_{round}");
         let (da, db) = (numbers(5000, 1), numbers(5000, 2));
-        let (ra, rb) = tokio::join!(ca.store_if(&name, &da, Condition::IfAbsent), cb.store_if(&name, &db, Condition::IfAbsent));
+        let (ra, rb) = tokio::join!(
+            ca.store_if(&name, &da, Condition::IfAbsent),
+            cb.store_if(&name, &db, Condition::IfAbsent)
+        );
         let winners = [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count();
         assert_eq!(winners, 1, "round {round}: {ra:?} / {rb:?}");
         let a_won = ra.is_ok();
         let loser = if a_won { rb } else { ra };
         assert_eq!(code_of(loser), Code::AlreadyExists);
         let stored = cb.load(&name).await.unwrap();
-        assert!(stored.equals_missing(if a_won { &da } else { &db }), "round {round}: the winner's data was not kept");
+        assert!(
+            stored.equals_missing(if a_won { &da } else { &db }),
+            "round {round}: the winner's data was not kept"
+        );
 
         // Compare-and-swap from version 1, on both workers at once: one wins, one gets ABORTED.
         let (na, nb) = (numbers(10, 3), numbers(10, 4));
@@ -115,7 +148,11 @@ async fn concurrent_conditional_stores_on_two_workers_have_one_winner() {
             ca.store_if(&name, &na, Condition::IfVersion(1)),
             cb.store_if(&name, &nb, Condition::IfVersion(1))
         );
-        assert_eq!([ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count(), 1, "round {round}");
+        assert_eq!(
+            [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count(),
+            1,
+            "round {round}"
+        );
         let loser = if ra.is_ok() { rb } else { ra };
         assert_eq!(code_of(loser), Code::Aborted);
         // Read-after-write across workers.

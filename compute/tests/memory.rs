@@ -12,7 +12,12 @@ async fn store_and_load_stream_memory_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // Cache: 64 MiB. Dataset: 16M rows x 3 int64 columns = 366 MiB decoded, 6x the cache.
-    let cfg = || WorkerConfig::default().data_dir(&data).arg("--cache-size").arg("0.0625");
+    let cfg = || {
+        WorkerConfig::default()
+            .data_dir(&data)
+            .arg("--cache-size")
+            .arg("0.0625")
+    };
     let n = 16_000_000i64;
     let dataset_bytes = (n * 8 * 3) as u64;
 
@@ -22,7 +27,13 @@ async fn store_and_load_stream_memory_is_bounded() {
     {
         let df = DataFrame::new_infer_height(vec![
             Series::new("a".into(), (0..n).collect::<Vec<_>>()).into_column(),
-            Series::new("b".into(), (0..n).map(|i| i.wrapping_mul(2_654_435_761)).collect::<Vec<_>>()).into_column(),
+            Series::new(
+                "b".into(),
+                (0..n)
+                    .map(|i| i.wrapping_mul(2_654_435_761))
+                    .collect::<Vec<_>>(),
+            )
+            .into_column(),
             Series::new("c".into(), (0..n).map(|i| i % 1000).collect::<Vec<_>>()).into_column(),
         ])
         .unwrap();
@@ -55,7 +66,16 @@ async fn store_and_load_stream_memory_is_bounded() {
         dataset_bytes >> 20,
         stats.capacity >> 20,
     );
-    assert!(load_peak < dataset_bytes / 3, "load peak RSS {load_peak} not bounded well below the dataset size {dataset_bytes}");
-    assert!(store_peak < dataset_bytes / 2, "store peak RSS {store_peak} not bounded well below the dataset size {dataset_bytes}");
-    assert_eq!(stats.entries, 0, "a dataset larger than the cache's admission limit must not be cached");
+    assert!(
+        load_peak < dataset_bytes / 3,
+        "load peak RSS {load_peak} not bounded well below the dataset size {dataset_bytes}"
+    );
+    assert!(
+        store_peak < dataset_bytes / 2,
+        "store peak RSS {store_peak} not bounded well below the dataset size {dataset_bytes}"
+    );
+    assert_eq!(
+        stats.entries, 0,
+        "a dataset larger than the cache's admission limit must not be cached"
+    );
 }

@@ -14,8 +14,13 @@ fn numbers(n: i64, salt: i64) -> DataFrame {
     DataFrame::new_infer_height(vec![
         Series::new("v".into(), (0..n).map(|i| i ^ salt).collect::<Vec<_>>()).into_column(),
         // Hard to compress, so that a few million rows make a multi-part object.
-        Series::new("h".into(), (0..n).map(|i| (i ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64)).collect::<Vec<_>>())
-            .into_column(),
+        Series::new(
+            "h".into(),
+            (0..n)
+                .map(|i| (i ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64))
+                .collect::<Vec<_>>(),
+        )
+        .into_column(),
     ])
     .unwrap()
 }
@@ -33,32 +38,94 @@ async fn an_s3_worker_stores_loads_queries_and_deletes() {
     // 3 million rows of random-looking int64: a Parquet object of well over one 8 MiB part.
     let big = numbers(3_000_000, 2);
     let info = client.store("big", &big).await.unwrap();
-    assert!(info.bytes > 16 << 20, "expected a multipart object, got {} bytes", info.bytes);
+    assert!(
+        info.bytes > 16 << 20,
+        "expected a multipart object, got {} bytes",
+        info.bytes
+    );
     assert!(client.load("big").await.unwrap().equals_missing(&big));
     assert!(client.load("small").await.unwrap().equals_missing(&small));
 
     // Versions and conditions.
-    assert_eq!(client.store_if("small", &numbers(10, 3), Condition::IfVersion(1)).await.unwrap().version, 2);
-    assert_eq!(code_of(client.store_if("small", &small, Condition::IfVersion(1)).await), Code::Aborted);
-    assert_eq!(code_of(client.store_if("small", &small, Condition::IfAbsent).await), Code::AlreadyExists);
-    assert!(client.load_with("small", &[], Some(1)).await.unwrap().equals_missing(&small));
+    assert_eq!(
+        client
+            .store_if("small", &numbers(10, 3), Condition::IfVersion(1))
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(
+        code_of(
+            client
+                .store_if("small", &small, Condition::IfVersion(1))
+                .await
+        ),
+        Code::Aborted
+    );
+    assert_eq!(
+        code_of(client.store_if("small", &small, Condition::IfAbsent).await),
+        Code::AlreadyExists
+    );
+    assert!(client
+        .load_with("small", &[], Some(1))
+        .await
+        .unwrap()
+        .equals_missing(&small));
 
     // SQL over S3 datasets, by table name and by cold path.
-    let n = client.query("SELECT COUNT(*)::BIGINT AS n FROM big").await.unwrap();
-    assert_eq!(n.column("n").unwrap().i64().unwrap().get(0), Some(3_000_000));
+    let n = client
+        .query("SELECT COUNT(*)::BIGINT AS n FROM big")
+        .await
+        .unwrap();
+    assert_eq!(
+        n.column("n").unwrap().i64().unwrap().get(0),
+        Some(3_000_000)
+    );
     let cold = worker.data_dir.join("cold");
-    let sql = format!("SELECT SUM(v)::BIGINT AS s FROM parquet_scan('{}/sm*.parquet')", cold.display());
+    let sql = format!(
+        "SELECT SUM(v)::BIGINT AS s FROM parquet_scan('{}/sm*.parquet')",
+        cold.display()
+    );
     let expected: i64 = (0..10i64).map(|i| i ^ 3).sum();
-    assert_eq!(client.query(&sql).await.unwrap().column("s").unwrap().i64().unwrap().get(0), Some(expected));
+    assert_eq!(
+        client
+            .query(&sql)
+            .await
+            .unwrap()
+            .column("s")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .get(0),
+        Some(expected)
+    );
 
-    let names: Vec<String> = client.list("").await.unwrap().into_iter().map(|d| d.name).collect();
+    let names: Vec<String> = client
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
     assert_eq!(names, ["big", "small"]);
     client.delete("big").await.unwrap();
     assert_eq!(code_of(client.load("big").await), Code::NotFound);
 
     // The bucket holds only committed objects: no multipart upload was left unfinished.
-    let uploads = s3.client().await.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
-    assert!(uploads.uploads().is_empty(), "unfinished uploads: {:?}", uploads.uploads());
+    let uploads = s3
+        .client()
+        .await
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "unfinished uploads: {:?}",
+        uploads.uploads()
+    );
     let stats = client.cache_stats().await.unwrap();
     assert!(stats.store_bytes_written > info.bytes, "{stats:?}");
 }
@@ -76,19 +143,38 @@ async fn workers_sharing_a_bucket_read_each_others_writes() {
         ca.store("shared", &df).await.unwrap();
         // Right after the store returns on A, B serves the new version (after warming up on
         // the previous one, so a stale cache would show).
-        assert!(cb.load("shared").await.unwrap().equals_missing(&df), "version {version}");
-        let rows = cb.query("SELECT COUNT(*)::BIGINT AS n FROM shared").await.unwrap();
-        assert_eq!(rows.column("n").unwrap().i64().unwrap().get(0), Some(2000 + version));
+        assert!(
+            cb.load("shared").await.unwrap().equals_missing(&df),
+            "version {version}"
+        );
+        let rows = cb
+            .query("SELECT COUNT(*)::BIGINT AS n FROM shared")
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.column("n").unwrap().i64().unwrap().get(0),
+            Some(2000 + version)
+        );
     }
 
     // Conditional stores racing on two workers: exactly one winner, every time.
     for round in 0..10 {
         let name = format!("race_{round}");
         let (da, db) = (numbers(3000, 10), numbers(3000, 20));
-        let (ra, rb) = tokio::join!(ca.store_if(&name, &da, Condition::IfAbsent), cb.store_if(&name, &db, Condition::IfAbsent));
-        assert_eq!([ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count(), 1, "round {round}: {ra:?} / {rb:?}");
+        let (ra, rb) = tokio::join!(
+            ca.store_if(&name, &da, Condition::IfAbsent),
+            cb.store_if(&name, &db, Condition::IfAbsent)
+        );
+        assert_eq!(
+            [ra.is_ok(), rb.is_ok()].iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {ra:?} / {rb:?}"
+        );
         let winner = if ra.is_ok() { &da } else { &db };
-        assert_eq!(code_of(if ra.is_ok() { rb } else { ra }), Code::AlreadyExists);
+        assert_eq!(
+            code_of(if ra.is_ok() { rb } else { ra }),
+            Code::AlreadyExists
+        );
         assert!(ca.load(&name).await.unwrap().equals_missing(winner));
         assert!(cb.load(&name).await.unwrap().equals_missing(winner));
     }
@@ -101,12 +187,20 @@ async fn workers_sharing_a_data_directory_keep_their_own_disk_caches() {
     let bucket = s3.bucket().await;
     let shared = tempfile::tempdir().unwrap();
     // No memory tier: every load goes to the disk tier (or S3).
-    let cfg = || s3.worker(&bucket).data_dir(shared.path()).arg("--cache-size").arg("0");
+    let cfg = || {
+        s3.worker(&bucket)
+            .data_dir(shared.path())
+            .arg("--cache-size")
+            .arg("0")
+    };
     // What the layout before per-worker directories left is removed.
     std::fs::create_dir_all(shared.path().join("s3-cache/objects/data")).unwrap();
     std::fs::write(shared.path().join("s3-cache/tmp-0123"), b"partial download").unwrap();
     let a = Worker::start_with(cfg());
-    assert!(!shared.path().join("s3-cache/objects").exists() && !shared.path().join("s3-cache/tmp-0123").exists());
+    assert!(
+        !shared.path().join("s3-cache/objects").exists()
+            && !shared.path().join("s3-cache/tmp-0123").exists()
+    );
     let ca = a.client().await;
     let df = numbers(5000, 3);
     ca.store("on_disk", &df).await.unwrap();
@@ -115,22 +209,38 @@ async fn workers_sharing_a_data_directory_keep_their_own_disk_caches() {
 
     // A second worker starting on the same data directory must not wipe the first one's cache.
     let b = Worker::start_with(cfg());
-    assert!(b.client().await.load("on_disk").await.unwrap().equals_missing(&df));
+    assert!(b
+        .client()
+        .await
+        .load("on_disk")
+        .await
+        .unwrap()
+        .equals_missing(&df));
     for _ in 0..3 {
         assert!(ca.load("on_disk").await.unwrap().equals_missing(&df));
     }
     let after = ca.cache_stats().await.unwrap();
     assert_eq!(after.disk_hits - before.disk_hits, 3, "{after:?}");
-    assert_eq!(after.store_bytes_read, before.store_bytes_read, "A read nothing from S3 again");
-    let dirs = std::fs::read_dir(shared.path().join("s3-cache")).unwrap().count();
+    assert_eq!(
+        after.store_bytes_read, before.store_bytes_read,
+        "A read nothing from S3 again"
+    );
+    let dirs = std::fs::read_dir(shared.path().join("s3-cache"))
+        .unwrap()
+        .count();
     assert_eq!(dirs, 2, "one cache directory per worker");
 
     // A restarted worker clears what a dead one left.
     let mut b = b;
     b.kill9();
     let _c = Worker::start_with(cfg());
-    let dirs = std::fs::read_dir(shared.path().join("s3-cache")).unwrap().count();
-    assert_eq!(dirs, 2, "the killed worker's directory was removed, the live one kept");
+    let dirs = std::fs::read_dir(shared.path().join("s3-cache"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        dirs, 2,
+        "the killed worker's directory was removed, the live one kept"
+    );
 }
 
 /// Warm loads come from memory after one listing; measure what cross-worker validation costs.
@@ -138,7 +248,12 @@ async fn workers_sharing_a_data_directory_keep_their_own_disk_caches() {
 async fn warm_loads_are_served_from_the_cache_and_validated_by_one_listing() {
     let s3 = S3Server::start();
     let bucket = s3.bucket().await;
-    let worker = Worker::start_with(s3.worker(&bucket).arg("--metrics-enabled").arg("--metrics-port").arg("0"));
+    let worker = Worker::start_with(
+        s3.worker(&bucket)
+            .arg("--metrics-enabled")
+            .arg("--metrics-port")
+            .arg("0"),
+    );
     let client = worker.client().await;
     let df = numbers(10_000, 5);
     client.store("hot", &df).await.unwrap();
@@ -153,7 +268,10 @@ async fn warm_loads_are_served_from_the_cache_and_validated_by_one_listing() {
     let after = client.cache_stats().await.unwrap();
     assert_eq!(after.hits - before.hits, loads as u64, "{after:?}");
     assert_eq!(after.misses, before.misses);
-    assert_eq!(after.store_bytes_read, before.store_bytes_read, "warm loads must not read objects from S3");
+    assert_eq!(
+        after.store_bytes_read, before.store_bytes_read,
+        "warm loads must not read objects from S3"
+    );
     let requests = (after.store_requests - before.store_requests) as f64 / loads as f64;
     assert!(requests <= 1.0, "{requests} S3 requests per warm load");
 
@@ -161,11 +279,26 @@ async fn warm_loads_are_served_from_the_cache_and_validated_by_one_listing() {
     let m = |series: &str| worker.metric(series).unwrap_or(0.0);
     let lists = m(r#"polarway_s3_requests_total{operation="ListObjectsV2",result="ok"}"#);
     assert!(lists >= loads as f64, "one listing per load: {lists}");
-    assert_eq!(m(r#"polarway_s3_request_duration_seconds_count{operation="ListObjectsV2"}"#), lists);
-    assert!(m(r#"polarway_s3_requests_total{operation="PutObject",result="ok"}"#) >= 2.0, "data and manifest");
-    assert_eq!(m("polarway_state_store_requests_total"), after.store_requests as f64);
-    assert_eq!(m("polarway_state_store_bytes_written_total"), after.store_bytes_written as f64);
-    assert_eq!(m("polarway_state_store_bytes_read_total"), after.store_bytes_read as f64);
+    assert_eq!(
+        m(r#"polarway_s3_request_duration_seconds_count{operation="ListObjectsV2"}"#),
+        lists
+    );
+    assert!(
+        m(r#"polarway_s3_requests_total{operation="PutObject",result="ok"}"#) >= 2.0,
+        "data and manifest"
+    );
+    assert_eq!(
+        m("polarway_state_store_requests_total"),
+        after.store_requests as f64
+    );
+    assert_eq!(
+        m("polarway_state_store_bytes_written_total"),
+        after.store_bytes_written as f64
+    );
+    assert_eq!(
+        m("polarway_state_store_bytes_read_total"),
+        after.store_bytes_read as f64
+    );
     assert_eq!(m("polarway_cache_hits_total"), after.hits as f64);
     assert!((m("polarway_cache_hit_rate") - after.hit_rate).abs() < 1e-9);
     assert!(m("polarway_disk_cache_capacity_bytes") > 0.0);
@@ -207,7 +340,12 @@ async fn kill_during_a_multipart_store_leaves_the_old_version_everywhere() {
     let s3_client = s3.client().await;
     let mut started = false;
     for _ in 0..1200 {
-        let uploads = s3_client.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+        let uploads = s3_client
+            .list_multipart_uploads()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
         if !uploads.uploads().is_empty() {
             started = true;
             break;
@@ -216,14 +354,23 @@ async fn kill_during_a_multipart_store_leaves_the_old_version_everywhere() {
     }
     assert!(started, "the multipart upload never started");
     a.kill9();
-    assert!(upload.await.unwrap().is_err(), "the interrupted store must fail");
+    assert!(
+        upload.await.unwrap().is_err(),
+        "the interrupted store must fail"
+    );
 
     // B (and a fresh A) still serve version 1; no new object became visible.
     assert!(cb.load("ds").await.unwrap().equals_missing(&old));
     assert_eq!(cb.describe("ds").await.unwrap().version, 1);
     assert_eq!(s3.keys(&bucket, "datasets/ds/").await, old_objects);
     let a2 = Worker::start_with(s3.worker(&bucket));
-    assert!(a2.client().await.load("ds").await.unwrap().equals_missing(&old));
+    assert!(a2
+        .client()
+        .await
+        .load("ds")
+        .await
+        .unwrap()
+        .equals_missing(&old));
     // The next store takes version 2.
     assert_eq!(cb.store("ds", &numbers(5, 3)).await.unwrap().version, 2);
 }
@@ -233,7 +380,11 @@ async fn an_s3_outage_is_unavailable_then_heals_by_itself() {
     let s3 = S3Server::start();
     let bucket = s3.bucket().await;
     let worker = Worker::start_with(s3.worker(&bucket).env("POLARWAY_S3_TIMEOUT", "1"));
-    let client = DistributedClient::builder(worker.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    let client = DistributedClient::builder(worker.url())
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
     let df = numbers(1000, 1);
     client.store("kept", &df).await.unwrap();
 
@@ -241,7 +392,11 @@ async fn an_s3_outage_is_unavailable_then_heals_by_itself() {
     assert_eq!(code_of(client.store("other", &df).await), Code::Unavailable);
     assert_eq!(code_of(client.load("kept").await), Code::Unavailable);
     assert_eq!(code_of(client.list("").await), Code::Unavailable);
-    assert_eq!(client.health_check().await.unwrap(), "OK", "the worker itself keeps serving");
+    assert_eq!(
+        client.health_check().await.unwrap(),
+        "OK",
+        "the worker itself keeps serving"
+    );
 
     s3.resume();
     // It recovers without a restart, and nothing was lost or half-written.
@@ -255,8 +410,18 @@ async fn an_s3_outage_is_unavailable_then_heals_by_itself() {
     }
     assert!(healed, "the worker did not recover after S3 came back");
     assert!(client.load("kept").await.unwrap().equals_missing(&df));
-    let names: Vec<String> = client.list("").await.unwrap().into_iter().map(|d| d.name).collect();
-    assert_eq!(names, ["kept"], "a store that failed during the outage became visible");
+    let names: Vec<String> = client
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["kept"],
+        "a store that failed during the outage became visible"
+    );
     assert_eq!(client.store("other", &df).await.unwrap().version, 1);
 }
 
@@ -265,14 +430,18 @@ async fn an_s3_outage_is_unavailable_then_heals_by_itself() {
 async fn a_worker_refuses_a_missing_bucket_with_a_clear_error() {
     let s3 = S3Server::start();
     let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["server", "--grpc-port", "0", "--data-dir"]).arg(tempfile::tempdir().unwrap().path());
+    cmd.args(["server", "--grpc-port", "0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path());
     for (k, v) in s3.worker("no-such-bucket").env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no-such-bucket") && err.contains("POLARWAY_S3_BUCKET"), "{err}");
+    assert!(
+        err.contains("no-such-bucket") && err.contains("POLARWAY_S3_BUCKET"),
+        "{err}"
+    );
 }
 
 /// The user guide's multi-worker setup: three workers behind nginx round robin, on both shared
@@ -290,10 +459,20 @@ async fn three_workers_behind_nginx(cfg: impl Fn() -> WorkerConfig) {
     client.store("big", &big).await.unwrap();
     for round in 0..6 {
         for (i, df) in frames.iter().enumerate() {
-            assert!(client.load(&format!("trades_{i}")).await.unwrap().equals_missing(df), "round {round} trades_{i}");
+            assert!(
+                client
+                    .load(&format!("trades_{i}"))
+                    .await
+                    .unwrap()
+                    .equals_missing(df),
+                "round {round} trades_{i}"
+            );
         }
         assert_eq!(client.list("trades_").await.unwrap().len(), 4);
-        let n = client.query("SELECT COUNT(*)::BIGINT AS n FROM trades_2").await.unwrap();
+        let n = client
+            .query("SELECT COUNT(*)::BIGINT AS n FROM trades_2")
+            .await
+            .unwrap();
         assert_eq!(n.column("n").unwrap().i64().unwrap().get(0), Some(5002));
     }
     assert!(client.load("big").await.unwrap().equals_missing(&big));
@@ -301,12 +480,25 @@ async fn three_workers_behind_nginx(cfg: impl Fn() -> WorkerConfig) {
     let v2 = numbers(7, 42);
     client.store("trades_0", &v2).await.unwrap();
     for w in &workers {
-        assert!(w.client().await.load("trades_0").await.unwrap().equals_missing(&v2), "worker {}", w.addr);
+        assert!(
+            w.client()
+                .await
+                .load("trades_0")
+                .await
+                .unwrap()
+                .equals_missing(&v2),
+            "worker {}",
+            w.addr
+        );
     }
     // Round robin reached every worker.
     for w in &workers {
         let s = w.client().await.cache_stats().await.unwrap();
-        assert!(s.hits + s.misses >= 4, "worker {} served no loads through nginx: {s:?}", w.addr);
+        assert!(
+            s.hits + s.misses >= 4,
+            "worker {} served no loads through nginx: {s:?}",
+            w.addr
+        );
     }
 }
 
@@ -315,7 +507,9 @@ async fn three_workers_on_a_shared_directory_behind_nginx() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     three_workers_behind_nginx(|| {
-        WorkerConfig::default().env("POLARWAY_HANDLE_STORE", "external").env("POLARWAY_STATE_DIR", state.display().to_string())
+        WorkerConfig::default()
+            .env("POLARWAY_HANDLE_STORE", "external")
+            .env("POLARWAY_STATE_DIR", state.display().to_string())
     })
     .await;
 }

@@ -21,9 +21,18 @@ impl Pki {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
-        for (name, sans) in [("server", vec!["localhost".to_string(), "127.0.0.1".to_string()]), ("client", vec!["client".to_string()])] {
+        for (name, sans) in [
+            (
+                "server",
+                vec!["localhost".to_string(), "127.0.0.1".to_string()],
+            ),
+            ("client", vec!["client".to_string()]),
+        ] {
             let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(sans).unwrap().signed_by(&key, &ca).unwrap();
+            let cert = CertificateParams::new(sans)
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
             std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
             std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
         }
@@ -41,7 +50,8 @@ impl Pki {
             .arg("--tls-key")
             .arg(self.path("server.key").display().to_string());
         if mutual {
-            cfg.arg("--tls-ca").arg(self.path("ca.crt").display().to_string())
+            cfg.arg("--tls-ca")
+                .arg(self.path("ca.crt").display().to_string())
         } else {
             cfg
         }
@@ -71,17 +81,31 @@ fn https(worker: &Worker) -> String {
 async fn tls() {
     let pki = Pki::new();
     let worker = Worker::start_with(pki.server_args(false));
-    let client = DistributedClient::builder(https(&worker)).tls(pki.options(false)).connect().await.unwrap();
+    let client = DistributedClient::builder(https(&worker))
+        .tls(pki.options(false))
+        .connect()
+        .await
+        .unwrap();
     round_trip(&client).await;
     // Plaintext to a TLS port fails; so does TLS without trusting the CA.
-    let plain = DistributedClient::builder(worker.url()).retries(0, Default::default()).connect().await;
+    let plain = DistributedClient::builder(worker.url())
+        .retries(0, Default::default())
+        .connect()
+        .await;
     let failed = match plain {
         Err(_) => true,
         Ok(c) => c.health_check().await.is_err(),
     };
     assert!(failed, "plaintext must not work against a TLS server");
-    let untrusted = TlsOptions { ca_cert: Some(Path::new(&pki.path("client.crt")).to_path_buf()), ..Default::default() };
-    let r = DistributedClient::builder(https(&worker)).tls(untrusted).retries(0, Default::default()).connect().await;
+    let untrusted = TlsOptions {
+        ca_cert: Some(Path::new(&pki.path("client.crt")).to_path_buf()),
+        ..Default::default()
+    };
+    let r = DistributedClient::builder(https(&worker))
+        .tls(untrusted)
+        .retries(0, Default::default())
+        .connect()
+        .await;
     assert!(r.is_err() || r.unwrap().health_check().await.is_err());
 }
 
@@ -89,10 +113,18 @@ async fn tls() {
 async fn mutual_tls() {
     let pki = Pki::new();
     let worker = Worker::start_with(pki.server_args(true));
-    let client = DistributedClient::builder(https(&worker)).tls(pki.options(true)).connect().await.unwrap();
+    let client = DistributedClient::builder(https(&worker))
+        .tls(pki.options(true))
+        .connect()
+        .await
+        .unwrap();
     round_trip(&client).await;
     // Without a client certificate the handshake (or the first call) fails.
-    let anonymous = DistributedClient::builder(https(&worker)).tls(pki.options(false)).retries(0, Default::default()).connect().await;
+    let anonymous = DistributedClient::builder(https(&worker))
+        .tls(pki.options(false))
+        .retries(0, Default::default())
+        .connect()
+        .await;
     let refused = match anonymous {
         Err(_) => true,
         Ok(c) => c.health_check().await.is_err(),

@@ -29,7 +29,11 @@ pub struct AuthLayer {
 impl Layer<HttpService> for AuthLayer {
     type Service = Auth;
     fn layer(&self, inner: HttpService) -> Auth {
-        Auth { inner, policy: self.policy.clone(), metrics: self.metrics.clone() }
+        Auth {
+            inner,
+            policy: self.policy.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -73,7 +77,11 @@ impl Service<Request<Body>> for Auth {
 }
 
 /// Authenticate the caller, check its grants against the call, and put them on the request.
-async fn authorize(req: Request<Body>, policy: &Policy, method: &str) -> Result<Request<Body>, GatewayError> {
+async fn authorize(
+    req: Request<Body>,
+    policy: &Policy,
+    method: &str,
+) -> Result<Request<Body>, GatewayError> {
     let identity = policy.authenticate(req.headers()).await?;
     if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
         info.set_identity(&identity.name);
@@ -84,7 +92,11 @@ async fn authorize(req: Request<Body>, policy: &Policy, method: &str) -> Result<
         false => Err(GatewayError::PermissionDenied(format!(
             "{} may not call {method} on dataset {name:?}{}",
             identity.name,
-            if method == "Query" { " (writing a query's result needs Store on it)" } else { "" }
+            if method == "Query" {
+                " (writing a query's result needs Store on it)"
+            } else {
+                ""
+            }
         ))),
     };
     let mut req = body_key::reconcile(req, method, may_use).await?;
@@ -92,8 +104,8 @@ async fn authorize(req: Request<Body>, policy: &Policy, method: &str) -> Result<
     // Workers never see the caller's credentials (the proxy sets the backend token); they get
     // the caller's grants instead, replacing whatever the caller sent as such.
     req.headers_mut().remove(http::header::AUTHORIZATION);
-    let value =
-        HeaderValue::from_str(&grants.encode()).map_err(|e| GatewayError::Internal(format!("grants header: {e}")))?;
+    let value = HeaderValue::from_str(&grants.encode())
+        .map_err(|e| GatewayError::Internal(format!("grants header: {e}")))?;
     req.headers_mut().insert(GRANTS_HEADER, value);
     req.extensions_mut().insert(identity);
     Ok(req)

@@ -41,7 +41,9 @@ pub async fn reconcile(
     let body = match rest {
         None => Body::new(http_body_util::Full::new(head)),
         Some(rest) => {
-            let head = futures::stream::once(async move { Ok::<_, tonic::Status>(http_body::Frame::data(head)) });
+            let head = futures::stream::once(async move {
+                Ok::<_, tonic::Status>(http_body::Frame::data(head))
+            });
             let chained = futures::StreamExt::chain(head, http_body_util::BodyStream::new(rest));
             Body::new(http_body_util::StreamBody::new(chained))
         }
@@ -78,7 +80,9 @@ async fn read_first_message(mut body: Body) -> Result<(Bytes, Option<Body>), Gat
         }
         match body.frame().await {
             None => return Ok((buf.freeze(), None)),
-            Some(Err(e)) => return Err(GatewayError::InvalidArgument(format!("request body: {e}"))),
+            Some(Err(e)) => {
+                return Err(GatewayError::InvalidArgument(format!("request body: {e}")))
+            }
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     buf.extend_from_slice(data);
@@ -123,17 +127,39 @@ mod tests {
 
     #[test]
     fn names_in_first_messages() {
-        let load = framed(pb::LoadRequest { name: "bob_x".into(), ..Default::default() });
-        assert_eq!(first_message_dataset("Load", &load).as_deref(), Some("bob_x"));
-        let q = framed(pb::QueryRequest { sql: "SELECT 1".into(), into: Some("out".into()) });
+        let load = framed(pb::LoadRequest {
+            name: "bob_x".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            first_message_dataset("Load", &load).as_deref(),
+            Some("bob_x")
+        );
+        let q = framed(pb::QueryRequest {
+            sql: "SELECT 1".into(),
+            into: Some("out".into()),
+        });
         assert_eq!(first_message_dataset("Query", &q).as_deref(), Some("out"));
-        let q = framed(pb::QueryRequest { sql: "SELECT 1".into(), into: None });
+        let q = framed(pb::QueryRequest {
+            sql: "SELECT 1".into(),
+            into: None,
+        });
         assert_eq!(first_message_dataset("Query", &q), None);
         let store = framed(pb::StoreRequest {
-            msg: Some(pb::store_request::Msg::Header(pb::StoreHeader { name: "bob_y".into(), condition: None })),
+            msg: Some(pb::store_request::Msg::Header(pb::StoreHeader {
+                name: "bob_y".into(),
+                condition: None,
+            })),
         });
-        assert_eq!(first_message_dataset("StoreBatch", &store).as_deref(), Some("bob_y"));
-        assert_eq!(first_message_dataset("Load", &load[..load.len() - 1]), None, "incomplete");
+        assert_eq!(
+            first_message_dataset("StoreBatch", &store).as_deref(),
+            Some("bob_y")
+        );
+        assert_eq!(
+            first_message_dataset("Load", &load[..load.len() - 1]),
+            None,
+            "incomplete"
+        );
         let mut compressed = load.clone();
         compressed[0] = 1;
         assert_eq!(first_message_dataset("Load", &compressed), None);

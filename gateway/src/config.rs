@@ -8,20 +8,33 @@ use clap::Parser;
 use crate::route::Strategy;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "polarway-gateway", version, about = "The Polarway gateway: the public gRPC entry point in front of Polarway workers", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "polarway-gateway",
+    version,
+    about = "The Polarway gateway: the public gRPC entry point in front of Polarway workers",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
     /// Address to serve gRPC on.
-    #[arg(long, env = "POLARWAY_GATEWAY_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "POLARWAY_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: SocketAddr,
     /// Port to serve on, overriding the port of --listen; 0 picks a free one (printed on stdout).
     #[arg(long, env = "POLARWAY_GATEWAY_PORT")]
     pub grpc_port: Option<u16>,
     /// A worker URL (`http://host:port`, `https://host:port`); repeat for several. Host names are
     /// resolved again every --dns-interval.
-    #[arg(long = "backend", env = "POLARWAY_GATEWAY_BACKENDS", value_delimiter = ',')]
+    #[arg(
+        long = "backend",
+        env = "POLARWAY_GATEWAY_BACKENDS",
+        value_delimiter = ','
+    )]
     pub backends: Vec<String>,
     /// Policy file (identities, roles, JWT issuers, limits). Without one every call is allowed.
     #[arg(long, env = "POLARWAY_GATEWAY_POLICY")]
@@ -39,7 +52,11 @@ pub struct Args {
     #[arg(long, env = "POLARWAY_GATEWAY_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
     /// Seconds between checks of the TLS files for a new certificate.
-    #[arg(long, env = "POLARWAY_GATEWAY_TLS_RELOAD_INTERVAL", default_value_t = 5.0)]
+    #[arg(
+        long,
+        env = "POLARWAY_GATEWAY_TLS_RELOAD_INTERVAL",
+        default_value_t = 5.0
+    )]
     pub tls_reload_interval: f64,
 
     /// CA to verify `https://` workers with.
@@ -74,7 +91,11 @@ pub struct Args {
     #[arg(long, env = "POLARWAY_GATEWAY_RETRY_ATTEMPTS", default_value_t = 3)]
     pub retry_attempts: usize,
     /// Retries may add at most this percentage of recent calls.
-    #[arg(long, env = "POLARWAY_GATEWAY_RETRY_BUDGET_PERCENT", default_value_t = 20.0)]
+    #[arg(
+        long,
+        env = "POLARWAY_GATEWAY_RETRY_BUDGET_PERCENT",
+        default_value_t = 20.0
+    )]
     pub retry_budget_percent: f32,
 
     /// Seconds between checks of the policy file for changes (SIGHUP reloads at once).

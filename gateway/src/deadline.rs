@@ -16,8 +16,8 @@ use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::error::GatewayError;
-use polarway_access::PolicyHandle;
 use crate::HttpService;
+use polarway_access::PolicyHandle;
 
 /// When the call must be over.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +61,10 @@ pub struct DeadlineLayer {
 impl Layer<HttpService> for DeadlineLayer {
     type Service = DeadlineService;
     fn layer(&self, inner: HttpService) -> DeadlineService {
-        DeadlineService { inner, policy: self.policy.clone() }
+        DeadlineService {
+            inner,
+            policy: self.policy.clone(),
+        }
     }
 }
 
@@ -81,14 +84,20 @@ impl Service<Request<Body>> for DeadlineService {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let requested = req.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_timeout);
+        let requested = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_timeout);
         let cap = self.policy.current().max_deadline;
         let timeout = match (requested, cap) {
             (Some(r), Some(c)) => Some(r.min(c)),
             (r, c) => r.or(c),
         };
         let inner = self.inner.clone();
-        let Some(timeout) = timeout else { return Box::pin(inner.oneshot(req)) };
+        let Some(timeout) = timeout else {
+            return Box::pin(inner.oneshot(req));
+        };
         let now = Instant::now();
         let at = now + timeout;
         // Like the workers (tonic), the caller's deadline bounds the wait for the response; a
@@ -103,7 +112,11 @@ impl Service<Request<Body>> for DeadlineService {
                 Ok(Ok(resp)) => match stream_at {
                     None => Ok(resp),
                     Some(at) => Ok(resp.map(|body| {
-                        Body::new(DeadlineBody { inner: body, sleep: Box::pin(tokio::time::sleep_until(at.into())), done: false })
+                        Body::new(DeadlineBody {
+                            inner: body,
+                            sleep: Box::pin(tokio::time::sleep_until(at.into())),
+                            done: false,
+                        })
                     })),
                 },
             }
@@ -122,7 +135,10 @@ impl http_body::Body for DeadlineBody {
     type Data = Bytes;
     type Error = tonic::Status;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -131,7 +147,8 @@ impl http_body::Body for DeadlineBody {
         if self.sleep.as_mut().poll(cx).is_ready() {
             self.done = true;
             let mut trailers = http::HeaderMap::new();
-            let _ = tonic::Status::deadline_exceeded("deadline exceeded at the gateway").add_header(&mut trailers);
+            let _ = tonic::Status::deadline_exceeded("deadline exceeded at the gateway")
+                .add_header(&mut trailers);
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
@@ -158,6 +175,13 @@ mod tests {
         assert_eq!(parse_timeout("x"), None);
         assert_eq!(parse_timeout("123456789S"), None);
         assert_eq!(encode_timeout(Duration::from_millis(1500)), "1500m");
-        assert_eq!(parse_timeout(encode_timeout(Duration::from_secs(7 * 86400)).to_str().unwrap()), Some(Duration::from_secs(7 * 86400)));
+        assert_eq!(
+            parse_timeout(
+                encode_timeout(Duration::from_secs(7 * 86400))
+                    .to_str()
+                    .unwrap()
+            ),
+            Some(Duration::from_secs(7 * 86400))
+        );
     }
 }

@@ -16,7 +16,10 @@ pub enum GatewayError {
     #[error("{0}")]
     PermissionDenied(String),
     #[error("rate limit exceeded for {identity}; retry in {} ms", retry_after.as_millis())]
-    RateLimited { identity: String, retry_after: Duration },
+    RateLimited {
+        identity: String,
+        retry_after: Duration,
+    },
     /// Too many calls of one identity in progress.
     #[error("{0}")]
     Busy(String),

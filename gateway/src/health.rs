@@ -24,9 +24,15 @@ pub async fn set_all(reporter: &HealthReporter, status: tonic_health::ServingSta
     }
 }
 
-async fn check(client: &UpstreamClient, endpoint: &Endpoint, timeout: Duration) -> Result<(), String> {
+async fn check(
+    client: &UpstreamClient,
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<(), String> {
     let mut health = HealthClient::with_origin(client.clone(), endpoint.uri.clone());
-    let call = health.check(HealthCheckRequest { service: String::new() });
+    let call = health.check(HealthCheckRequest {
+        service: String::new(),
+    });
     match tokio::time::timeout(timeout, call).await {
         Err(_) => Err(format!("no answer within {timeout:?}")),
         Ok(Err(status)) => Err(status.message().to_string()),
@@ -47,12 +53,15 @@ pub async fn check_loop(
     let mut serving = None;
     loop {
         let endpoints = backends.endpoints();
-        let results = futures::future::join_all(endpoints.iter().map(|e| check(&client, e, timeout))).await;
+        let results =
+            futures::future::join_all(endpoints.iter().map(|e| check(&client, e, timeout))).await;
         for (endpoint, result) in endpoints.iter().zip(results) {
             let ok = result.is_ok();
             if endpoint.set_healthy(ok) {
                 match result {
-                    Ok(()) => tracing::info!(backend = %endpoint.addr, "worker healthy: back in rotation"),
+                    Ok(()) => {
+                        tracing::info!(backend = %endpoint.addr, "worker healthy: back in rotation")
+                    }
                     Err(e) => {
                         metrics.ejection(&endpoint.addr);
                         tracing::warn!(backend = %endpoint.addr, "worker unhealthy, ejected: {e}")
@@ -64,7 +73,15 @@ pub async fn check_loop(
         let any = endpoints.iter().any(|e| e.is_healthy());
         if serving != Some(any) {
             serving = Some(any);
-            set_all(&reporter, if any { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing }).await;
+            set_all(
+                &reporter,
+                if any {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                },
+            )
+            .await;
         }
         tokio::time::sleep(every).await;
     }

@@ -71,7 +71,8 @@ impl InFlightLayer {
 
 fn stall_timeout(policy: &PolicyHandle) -> Duration {
     let secs = policy.current().limits.stall_timeout_secs;
-    secs.and_then(|s| Duration::try_from_secs_f64(s).ok()).unwrap_or(DEFAULT_STALL_TIMEOUT)
+    secs.and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(DEFAULT_STALL_TIMEOUT)
 }
 
 /// The permits one call holds.
@@ -84,7 +85,9 @@ impl Shared {
             // Forget keys with nothing in progress (bounded memory, whatever tokens come).
             slots.retain(|_, (n, s)| s.available_permits() < *n);
         }
-        let entry = slots.entry(key).or_insert_with(|| (max, Arc::new(Semaphore::new(max))));
+        let entry = slots
+            .entry(key)
+            .or_insert_with(|| (max, Arc::new(Semaphore::new(max))));
         if entry.0 != max {
             *entry = (max, Arc::new(Semaphore::new(max)));
         }
@@ -106,14 +109,19 @@ impl Shared {
         if let Some(issuer) = &identity.issuer {
             let max = limits.max_in_flight_per_issuer.unwrap_or(4 * max);
             let issuer_slots = self.semaphore(format!("issuer {issuer:?}"), max);
-            permits.push(
-                issuer_slots
-                    .try_acquire_owned()
-                    .map_err(|_| busy(&format!("issuer {issuer:?}"), max, "limits.max_in_flight_per_issuer"))?,
-            );
+            permits.push(issuer_slots.try_acquire_owned().map_err(|_| {
+                busy(
+                    &format!("issuer {issuer:?}"),
+                    max,
+                    "limits.max_in_flight_per_issuer",
+                )
+            })?);
         }
         let own = self.semaphore(format!("identity {:?}", identity.name), max);
-        permits.push(own.try_acquire_owned().map_err(|_| busy(&identity.name, max, "limits.max_in_flight"))?);
+        permits.push(
+            own.try_acquire_owned()
+                .map_err(|_| busy(&identity.name, max, "limits.max_in_flight"))?,
+        );
         Ok(permits)
     }
 
@@ -129,7 +137,10 @@ impl Shared {
 impl Layer<HttpService> for InFlightLayer {
     type Service = InFlight;
     fn layer(&self, inner: HttpService) -> InFlight {
-        InFlight { inner, layer: self.clone() }
+        InFlight {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -170,7 +181,11 @@ impl Service<Request<Body>> for InFlight {
                     stalled: false,
                 }),
             });
-            shared.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(&state));
+            shared
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, Arc::downgrade(&state));
             Ok(Response::from_parts(parts, Body::new(Watched { state })))
         })
     }
@@ -220,7 +235,10 @@ impl http_body::Body for Watched {
     type Data = Bytes;
     type Error = tonic::Status;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         let mut g = self.state.guarded.lock().unwrap_or_else(|e| e.into_inner());
         g.waiting_since = None;
         if g.stalled {
@@ -229,7 +247,9 @@ impl http_body::Body for Watched {
                 "the response was not read for too long (limits.stall_timeout_secs)",
             ))));
         }
-        let Some(body) = g.body.as_mut() else { return Poll::Ready(None) };
+        let Some(body) = g.body.as_mut() else {
+            return Poll::Ready(None);
+        };
         match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if frame.is_data() {

@@ -66,8 +66,8 @@ use tower::{Layer, Service, ServiceExt};
 use crate::config::Args;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use polarway_access::{Policy, PolicyHandle};
 use crate::route::Backends;
+use polarway_access::{Policy, PolicyHandle};
 
 /// The service type between layers.
 pub type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, GatewayError>;
@@ -76,13 +76,20 @@ pub use polarway_telemetry::rpc_name;
 
 /// The dataset a call names (`x-polarway-key`), if any.
 pub fn routing_key(headers: &http::HeaderMap) -> Option<&str> {
-    headers.get("x-polarway-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty())
+    headers
+        .get("x-polarway-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
 }
 
 fn boxed<L>(layer: L, inner: HttpService) -> HttpService
 where
     L: Layer<HttpService>,
-    L::Service: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Clone + Send + Sync + 'static,
+    L::Service: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     <L::Service as Service<Request<Body>>>::Future: Send + 'static,
 {
     BoxCloneSyncService::new(layer.layer(inner))
@@ -100,13 +107,44 @@ pub struct Parts {
 /// The request path, outermost layer first (see the crate documentation).
 pub fn stack(p: &Parts) -> metrics::Observe {
     let svc: HttpService = BoxCloneSyncService::new(p.proxy.clone());
-    let svc = boxed(route::RouteLayer { backends: p.backends.clone(), policy: p.policy.clone(), strategy: p.args.routing }, svc);
-    let svc = boxed(retry::RetryLayer::new(p.args.retry_attempts, p.args.retry_budget_percent, p.metrics.clone()), svc);
+    let svc = boxed(
+        route::RouteLayer {
+            backends: p.backends.clone(),
+            policy: p.policy.clone(),
+            strategy: p.args.routing,
+        },
+        svc,
+    );
+    let svc = boxed(
+        retry::RetryLayer::new(
+            p.args.retry_attempts,
+            p.args.retry_budget_percent,
+            p.metrics.clone(),
+        ),
+        svc,
+    );
     let svc = boxed(inflight::InFlightLayer::new(p.policy.clone()), svc);
-    let svc = boxed(ratelimit::RateLimitLayer::new(p.policy.clone(), p.metrics.clone()), svc);
-    let svc = boxed(auth::AuthLayer { policy: p.policy.clone(), metrics: p.metrics.clone() }, svc);
-    let svc = boxed(deadline::DeadlineLayer { policy: p.policy.clone() }, svc);
-    metrics::ObserveLayer { metrics: p.metrics.clone() }.layer(svc)
+    let svc = boxed(
+        ratelimit::RateLimitLayer::new(p.policy.clone(), p.metrics.clone()),
+        svc,
+    );
+    let svc = boxed(
+        auth::AuthLayer {
+            policy: p.policy.clone(),
+            metrics: p.metrics.clone(),
+        },
+        svc,
+    );
+    let svc = boxed(
+        deadline::DeadlineLayer {
+            policy: p.policy.clone(),
+        },
+        svc,
+    );
+    metrics::ObserveLayer {
+        metrics: p.metrics.clone(),
+    }
+    .layer(svc)
 }
 
 /// The service hyper serves: the gateway's own health service, or the stack.
@@ -140,7 +178,10 @@ fn secs(s: f64) -> Duration {
 }
 
 /// Serve until `shutdown` resolves, then drain (bounded by `--shutdown-grace`).
-pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    args: Args,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let policy = match &args.policy {
         Some(path) => Policy::load(path).with_context(|| "the policy file is invalid")?,
         None => {
@@ -153,16 +194,25 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
         anyhow::bail!("no workers: give --backend URL (or routing.backends in the policy)");
     }
     let server_tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(Arc::new(tls::ServerTls::load(tls::TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: args.tls_ca.clone() })?))
-        }
+        (Some(cert), Some(key)) => Some(Arc::new(tls::ServerTls::load(tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_ca.clone(),
+        })?)),
         _ => None,
     };
-    let backend_identity = args.backend_cert.as_deref().zip(args.backend_key.as_deref());
+    let backend_identity = args
+        .backend_cert
+        .as_deref()
+        .zip(args.backend_key.as_deref());
     let client_tls = tls::client_config(args.backend_ca.as_deref(), backend_identity)?;
     let client = proxy::upstream_client(client_tls, args.backend_tls_name.clone());
     let backend_token = match &args.backend_token {
-        Some(t) => Some(format!("Bearer {t}").parse::<http::HeaderValue>().context("--backend-token is not a valid header value")?),
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse::<http::HeaderValue>()
+                .context("--backend-token is not a valid header value")?,
+        ),
         None => None,
     };
 
@@ -173,22 +223,33 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
     backends.resolve(&specs).await;
 
     let reporter = tonic_health::server::HealthReporter::new();
-    let health_service =
-        tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(reporter.clone()));
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+    );
     health::set_all(&reporter, ServingStatus::Serving).await;
 
-    let listener =
-        tokio::net::TcpListener::bind(args.listen_addr()).await.with_context(|| format!("cannot listen on {}", args.listen_addr()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen_addr())
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen_addr()))?;
     let local = listener.local_addr()?;
     let metrics_listener = if args.metrics_enabled {
         let addr = std::net::SocketAddr::new(local.ip(), args.metrics_port);
-        Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot serve metrics on {addr}"))?)
+        Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?,
+        )
     } else {
         None
     };
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(route::refresh(backends.clone(), args.backends.clone(), policy.clone(), secs(args.dns_interval)));
+    tasks.spawn(route::refresh(
+        backends.clone(),
+        args.backends.clone(),
+        policy.clone(),
+        secs(args.dns_interval),
+    ));
     tasks.spawn(health::check_loop(
         backends.clone(),
         client.clone(),
@@ -198,7 +259,9 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
         secs(args.health_timeout),
     ));
     let reload_metrics = metrics.clone();
-    tasks.spawn(policy.clone().watch(secs(args.policy_poll), move |ok| reload_metrics.policy_reload(ok)));
+    tasks.spawn(policy.clone().watch(secs(args.policy_poll), move |ok| {
+        reload_metrics.policy_reload(ok)
+    }));
     if let Some(tls) = &server_tls {
         tasks.spawn(tls::watch(tls.clone(), secs(args.tls_reload_interval)));
     }
@@ -210,13 +273,22 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
     }
 
     let parts = Parts {
-        proxy: proxy::Proxy { client, backend_token, eject_after: args.eject_after.max(1), debug_headers: args.debug_headers, metrics: metrics.clone() },
+        proxy: proxy::Proxy {
+            client,
+            backend_token,
+            eject_after: args.eject_after.max(1),
+            debug_headers: args.debug_headers,
+            metrics: metrics.clone(),
+        },
         policy,
         backends,
         metrics,
         args: args.clone(),
     };
-    let gateway = Gateway { stack: stack(&parts), health: health_service };
+    let gateway = Gateway {
+        stack: stack(&parts),
+        health: health_service,
+    };
 
     let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http.timer(TokioTimer::new())
@@ -252,12 +324,24 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let result = match acceptor {
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => watcher.watch(http.serve_connection(TokioIo::new(tls), service)).await,
-                    Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                },
-                None => watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(tls), service))
+                                .await
+                        }
+                        Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, "connection ended: {e}");

@@ -69,12 +69,36 @@ impl Default for Metrics {
         let rate_limited = Family::<MethodLabel, Counter>::default();
         let policy_reloads = Family::<ResultLabel, Counter>::default();
         let authz_denied = Family::<DeniedLabels, Counter>::default();
-        registry.register("polarway_gateway_upstream_healthy", "1 when the worker passes its health checks", upstream_healthy.clone());
-        registry.register("polarway_gateway_upstream_requests", "Calls sent to each worker (retries included)", upstream_requests.clone());
-        registry.register("polarway_gateway_ejections", "Times a worker was taken out of rotation (failed checks or calls)", ejections.clone());
-        registry.register("polarway_gateway_retries", "Calls retried on another worker", retries.clone());
-        registry.register("polarway_gateway_rate_limited", "Calls refused by a rate limit", rate_limited.clone());
-        registry.register("polarway_gateway_policy_reloads", "Policy reloads, by result (ok, refused)", policy_reloads.clone());
+        registry.register(
+            "polarway_gateway_upstream_healthy",
+            "1 when the worker passes its health checks",
+            upstream_healthy.clone(),
+        );
+        registry.register(
+            "polarway_gateway_upstream_requests",
+            "Calls sent to each worker (retries included)",
+            upstream_requests.clone(),
+        );
+        registry.register(
+            "polarway_gateway_ejections",
+            "Times a worker was taken out of rotation (failed checks or calls)",
+            ejections.clone(),
+        );
+        registry.register(
+            "polarway_gateway_retries",
+            "Calls retried on another worker",
+            retries.clone(),
+        );
+        registry.register(
+            "polarway_gateway_rate_limited",
+            "Calls refused by a rate limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "polarway_gateway_policy_reloads",
+            "Policy reloads, by result (ok, refused)",
+            policy_reloads.clone(),
+        );
         registry.register(
             "polarway_authz_denied",
             "Calls refused by authorization, by method and reason (grant: the grants lack the method or dataset; key: x-polarway-key names another dataset than the request)",
@@ -97,32 +121,68 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn retry(&self, method: &str) {
-        self.0.retries.get_or_create(&MethodLabel { method: method_label(method).into() }).inc();
+        self.0
+            .retries
+            .get_or_create(&MethodLabel {
+                method: method_label(method).into(),
+            })
+            .inc();
     }
 
     pub fn rate_limited(&self, method: &str) {
-        self.0.rate_limited.get_or_create(&MethodLabel { method: method_label(method).into() }).inc();
+        self.0
+            .rate_limited
+            .get_or_create(&MethodLabel {
+                method: method_label(method).into(),
+            })
+            .inc();
     }
 
     pub fn authz_denied(&self, method: &str, reason: &'static str) {
-        self.0.authz_denied.get_or_create(&DeniedLabels { method: method_label(method).into(), reason }).inc();
+        self.0
+            .authz_denied
+            .get_or_create(&DeniedLabels {
+                method: method_label(method).into(),
+                reason,
+            })
+            .inc();
     }
 
     pub fn policy_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
-        self.0.policy_reloads.get_or_create(&ResultLabel { result: result.into() }).inc();
+        self.0
+            .policy_reloads
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn upstream_health(&self, backend: &str, healthy: bool) {
-        self.0.upstream_healthy.get_or_create(&BackendLabel { backend: backend.into() }).set(healthy as i64);
+        self.0
+            .upstream_healthy
+            .get_or_create(&BackendLabel {
+                backend: backend.into(),
+            })
+            .set(healthy as i64);
     }
 
     pub fn upstream_request(&self, backend: &str) {
-        self.0.upstream_requests.get_or_create(&BackendLabel { backend: backend.into() }).inc();
+        self.0
+            .upstream_requests
+            .get_or_create(&BackendLabel {
+                backend: backend.into(),
+            })
+            .inc();
     }
 
     pub fn ejection(&self, backend: &str) {
-        self.0.ejections.get_or_create(&BackendLabel { backend: backend.into() }).inc();
+        self.0
+            .ejections
+            .get_or_create(&BackendLabel {
+                backend: backend.into(),
+            })
+            .inc();
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -159,7 +219,10 @@ pub struct ObserveLayer {
 impl Layer<HttpService> for ObserveLayer {
     type Service = Observe;
     fn layer(&self, inner: HttpService) -> Observe {
-        Observe { inner, metrics: self.metrics.clone() }
+        Observe {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -179,11 +242,16 @@ impl Service<Request<Body>> for Observe {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let request_id = match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
+        let request_id = match req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(id) if !id.is_empty() && id.len() <= 128 => id.to_string(),
             _ => {
                 let id = uuid::Uuid::new_v4().to_string();
-                req.headers_mut().insert("x-request-id", HeaderValue::from_str(&id).expect("uuid"));
+                req.headers_mut()
+                    .insert("x-request-id", HeaderValue::from_str(&id).expect("uuid"));
                 id
             }
         };
@@ -194,7 +262,12 @@ impl Service<Request<Body>> for Observe {
         let req = grpc.count_request(req, &method);
         let access_id = request_id.clone();
         let mut call = grpc.start(&method).on_end(move |code, message, elapsed| {
-            let backend = info.backend.lock().unwrap().clone().unwrap_or_else(|| "-".into());
+            let backend = info
+                .backend
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_else(|| "-".into());
             tracing::info!(
                 target: "access",
                 request_id = %access_id,

@@ -43,9 +43,13 @@ pub fn upstream_client(tls: rustls::ClientConfig, server_name: Option<String>) -
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
     let builder = match server_name.map(rustls::pki_types::ServerName::try_from) {
-        Some(Ok(name)) => builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name)),
+        Some(Ok(name)) => {
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
         Some(Err(e)) => {
             tracing::error!("invalid --backend-tls-name: {e}");
             builder
@@ -68,7 +72,14 @@ pub fn upstream_client(tls: rustls::ClientConfig, server_name: Option<String>) -
 }
 
 /// Headers that describe one hop, not the call.
-const HOP_HEADERS: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"];
+const HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
 
 #[derive(Clone)]
 pub struct Proxy {
@@ -93,8 +104,11 @@ impl Service<Request<Body>> for Proxy {
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let endpoint =
-                req.extensions().get::<Arc<Endpoint>>().cloned().ok_or_else(|| GatewayError::Internal("no worker chosen".into()))?;
+            let endpoint = req
+                .extensions()
+                .get::<Arc<Endpoint>>()
+                .cloned()
+                .ok_or_else(|| GatewayError::Internal("no worker chosen".into()))?;
             let deadline = req.extensions().get::<Deadline>().copied();
             let (mut parts, body) = req.into_parts();
             let mut uri = endpoint.uri.clone().into_parts();
@@ -105,7 +119,9 @@ impl Service<Request<Body>> for Proxy {
             }
             parts.headers.remove(http::header::AUTHORIZATION);
             if let Some(token) = &this.backend_token {
-                parts.headers.insert(http::header::AUTHORIZATION, token.clone());
+                parts
+                    .headers
+                    .insert(http::header::AUTHORIZATION, token.clone());
             }
             if let Some(Deadline(at)) = deadline {
                 // The worker gets the time that is left, not the caller's original budget.
@@ -135,7 +151,10 @@ impl Service<Request<Body>> for Proxy {
                     }
                     parts.extensions = Default::default();
                     parts.extensions.insert(endpoint.clone());
-                    let body = UpstreamBody { inner: Some(body), backend: endpoint.addr.clone() };
+                    let body = UpstreamBody {
+                        inner: Some(body),
+                        backend: endpoint.addr.clone(),
+                    };
                     Ok(Response::from_parts(parts, Body::new(body)))
                 }
                 Err(e) => {
@@ -143,7 +162,10 @@ impl Service<Request<Body>> for Proxy {
                         this.metrics.ejection(&endpoint.addr);
                         tracing::warn!(backend = %endpoint.addr, "worker ejected after {} failed calls in a row", this.eject_after);
                     }
-                    Err(GatewayError::Upstream { backend: endpoint.addr.clone(), source: Box::new(e) })
+                    Err(GatewayError::Upstream {
+                        backend: endpoint.addr.clone(),
+                        source: Box::new(e),
+                    })
                 }
             }
         })
@@ -161,8 +183,13 @@ impl http_body::Body for UpstreamBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
@@ -172,7 +199,10 @@ impl http_body::Body for UpstreamBody {
             Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
             Poll::Ready(Some(Err(e))) => {
                 self.inner = None;
-                let status = tonic::Status::unavailable(format!("worker {} failed mid-stream: {e}", self.backend));
+                let status = tonic::Status::unavailable(format!(
+                    "worker {} failed mid-stream: {e}",
+                    self.backend
+                ));
                 let mut trailers = http::HeaderMap::new();
                 let _ = status.add_header(&mut trailers);
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
@@ -185,6 +215,9 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_default()
     }
 }

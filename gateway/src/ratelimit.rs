@@ -19,14 +19,16 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use polarway_access::{Identity, Policy, PolicyHandle, RateFile};
 use crate::{rpc_name, HttpService};
+use polarway_access::{Identity, Policy, PolicyHandle, RateFile};
 
 const OVERFLOW_KEY: &str = "\u{0}overflow";
 
 fn quota(r: &RateFile) -> Quota {
     let period = Duration::from_secs_f64(1.0 / r.per_second).max(Duration::from_nanos(1));
-    Quota::with_period(period).expect("positive period").allow_burst(NonZeroU32::new(r.burst).unwrap_or(NonZeroU32::MIN))
+    Quota::with_period(period)
+        .expect("positive period")
+        .allow_burst(NonZeroU32::new(r.burst).unwrap_or(NonZeroU32::MIN))
 }
 
 struct Bucket {
@@ -48,11 +50,20 @@ impl RateLimits {
         Self::new(l.rate, &l.methods, l.max_rate_keys.unwrap_or(100_000))
     }
 
-    pub fn new(default: Option<RateFile>, methods: &BTreeMap<String, RateFile>, max_keys: usize) -> Self {
-        let bucket = |r: &RateFile| Bucket { limiter: RateLimiter::keyed(quota(r)) };
+    pub fn new(
+        default: Option<RateFile>,
+        methods: &BTreeMap<String, RateFile>,
+        max_keys: usize,
+    ) -> Self {
+        let bucket = |r: &RateFile| Bucket {
+            limiter: RateLimiter::keyed(quota(r)),
+        };
         Self {
             default: default.as_ref().map(bucket),
-            methods: methods.iter().map(|(m, r)| (m.clone(), bucket(r))).collect(),
+            methods: methods
+                .iter()
+                .map(|(m, r)| (m.clone(), bucket(r)))
+                .collect(),
             own: Default::default(),
             max_keys: max_keys.max(1),
         }
@@ -61,8 +72,15 @@ impl RateLimits {
     fn check(&self, bucket: &Bucket, identity: &Identity) -> Result<(), Duration> {
         // Policy identities are a fixed set; JWT subjects are not: past the bound, new ones share
         // one bucket so that memory stays bounded whatever tokens callers bring.
-        let key = if identity.dynamic && bucket.limiter.len() >= self.max_keys { OVERFLOW_KEY.to_string() } else { identity.name.clone() };
-        bucket.limiter.check_key(&key).map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        let key = if identity.dynamic && bucket.limiter.len() >= self.max_keys {
+            OVERFLOW_KEY.to_string()
+        } else {
+            identity.name.clone()
+        };
+        bucket
+            .limiter
+            .check_key(&key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// Take one call from the identity's quotas; the wait until the next allowed call if over.
@@ -75,7 +93,11 @@ impl RateLimits {
                     .lock()
                     .unwrap()
                     .entry(id)
-                    .or_insert_with(|| Arc::new(Bucket { limiter: RateLimiter::keyed(quota(r)) }))
+                    .or_insert_with(|| {
+                        Arc::new(Bucket {
+                            limiter: RateLimiter::keyed(quota(r)),
+                        })
+                    })
                     .clone();
                 self.check(&bucket, identity)?;
             }
@@ -134,12 +156,17 @@ pub struct RateLimitLayer {
 impl RateLimitLayer {
     /// Also starts the task that forgets idle keys (so call it inside the runtime).
     pub fn new(policy: PolicyHandle, metrics: Metrics) -> Self {
-        let limiters = Arc::new(Limiters { policy, current: Mutex::new(None) });
+        let limiters = Arc::new(Limiters {
+            policy,
+            current: Mutex::new(None),
+        });
         let weak = Arc::downgrade(&limiters);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                let Some(limiters) = weak.upgrade() else { return };
+                let Some(limiters) = weak.upgrade() else {
+                    return;
+                };
                 limiters.get().sweep();
             }
         });
@@ -150,7 +177,10 @@ impl RateLimitLayer {
 impl Layer<HttpService> for RateLimitLayer {
     type Service = RateLimit;
     fn layer(&self, inner: HttpService) -> RateLimit {
-        RateLimit { inner, layer: self.clone() }
+        RateLimit {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -179,7 +209,10 @@ impl Service<Request<Body>> for RateLimit {
             if let Some(identity) = identity {
                 if let Err(retry_after) = limits.acquire(&identity, &method) {
                     metrics.rate_limited(&method);
-                    return Err(GatewayError::RateLimited { identity: identity.name.clone(), retry_after });
+                    return Err(GatewayError::RateLimited {
+                        identity: identity.name.clone(),
+                        retry_after,
+                    });
                 }
             }
             inner.oneshot(req).await

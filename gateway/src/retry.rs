@@ -45,15 +45,26 @@ impl RetryLayer {
     /// `attempts` calls at most per request; retries may add `percent` % to recent traffic
     /// (plus a floor of 10 per second).
     pub fn new(attempts: usize, percent: f32, metrics: Metrics) -> Self {
-        let budget = TpsBudget::new(Duration::from_secs(10), 10, (percent / 100.0).clamp(0.0, 10.0));
-        Self { budget: Arc::new(budget), attempts: attempts.max(1), metrics }
+        let budget = TpsBudget::new(
+            Duration::from_secs(10),
+            10,
+            (percent / 100.0).clamp(0.0, 10.0),
+        );
+        Self {
+            budget: Arc::new(budget),
+            attempts: attempts.max(1),
+            metrics,
+        }
     }
 }
 
 impl Layer<HttpService> for RetryLayer {
     type Service = Retry;
     fn layer(&self, inner: HttpService) -> Retry {
-        Retry { inner, layer: self.clone() }
+        Retry {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -72,12 +83,15 @@ enum Buffered {
 async fn buffer(mut body: Body) -> Result<Buffered, GatewayError> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| GatewayError::InvalidArgument(format!("request body: {e}")))?;
+        let frame =
+            frame.map_err(|e| GatewayError::InvalidArgument(format!("request body: {e}")))?;
         if let Some(data) = frame.data_ref() {
             buf.extend_from_slice(data);
         }
         if buf.len() > MAX_BUFFER {
-            let head = futures::stream::once(async move { Ok::<_, tonic::Status>(http_body::Frame::data(buf.freeze())) });
+            let head = futures::stream::once(async move {
+                Ok::<_, tonic::Status>(http_body::Frame::data(buf.freeze()))
+            });
             let rest = http_body_util::BodyStream::new(body);
             let chained = http_body_util::StreamBody::new(futures::StreamExt::chain(head, rest));
             return Ok(Buffered::Partial(Body::new(chained)));
@@ -94,7 +108,10 @@ pub fn query_has_into(body: &[u8]) -> bool {
         return true;
     }
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-    match body.get(5..5 + len).map(polarway_proto::v1::QueryRequest::decode) {
+    match body
+        .get(5..5 + len)
+        .map(polarway_proto::v1::QueryRequest::decode)
+    {
         Some(Ok(q)) => q.into.is_some(),
         _ => true,
     }
@@ -132,7 +149,9 @@ impl Service<Request<Body>> for Retry {
             let (parts, body) = req.into_parts();
             let body = match buffer(body).await? {
                 Buffered::Whole(b) => b,
-                Buffered::Partial(body) => return inner.oneshot(Request::from_parts(parts, body)).await,
+                Buffered::Partial(body) => {
+                    return inner.oneshot(Request::from_parts(parts, body)).await
+                }
             };
             if method == "Query" && query_has_into(&body) {
                 return inner.oneshot(attempt(&parts, &body, &[])).await;
@@ -142,12 +161,15 @@ impl Service<Request<Body>> for Retry {
                 let result = inner.clone().oneshot(attempt(&parts, &body, &tried)).await;
                 let failed_on = match &result {
                     Err(GatewayError::Upstream { backend, .. }) => Some(backend.clone()),
-                    Ok(resp) if header_status(resp.headers()) == Some(Code::Unavailable) => {
-                        resp.extensions().get::<Arc<Endpoint>>().map(|e| e.addr.clone())
-                    }
+                    Ok(resp) if header_status(resp.headers()) == Some(Code::Unavailable) => resp
+                        .extensions()
+                        .get::<Arc<Endpoint>>()
+                        .map(|e| e.addr.clone()),
                     _ => None,
                 };
-                let Some(backend) = failed_on else { return result };
+                let Some(backend) = failed_on else {
+                    return result;
+                };
                 tried.push(backend);
                 if tried.len() >= layer.attempts || !layer.budget.withdraw() {
                     return result;
@@ -177,7 +199,10 @@ mod tests {
         assert!(!query_has_into(&frame(&sql)));
         let with_into = [&sql[..], &[0x12, 3][..], b"out"].concat();
         assert!(query_has_into(&frame(&with_into)));
-        assert!(query_has_into(&frame(&[0x0a, 50])), "truncated: assume into");
+        assert!(
+            query_has_into(&frame(&[0x0a, 50])),
+            "truncated: assume into"
+        );
         assert!(query_has_into(&[1, 0, 0, 0, 0]), "compressed: assume into");
     }
 }

@@ -21,10 +21,10 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::error::GatewayError;
 use crate::metrics::CallInfo;
-pub use polarway_access::Strategy;
-use polarway_access::{Identity, PolicyHandle};
 use crate::retry::Tried;
 use crate::{routing_key, HttpService};
+pub use polarway_access::Strategy;
+use polarway_access::{Identity, PolicyHandle};
 
 /// One worker address.
 #[derive(Debug)]
@@ -40,7 +40,12 @@ impl Endpoint {
     fn new(uri: Uri) -> Self {
         let addr = uri.authority().map(|a| a.to_string()).unwrap_or_default();
         // Optimistic until the first check: calls work from the first second.
-        Self { addr, uri, healthy: AtomicBool::new(true), failures: AtomicU32::new(0) }
+        Self {
+            addr,
+            uri,
+            healthy: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
+        }
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -92,13 +97,26 @@ impl Backends {
     }
 
     /// The worker for a call: highest rendezvous score among healthy, untried workers.
-    pub fn pick(&self, strategy: Strategy, key: Option<&str>, tried: &[String]) -> Option<Arc<Endpoint>> {
+    pub fn pick(
+        &self,
+        strategy: Strategy,
+        key: Option<&str>,
+        tried: &[String],
+    ) -> Option<Arc<Endpoint>> {
         let all = self.endpoints();
-        let candidates: Vec<&Arc<Endpoint>> = all.iter().filter(|e| e.is_healthy() && !tried.contains(&e.addr)).collect();
+        let candidates: Vec<&Arc<Endpoint>> = all
+            .iter()
+            .filter(|e| e.is_healthy() && !tried.contains(&e.addr))
+            .collect();
         match (strategy, key) {
-            (Strategy::Hash, Some(key)) => candidates.into_iter().max_by_key(|e| score(key, &e.addr)).cloned(),
+            (Strategy::Hash, Some(key)) => candidates
+                .into_iter()
+                .max_by_key(|e| score(key, &e.addr))
+                .cloned(),
             _ if candidates.is_empty() => None,
-            _ => Some(candidates[self.rr.fetch_add(1, Ordering::Relaxed) % candidates.len()].clone()),
+            _ => {
+                Some(candidates[self.rr.fetch_add(1, Ordering::Relaxed) % candidates.len()].clone())
+            }
         }
     }
 
@@ -128,7 +146,8 @@ impl Backends {
             let kept = current.iter().find(|e| e.uri == uri).cloned();
             next.push(kept.unwrap_or_else(|| Arc::new(Endpoint::new(uri))));
         }
-        let changed = next.len() != current.len() || next.iter().zip(current.iter()).any(|(a, b)| a.uri != b.uri);
+        let changed = next.len() != current.len()
+            || next.iter().zip(current.iter()).any(|(a, b)| a.uri != b.uri);
         if changed {
             tracing::info!(backends = ?next.iter().map(|e| e.addr.as_str()).collect::<Vec<_>>(), "backends");
             *self.endpoints.write().unwrap() = Arc::new(next);
@@ -138,27 +157,48 @@ impl Backends {
 
 /// A worker URL into one URI per address its host resolves to.
 async fn expand(spec: &str) -> Result<Vec<Uri>, String> {
-    let uri: Uri = spec.parse().map_err(|e| format!("invalid backend URL {spec:?}: {e}"))?;
+    let uri: Uri = spec
+        .parse()
+        .map_err(|e| format!("invalid backend URL {spec:?}: {e}"))?;
     let scheme = uri.scheme_str().unwrap_or("http").to_string();
     if scheme != "http" && scheme != "https" {
         return Err(format!("backend {spec:?}: use http:// or https://"));
     }
-    let host = uri.host().ok_or_else(|| format!("backend {spec:?} has no host"))?.trim_matches(['[', ']']).to_string();
-    let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("backend {spec:?} has no host"))?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
     let build = |authority: String| -> Result<Uri, String> {
-        Uri::builder().scheme(scheme.as_str()).authority(authority).path_and_query("/").build().map_err(|e| e.to_string())
+        Uri::builder()
+            .scheme(scheme.as_str())
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .map_err(|e| e.to_string())
     };
     if host.parse::<IpAddr>().is_ok() {
         return Ok(vec![build(uri.authority().unwrap().to_string())?]);
     }
-    let mut addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| e.to_string())?.collect();
+    let mut addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?
+        .collect();
     addrs.sort();
     addrs.dedup();
     addrs.into_iter().map(|a| build(a.to_string())).collect()
 }
 
 /// Keep the endpoint list current: at start, every `every`, and when the policy changes.
-pub async fn refresh(backends: Arc<Backends>, flags: Vec<String>, policy: PolicyHandle, every: Duration) {
+pub async fn refresh(
+    backends: Arc<Backends>,
+    flags: Vec<String>,
+    policy: PolicyHandle,
+    every: Duration,
+) {
     let mut changes = policy.subscribe();
     loop {
         let mut specs = flags.clone();
@@ -182,7 +222,10 @@ pub struct RouteLayer {
 impl Layer<HttpService> for RouteLayer {
     type Service = Route;
     fn layer(&self, inner: HttpService) -> Route {
-        Route { inner, layer: self.clone() }
+        Route {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -203,15 +246,31 @@ impl Service<Request<Body>> for Route {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let strategy = self.layer.strategy.or(self.layer.policy.current().strategy).unwrap_or(Strategy::Hash);
-        let identity = req.extensions().get::<Arc<Identity>>().filter(|i| i.authenticated).map(|i| i.name.clone());
+        let strategy = self
+            .layer
+            .strategy
+            .or(self.layer.policy.current().strategy)
+            .unwrap_or(Strategy::Hash);
+        let identity = req
+            .extensions()
+            .get::<Arc<Identity>>()
+            .filter(|i| i.authenticated)
+            .map(|i| i.name.clone());
         let key = routing_key(req.headers()).map(String::from).or(identity);
-        let tried = req.extensions().get::<Tried>().map(|t| t.0.clone()).unwrap_or_default();
+        let tried = req
+            .extensions()
+            .get::<Tried>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default();
         let picked = self.layer.backends.pick(strategy, key.as_deref(), &tried);
         let inner = self.inner.clone();
         let total = self.layer.backends.endpoints().len();
         Box::pin(async move {
-            let endpoint = picked.ok_or_else(|| GatewayError::NoBackend(format!("no healthy worker left to try ({total} configured)")))?;
+            let endpoint = picked.ok_or_else(|| {
+                GatewayError::NoBackend(format!(
+                    "no healthy worker left to try ({total} configured)"
+                ))
+            })?;
             if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
                 info.set_backend(&endpoint.addr);
             }
@@ -227,7 +286,10 @@ mod tests {
 
     fn backends(addrs: &[&str]) -> Backends {
         let b = Backends::default();
-        let eps = addrs.iter().map(|a| Arc::new(Endpoint::new(format!("http://{a}/").parse().unwrap()))).collect();
+        let eps = addrs
+            .iter()
+            .map(|a| Arc::new(Endpoint::new(format!("http://{a}/").parse().unwrap())))
+            .collect();
         *b.endpoints.write().unwrap() = Arc::new(eps);
         b
     }
@@ -236,7 +298,10 @@ mod tests {
     fn only_the_failed_workers_keys_move() {
         let b = backends(&["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]);
         let keys: Vec<String> = (0..300).map(|i| format!("trades_{i}")).collect();
-        let before: Vec<String> = keys.iter().map(|k| b.pick(Strategy::Hash, Some(k), &[]).unwrap().addr.clone()).collect();
+        let before: Vec<String> = keys
+            .iter()
+            .map(|k| b.pick(Strategy::Hash, Some(k), &[]).unwrap().addr.clone())
+            .collect();
         for addr in ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"] {
             let n = before.iter().filter(|a| *a == addr).count();
             assert!(n > 60, "{addr} got only {n} of 300 keys");

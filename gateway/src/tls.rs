@@ -26,7 +26,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |m: String| TlsError::File { path: path.into(), message: m };
+    let err = |m: String| TlsError::File {
+        path: path.into(),
+        message: m,
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| err(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -38,13 +41,19 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File { path: path.into(), message: e.to_string() })
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+        path: path.into(),
+        message: e.to_string(),
+    })
 }
 
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in certs(path)? {
-        roots.add(c).map_err(|e| TlsError::File { path: path.into(), message: e.to_string() })?;
+        roots.add(c).map_err(|e| TlsError::File {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     }
     Ok(roots)
 }
@@ -59,24 +68,37 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     fn paths(&self) -> Vec<&PathBuf> {
-        [&self.cert, &self.key].into_iter().chain(self.client_ca.as_ref()).collect()
+        [&self.cert, &self.key]
+            .into_iter()
+            .chain(self.client_ca.as_ref())
+            .collect()
     }
 
     pub fn server_config(&self) -> Result<ServerConfig, TlsError> {
-        let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
         let builder = match &self.client_ca {
             Some(ca) => {
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                    .build()
-                    .map_err(|e| TlsError::File { path: ca.clone(), message: e.to_string() })?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                        .build()
+                        .map_err(|e| TlsError::File {
+                            path: ca.clone(),
+                            message: e.to_string(),
+                        })?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder.with_single_cert(certs(&self.cert)?, key(&self.key)?).map_err(|e| TlsError::File {
-            path: self.cert.clone(),
-            message: format!("not a usable certificate for the key {}: {e}", self.key.display()),
-        })?;
+        let mut config = builder
+            .with_single_cert(certs(&self.cert)?, key(&self.key)?)
+            .map_err(|e| TlsError::File {
+                path: self.cert.clone(),
+                message: format!(
+                    "not a usable certificate for the key {}: {e}",
+                    self.key.display()
+                ),
+            })?;
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)
     }
@@ -91,7 +113,10 @@ pub struct ServerTls {
 impl ServerTls {
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let config = files.server_config()?;
-        Ok(Self { files, current: RwLock::new(Arc::new(config)) })
+        Ok(Self {
+            files,
+            current: RwLock::new(Arc::new(config)),
+        })
     }
 
     pub fn acceptor(&self) -> TlsAcceptor {
@@ -113,18 +138,29 @@ impl ServerTls {
 pub async fn watch(tls: Arc<ServerTls>, poll: Duration) {
     let files = tls.files.paths().into_iter().cloned().collect::<Vec<_>>();
     // Let a writer finish both files (certificate and key) before reading them.
-    polarway_access::reload::on_change("TLS certificate", poll, Duration::from_millis(200), move || files.clone(), move || tls.reload())
-        .await
+    polarway_access::reload::on_change(
+        "TLS certificate",
+        poll,
+        Duration::from_millis(200),
+        move || files.clone(),
+        move || tls.reload(),
+    )
+    .await
 }
 
 /// TLS toward workers: trust `ca` (none: no `https://` backend can be verified), and present
 /// `identity` (cert, key) for mutual TLS.
-pub fn client_config(ca: Option<&Path>, identity: Option<(&Path, &Path)>) -> Result<ClientConfig, TlsError> {
+pub fn client_config(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<ClientConfig, TlsError> {
     let roots = match ca {
         Some(ca) => roots(ca)?,
         None => RootCertStore::empty(),
     };
-    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?.with_root_certificates(roots);
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
     Ok(match identity {
         Some((cert, k)) => builder.with_client_auth_cert(certs(cert)?, key(k)?)?,
         None => builder.with_no_client_auth(),

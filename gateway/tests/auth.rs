@@ -75,7 +75,10 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn claims(iss: &str, aud: &str, exp_in: i64, nbf_in: i64) -> serde_json::Value {
@@ -84,8 +87,14 @@ fn claims(iss: &str, aud: &str, exp_in: i64, nbf_in: i64) -> serde_json::Value {
 
 fn sign(alg: Algorithm, kid: &str, claims: &serde_json::Value) -> String {
     let key = match alg {
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap()).unwrap(),
-        Algorithm::ES256 => EncodingKey::from_ec_pem(&std::fs::read(keys().join("ec_private.pem")).unwrap()).unwrap(),
+        Algorithm::RS256 => {
+            EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap())
+                .unwrap()
+        }
+        Algorithm::ES256 => {
+            EncodingKey::from_ec_pem(&std::fs::read(keys().join("ec_private.pem")).unwrap())
+                .unwrap()
+        }
         _ => EncodingKey::from_secret(b"hs-secret-of-at-least-32-bytes!!"),
     };
     let mut header = Header::new(alg);
@@ -97,7 +106,10 @@ fn b64url(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
         for i in 0..=chunk.len() {
             out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -106,14 +118,22 @@ fn b64url(data: &[u8]) -> String {
 }
 
 async fn as_token(gw: &Gateway, token: &str) -> DistributedClient {
-    DistributedClient::builder(gw.url()).auth_token(token).retries(0, Duration::ZERO).connect().await.unwrap()
+    DistributedClient::builder(gw.url())
+        .auth_token(token)
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_matrix() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(3);
-    let gw = Gateway::start(&cluster, &["--policy", policy(dir.path()).to_str().unwrap()]);
+    let gw = Gateway::start(
+        &cluster,
+        &["--policy", policy(dir.path()).to_str().unwrap()],
+    );
     let df = frame(5);
 
     let admin = as_token(&gw, "admin-token").await;
@@ -121,30 +141,100 @@ async fn auth_matrix() {
     admin.store("quotes_a", &df).await.unwrap();
 
     // Who are you?
-    let anonymous = DistributedClient::builder(gw.url()).retries(0, Duration::ZERO).connect().await.unwrap();
-    assert_eq!(code_of(anonymous.load("trades_a").await), Code::Unauthenticated, "no token");
-    assert_eq!(code_of(as_token(&gw, "wrong-token").await.load("trades_a").await), Code::Unauthenticated, "wrong token");
+    let anonymous = DistributedClient::builder(gw.url())
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        code_of(anonymous.load("trades_a").await),
+        Code::Unauthenticated,
+        "no token"
+    );
+    assert_eq!(
+        code_of(as_token(&gw, "wrong-token").await.load("trades_a").await),
+        Code::Unauthenticated,
+        "wrong token"
+    );
     let cases = [
-        ("expired", sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "polarway", -3600, -7200))),
-        ("not yet valid", sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "polarway", 7200, 3600))),
-        ("wrong issuer", sign(Algorithm::RS256, "rsa1", &claims("https://evil.test", "polarway", 600, -10))),
-        ("wrong audience", sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "other", 600, -10))),
-        ("bad signature", format!("{}x", sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "polarway", 600, -10)))),
-        ("unknown kid", sign(Algorithm::RS256, "nope", &claims(ISSUER, "polarway", 600, -10))),
+        (
+            "expired",
+            sign(
+                Algorithm::RS256,
+                "rsa1",
+                &claims(ISSUER, "polarway", -3600, -7200),
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(
+                Algorithm::RS256,
+                "rsa1",
+                &claims(ISSUER, "polarway", 7200, 3600),
+            ),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                Algorithm::RS256,
+                "rsa1",
+                &claims("https://evil.test", "polarway", 600, -10),
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "other", 600, -10)),
+        ),
+        (
+            "bad signature",
+            format!(
+                "{}x",
+                sign(
+                    Algorithm::RS256,
+                    "rsa1",
+                    &claims(ISSUER, "polarway", 600, -10)
+                )
+            ),
+        ),
+        (
+            "unknown kid",
+            sign(
+                Algorithm::RS256,
+                "nope",
+                &claims(ISSUER, "polarway", 600, -10),
+            ),
+        ),
     ];
     for (what, token) in &cases {
-        assert_eq!(code_of(as_token(&gw, token).await.load("trades_a").await), Code::Unauthenticated, "{what}");
+        assert_eq!(
+            code_of(as_token(&gw, token).await.load("trades_a").await),
+            Code::Unauthenticated,
+            "{what}"
+        );
     }
     // alg: none, unsigned.
     let body = claims(ISSUER, "polarway", 600, -10).to_string();
-    let none = format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), b64url(body.as_bytes()));
-    assert_eq!(code_of(as_token(&gw, &none).await.load("trades_a").await), Code::Unauthenticated, "alg none");
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(body.as_bytes())
+    );
+    assert_eq!(
+        code_of(as_token(&gw, &none).await.load("trades_a").await),
+        Code::Unauthenticated,
+        "alg none"
+    );
     // Algorithm confusion: HS256 "signed" with the RSA public key, naming the RSA key, or no key.
     let public = std::fs::read(keys().join("rsa_public.pem")).unwrap();
     for kid in [Some("rsa1"), None] {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = kid.map(String::from);
-        let forged = encode(&header, &claims(ISSUER, "polarway", 600, -10), &EncodingKey::from_secret(&public)).unwrap();
+        let forged = encode(
+            &header,
+            &claims(ISSUER, "polarway", 600, -10),
+            &EncodingKey::from_secret(&public),
+        )
+        .unwrap();
         assert_eq!(
             code_of(as_token(&gw, &forged).await.load("trades_a").await),
             Code::Unauthenticated,
@@ -155,36 +245,101 @@ async fn auth_matrix() {
     // What may you do?
     let ann = as_token(&gw, "analyst-token").await;
     assert_eq!(ann.load("trades_a").await.unwrap().height(), 5);
-    assert_eq!(ann.query("SELECT count(*) AS n FROM trades_a").await.unwrap().height(), 1);
+    assert_eq!(
+        ann.query("SELECT count(*) AS n FROM trades_a")
+            .await
+            .unwrap()
+            .height(),
+        1
+    );
     assert!(!ann.list("").await.unwrap().is_empty());
-    assert_eq!(code_of(ann.store("trades_b", &df).await), Code::PermissionDenied, "role without the method");
-    assert_eq!(code_of(ann.delete("trades_a").await), Code::PermissionDenied, "role without the method");
-    assert_eq!(code_of(ann.load("quotes_a").await), Code::PermissionDenied, "dataset outside the pattern");
+    assert_eq!(
+        code_of(ann.store("trades_b", &df).await),
+        Code::PermissionDenied,
+        "role without the method"
+    );
+    assert_eq!(
+        code_of(ann.delete("trades_a").await),
+        Code::PermissionDenied,
+        "role without the method"
+    );
+    assert_eq!(
+        code_of(ann.load("quotes_a").await),
+        Code::PermissionDenied,
+        "dataset outside the pattern"
+    );
     // A query reads only what the role covers, whatever it starts from (the worker checks).
     assert_eq!(ann.query("SELECT 1 AS one").await.unwrap().height(), 1);
-    assert_eq!(code_of(ann.query("SELECT * FROM quotes_a").await), Code::PermissionDenied, "dataset outside the pattern");
-    assert_eq!(code_of(ann.query("SELECT * FROM range(3), quotes_a").await), Code::PermissionDenied, "dataset outside the pattern");
-    assert_eq!(ann.list("").await.unwrap().iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["trades_a"], "List shows the pattern only");
+    assert_eq!(
+        code_of(ann.query("SELECT * FROM quotes_a").await),
+        Code::PermissionDenied,
+        "dataset outside the pattern"
+    );
+    assert_eq!(
+        code_of(ann.query("SELECT * FROM range(3), quotes_a").await),
+        Code::PermissionDenied,
+        "dataset outside the pattern"
+    );
+    assert_eq!(
+        ann.list("")
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>(),
+        ["trades_a"],
+        "List shows the pattern only"
+    );
 
     // Valid JWTs of every algorithm, including one expired within the leeway.
-    for (alg, kid) in [(Algorithm::RS256, "rsa1"), (Algorithm::ES256, "ec1"), (Algorithm::HS256, "hs1")] {
+    for (alg, kid) in [
+        (Algorithm::RS256, "rsa1"),
+        (Algorithm::ES256, "ec1"),
+        (Algorithm::HS256, "hs1"),
+    ] {
         let c = as_token(&gw, &sign(alg, kid, &claims(ISSUER, "polarway", 600, -10))).await;
         assert_eq!(c.load("trades_a").await.unwrap().height(), 5, "{alg:?}");
-        assert_eq!(code_of(c.load("quotes_a").await), Code::PermissionDenied, "{alg:?} outside the pattern");
+        assert_eq!(
+            code_of(c.load("quotes_a").await),
+            Code::PermissionDenied,
+            "{alg:?} outside the pattern"
+        );
     }
-    let within_leeway = sign(Algorithm::RS256, "rsa1", &claims(ISSUER, "polarway", -5, -60));
-    assert_eq!(as_token(&gw, &within_leeway).await.load("trades_a").await.unwrap().height(), 5);
+    let within_leeway = sign(
+        Algorithm::RS256,
+        "rsa1",
+        &claims(ISSUER, "polarway", -5, -60),
+    );
+    assert_eq!(
+        as_token(&gw, &within_leeway)
+            .await
+            .load("trades_a")
+            .await
+            .unwrap()
+            .height(),
+        5
+    );
 
     // JWKS key rotation: a token under a new kid fails until the JWKS file lists it.
     let rotating = json!({ "sub": "bob", "iss": "https://rotating.test", "exp": now() + 600 });
     let token = sign(Algorithm::RS256, "k2", &rotating);
-    assert_eq!(code_of(as_token(&gw, &token).await.load("trades_a").await), Code::Unauthenticated);
-    let key = EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap()).unwrap();
+    assert_eq!(
+        code_of(as_token(&gw, &token).await.load("trades_a").await),
+        Code::Unauthenticated
+    );
+    let key =
+        EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap()).unwrap();
     let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
     jwk.common.key_id = Some("k2".into());
-    write_atomic(&dir.path().join("jwks.json"), &json!({ "keys": [jwk] }).to_string());
+    write_atomic(
+        &dir.path().join("jwks.json"),
+        &json!({ "keys": [jwk] }).to_string(),
+    );
     let client = as_token(&gw, &token).await;
-    let rotated = eventually(Duration::from_secs(20), || async { client.load("trades_a").await.is_ok() }).await;
+    let rotated = eventually(Duration::from_secs(20), || async {
+        client.load("trades_a").await.is_ok()
+    })
+    .await;
     assert!(rotated, "the new JWKS key was not picked up");
 }
 
@@ -200,9 +355,18 @@ impl Pki {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
         std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
-        for (name, sans) in [("server", vec!["localhost".to_string(), "127.0.0.1".to_string()]), ("client", vec!["client".to_string()])] {
+        for (name, sans) in [
+            (
+                "server",
+                vec!["localhost".to_string(), "127.0.0.1".to_string()],
+            ),
+            ("client", vec!["client".to_string()]),
+        ] {
             let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(sans).unwrap().signed_by(&key, &ca).unwrap();
+            let cert = CertificateParams::new(sans)
+                .unwrap()
+                .signed_by(&key, &ca)
+                .unwrap();
             std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
             std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
         }
@@ -227,27 +391,59 @@ impl Pki {
 async fn tls_and_mutual_tls() {
     let pki = Pki::new();
     let cluster = Cluster::start(1);
-    let (cert, key, ca) = (pki.path("server.crt"), pki.path("server.key"), pki.path("ca.crt"));
+    let (cert, key, ca) = (
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        pki.path("ca.crt"),
+    );
     let tls_gw = Gateway::start(&cluster, &["--tls-cert", &cert, "--tls-key", &key]);
-    let mtls_gw = Gateway::start(&cluster, &["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca]);
-    let https = |gw: &Gateway| format!("https://localhost:{}", gw.proc.addr().rsplit(':').next().unwrap());
+    let mtls_gw = Gateway::start(
+        &cluster,
+        &["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca],
+    );
+    let https = |gw: &Gateway| {
+        format!(
+            "https://localhost:{}",
+            gw.proc.addr().rsplit(':').next().unwrap()
+        )
+    };
     let df = frame(3);
 
-    let client = DistributedClient::builder(https(&tls_gw)).tls(pki.options(false)).connect().await.unwrap();
+    let client = DistributedClient::builder(https(&tls_gw))
+        .tls(pki.options(false))
+        .connect()
+        .await
+        .unwrap();
     client.store("secure_a", &df).await.unwrap();
     assert!(client.load("secure_a").await.unwrap().equals_missing(&df));
 
-    let client = DistributedClient::builder(https(&mtls_gw)).tls(pki.options(true)).connect().await.unwrap();
+    let client = DistributedClient::builder(https(&mtls_gw))
+        .tls(pki.options(true))
+        .connect()
+        .await
+        .unwrap();
     assert!(client.load("secure_a").await.unwrap().equals_missing(&df));
 
     // Without a client certificate the mTLS gateway refuses the connection.
-    let refused = match DistributedClient::builder(https(&mtls_gw)).tls(pki.options(false)).retries(0, Duration::ZERO).connect().await {
+    let refused = match DistributedClient::builder(https(&mtls_gw))
+        .tls(pki.options(false))
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+    {
         Err(_) => true,
         Ok(c) => c.health_check().await.is_err(),
     };
-    assert!(refused, "a client without a certificate got through mutual TLS");
+    assert!(
+        refused,
+        "a client without a certificate got through mutual TLS"
+    );
     // Plaintext to the TLS port fails too.
-    let plain = match DistributedClient::builder(tls_gw.url()).retries(0, Duration::ZERO).connect().await {
+    let plain = match DistributedClient::builder(tls_gw.url())
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+    {
         Err(_) => true,
         Ok(c) => c.health_check().await.is_err(),
     };
@@ -258,37 +454,76 @@ async fn tls_and_mutual_tls() {
 async fn tls_certificate_reloads_without_restart() {
     let (old, new) = (Pki::new(), Pki::new());
     let live = tempfile::tempdir().unwrap();
-    let (cert, key) = (live.path().join("server.crt"), live.path().join("server.key"));
+    let (cert, key) = (
+        live.path().join("server.crt"),
+        live.path().join("server.key"),
+    );
     std::fs::copy(old.path("server.crt"), &cert).unwrap();
     std::fs::copy(old.path("server.key"), &key).unwrap();
     let cluster = Cluster::start(1);
     let gw = Gateway::start(
         &cluster,
-        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--tls-reload-interval", "0.2"],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tls-reload-interval",
+            "0.2",
+        ],
     );
-    let url = format!("https://localhost:{}", gw.proc.addr().rsplit(':').next().unwrap());
+    let url = format!(
+        "https://localhost:{}",
+        gw.proc.addr().rsplit(':').next().unwrap()
+    );
     // Whether a fresh connection trusting `pki`'s CA gets through.
     let trusted_by = |pki: &Pki| {
         let (url, tls) = (url.clone(), pki.options(false));
         async move {
-            match DistributedClient::builder(url).tls(tls).retries(0, Duration::ZERO).connect().await {
+            match DistributedClient::builder(url)
+                .tls(tls)
+                .retries(0, Duration::ZERO)
+                .connect()
+                .await
+            {
                 Ok(c) => c.health_check().await.is_ok(),
                 Err(_) => false,
             }
         }
     };
-    let client = DistributedClient::builder(url.clone()).tls(old.options(false)).connect().await.unwrap();
+    let client = DistributedClient::builder(url.clone())
+        .tls(old.options(false))
+        .connect()
+        .await
+        .unwrap();
     client.store("rotated_a", &frame(5)).await.unwrap();
     assert!(trusted_by(&old).await);
     assert!(!trusted_by(&new).await);
 
     // Rotate the files in place (key first, then certificate): new connections get the new one.
-    write_atomic(&key, &std::fs::read_to_string(new.path("server.key")).unwrap());
-    write_atomic(&cert, &std::fs::read_to_string(new.path("server.crt")).unwrap());
-    assert!(eventually(Duration::from_secs(20), || trusted_by(&new)).await, "the new certificate was not picked up");
+    write_atomic(
+        &key,
+        &std::fs::read_to_string(new.path("server.key")).unwrap(),
+    );
+    write_atomic(
+        &cert,
+        &std::fs::read_to_string(new.path("server.crt")).unwrap(),
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || trusted_by(&new)).await,
+        "the new certificate was not picked up"
+    );
     assert!(!trusted_by(&old).await);
-    let client = DistributedClient::builder(url).tls(new.options(false)).connect().await.unwrap();
-    assert!(client.load("rotated_a").await.unwrap().equals_missing(&frame(5)));
+    let client = DistributedClient::builder(url)
+        .tls(new.options(false))
+        .connect()
+        .await
+        .unwrap();
+    assert!(client
+        .load("rotated_a")
+        .await
+        .unwrap()
+        .equals_missing(&frame(5)));
 }
 
 /// A loopback HTTP server for JWKS documents: `docs` by path, with a count of GETs per path.
@@ -302,7 +537,10 @@ impl JwksServer {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let docs = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, (String, usize)>::new()));
+        let docs = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            String,
+            (String, usize),
+        >::new()));
         let served = docs.clone();
         // Detached: it dies with the test process.
         std::thread::spawn(move || {
@@ -333,11 +571,14 @@ impl JwksServer {
     }
 
     fn set(&self, path: &str, kids: &[&str]) {
-        let key = EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap()).unwrap();
+        let key =
+            EncodingKey::from_rsa_pem(&std::fs::read(keys().join("rsa_private.pem")).unwrap())
+                .unwrap();
         let jwks: Vec<_> = kids
             .iter()
             .map(|kid| {
-                let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+                let mut jwk =
+                    jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
                 jwk.common.key_id = Some(kid.to_string());
                 jwk
             })
@@ -386,7 +627,13 @@ datasets = ["*"]
     .unwrap();
     let cluster = Cluster::start(1);
     let gw = Gateway::start(&cluster, &["--policy", policy.to_str().unwrap()]);
-    let token = |iss: &str, kid: &str| sign(Algorithm::RS256, kid, &json!({ "sub": "carol", "iss": iss, "exp": now() + 600 }));
+    let token = |iss: &str, kid: &str| {
+        sign(
+            Algorithm::RS256,
+            kid,
+            &json!({ "sub": "carol", "iss": iss, "exp": now() + 600 }),
+        )
+    };
 
     // Cached: many calls, one fetch.
     let cached = as_token(&gw, &token("https://cached.test", "c1")).await;
@@ -396,14 +643,31 @@ datasets = ["*"]
     }
     assert_eq!(jwks.hits("/cached.json"), 1);
     // A kid the JWKS does not list is refused.
-    assert_eq!(code_of(as_token(&gw, &token("https://cached.test", "c9")).await.load("jwks_a").await), Code::Unauthenticated);
+    assert_eq!(
+        code_of(
+            as_token(&gw, &token("https://cached.test", "c9"))
+                .await
+                .load("jwks_a")
+                .await
+        ),
+        Code::Unauthenticated
+    );
 
     // Rotation at the URL: r2 replaces r1; once refreshed, r2 passes and r1 is refused.
-    let (r1, r2) = (as_token(&gw, &token("https://rotating.test", "r1")).await, as_token(&gw, &token("https://rotating.test", "r2")).await);
+    let (r1, r2) = (
+        as_token(&gw, &token("https://rotating.test", "r1")).await,
+        as_token(&gw, &token("https://rotating.test", "r2")).await,
+    );
     assert_eq!(r1.load("jwks_a").await.unwrap().height(), 4);
     assert_eq!(code_of(r2.load("jwks_a").await), Code::Unauthenticated);
     jwks.set("/rotating.json", &["r2"]);
-    assert!(eventually(Duration::from_secs(20), || async { r2.load("jwks_a").await.is_ok() }).await, "the rotated key was not fetched");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            r2.load("jwks_a").await.is_ok()
+        })
+        .await,
+        "the rotated key was not fetched"
+    );
     assert_eq!(code_of(r1.load("jwks_a").await), Code::Unauthenticated);
 }
 
@@ -412,11 +676,22 @@ async fn bad_tls_files_are_refused() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.pem");
-    std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
 
     // At start: the gateway does not serve; it exits with an error that names the file.
     let mut child = std::process::Command::new(GATEWAY_BIN)
-        .args(["--grpc-port", "0", "--metrics-port", "0", "--backend", "http://127.0.0.1:9"])
+        .args([
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--backend",
+            "http://127.0.0.1:9",
+        ])
         .arg("--tls-cert")
         .arg(&garbage)
         .arg("--tls-key")
@@ -444,19 +719,37 @@ async fn bad_tls_files_are_refused() {
     // While running: a broken file is refused and the certificate in force keeps serving; the
     // watcher is still alive afterwards (a good file is picked up).
     let live = tempfile::tempdir().unwrap();
-    let (cert, key) = (live.path().join("server.crt"), live.path().join("server.key"));
+    let (cert, key) = (
+        live.path().join("server.crt"),
+        live.path().join("server.key"),
+    );
     std::fs::copy(pki.path("server.crt"), &cert).unwrap();
     std::fs::copy(pki.path("server.key"), &key).unwrap();
     let cluster = Cluster::start(1);
     let gw = Gateway::start(
         &cluster,
-        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--tls-reload-interval", "0.2"],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tls-reload-interval",
+            "0.2",
+        ],
     );
-    let url = format!("https://localhost:{}", gw.proc.addr().rsplit(':').next().unwrap());
+    let url = format!(
+        "https://localhost:{}",
+        gw.proc.addr().rsplit(':').next().unwrap()
+    );
     let trusted_by = |p: &Pki| {
         let (url, tls) = (url.clone(), p.options(false));
         async move {
-            match DistributedClient::builder(url).tls(tls).retries(0, Duration::ZERO).connect().await {
+            match DistributedClient::builder(url)
+                .tls(tls)
+                .retries(0, Duration::ZERO)
+                .connect()
+                .await
+            {
                 Ok(c) => c.health_check().await.is_ok(),
                 Err(_) => false,
             }
@@ -466,9 +759,21 @@ async fn bad_tls_files_are_refused() {
     write_atomic(&cert, &std::fs::read_to_string(&garbage).unwrap());
     // Several reload polls (0.2 s, plus 0.2 s for the writer to finish).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(trusted_by(&pki).await, "a broken certificate file replaced the one in force");
+    assert!(
+        trusted_by(&pki).await,
+        "a broken certificate file replaced the one in force"
+    );
     let next = Pki::new();
-    write_atomic(&key, &std::fs::read_to_string(next.path("server.key")).unwrap());
-    write_atomic(&cert, &std::fs::read_to_string(next.path("server.crt")).unwrap());
-    assert!(eventually(Duration::from_secs(20), || trusted_by(&next)).await, "the watcher stopped after the refusal");
+    write_atomic(
+        &key,
+        &std::fs::read_to_string(next.path("server.key")).unwrap(),
+    );
+    write_atomic(
+        &cert,
+        &std::fs::read_to_string(next.path("server.crt")).unwrap(),
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || trusted_by(&next)).await,
+        "the watcher stopped after the refusal"
+    );
 }

@@ -24,7 +24,12 @@ async fn deadlines_end_to_end() {
     let gw = Gateway::start(&cluster, &[]);
 
     // The caller's own deadline (grpc-timeout 1 s).
-    let short = DistributedClient::builder(gw.url()).timeout(Duration::from_secs(1)).retries(0, Duration::ZERO).connect().await.unwrap();
+    let short = DistributedClient::builder(gw.url())
+        .timeout(Duration::from_secs(1))
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
     assert_eq!(slow_query_code(&short).await, Code::DeadlineExceeded);
     // The workers gave up too (the remaining time was forwarded): a normal call still works.
     let client = gw.client().await;
@@ -40,10 +45,20 @@ async fn deadlines_end_to_end() {
     )
     .unwrap();
     let capped = Gateway::start(&cluster, &["--policy", policy.to_str().unwrap()]);
-    let patient = DistributedClient::builder(capped.url()).timeout(Duration::from_secs(60)).retries(0, Duration::ZERO).connect().await.unwrap();
+    let patient = DistributedClient::builder(capped.url())
+        .timeout(Duration::from_secs(60))
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
     assert_eq!(slow_query_code(&patient).await, Code::DeadlineExceeded);
     let text = http_get(&capped.metrics_url());
-    assert!(text.contains("polarway_grpc_errors_total{method=\"Query\",status=\"DEADLINE_EXCEEDED\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "polarway_grpc_errors_total{method=\"Query\",status=\"DEADLINE_EXCEEDED\"} 1"
+        ),
+        "{text}"
+    );
     // Quick calls under the cap are unaffected.
     let df = frame(100);
     patient.store("capped_ok", &df).await.unwrap();
@@ -63,11 +78,20 @@ async fn the_policy_cap_bounds_a_started_stream() {
     .unwrap();
     // Stored directly on the worker: the cap would bound a slow store through the gateway too.
     let n = 4_000_000;
-    let direct = DistributedClient::builder(cluster.workers[0].url()).timeout(Duration::from_secs(120)).connect().await.unwrap();
+    let direct = DistributedClient::builder(cluster.workers[0].url())
+        .timeout(Duration::from_secs(120))
+        .connect()
+        .await
+        .unwrap();
     direct.store("long_stream", &frame(n)).await.unwrap();
 
     let gw = Gateway::start(&cluster, &["--policy", policy.to_str().unwrap()]);
-    let client = DistributedClient::builder(gw.url()).timeout(Duration::from_secs(60)).retries(0, Duration::ZERO).connect().await.unwrap();
+    let client = DistributedClient::builder(gw.url())
+        .timeout(Duration::from_secs(60))
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
     // A slow reader: far more data than the flow-control windows hold, read a part at a time.
     let read = tokio::time::timeout(Duration::from_secs(120), async {
         let mut stream = client.load_stream("long_stream").await?;
@@ -97,15 +121,29 @@ async fn backend_token_reaches_workers_that_require_one() {
 
     // The workers do require it: direct calls without it (or with a wrong one) are refused.
     for w in &cluster.workers {
-        assert_eq!(code_of(w.client().await.describe("tok_a").await), Code::Unauthenticated);
-        let wrong = DistributedClient::builder(w.url()).auth_token("nope").connect().await.unwrap();
+        assert_eq!(
+            code_of(w.client().await.describe("tok_a").await),
+            Code::Unauthenticated
+        );
+        let wrong = DistributedClient::builder(w.url())
+            .auth_token("nope")
+            .connect()
+            .await
+            .unwrap();
         assert_eq!(code_of(wrong.load("tok_a").await), Code::Unauthenticated);
-        let right = DistributedClient::builder(w.url()).auth_token("worker-secret").connect().await.unwrap();
+        let right = DistributedClient::builder(w.url())
+            .auth_token("worker-secret")
+            .connect()
+            .await
+            .unwrap();
         assert!(right.load("tok_a").await.unwrap().equals_missing(&df));
     }
     // A gateway without the token gets the workers' UNAUTHENTICATED, passed through.
     let tokenless = Gateway::start(&cluster, &[]);
-    assert_eq!(code_of(tokenless.client().await.load("tok_a").await), Code::Unauthenticated);
+    assert_eq!(
+        code_of(tokenless.client().await.load("tok_a").await),
+        Code::Unauthenticated
+    );
 }
 
 type Ca = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
@@ -123,13 +161,20 @@ fn ca(dir: &std::path::Path, name: &str) -> Ca {
 /// A certificate for `san` signed by `ca`, written to `dir/NAME.crt` and `dir/NAME.key`.
 fn leaf(dir: &std::path::Path, ca: &Ca, name: &str, san: &str) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![san.to_string()]).unwrap().signed_by(&key, ca).unwrap();
+    let cert = rcgen::CertificateParams::new(vec![san.to_string()])
+        .unwrap()
+        .signed_by(&key, ca)
+        .unwrap();
     std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
     std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
 }
 
 fn https_backends(cluster: &Cluster) -> Vec<String> {
-    cluster.workers.iter().flat_map(|w| ["--backend".to_string(), format!("https://{}", w.addr())]).collect()
+    cluster
+        .workers
+        .iter()
+        .flat_map(|w| ["--backend".to_string(), format!("https://{}", w.addr())])
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,18 +190,31 @@ async fn tls_toward_workers() {
     let cluster = Cluster::start_with(2, &["--tls-cert", &crt, "--tls-key", &key]);
     let backends = https_backends(&cluster);
     let name = ["--backend-tls-name", "worker.polarway.test"];
-    let gw = Gateway::start_backends(&backends, &[&["--backend-ca", &path("ca.crt")][..], &name].concat());
+    let gw = Gateway::start_backends(
+        &backends,
+        &[&["--backend-ca", &path("ca.crt")][..], &name].concat(),
+    );
     let client = gw.client().await;
     let df = frame(2000);
     client.store("tls_a", &df).await.unwrap();
     assert!(client.load("tls_a").await.unwrap().equals_missing(&df));
-    let n = client.query("SELECT COUNT(*) AS n FROM tls_a").await.unwrap();
+    let n = client
+        .query("SELECT COUNT(*) AS n FROM tls_a")
+        .await
+        .unwrap();
     assert_eq!(n.column("n").unwrap().i64().unwrap().get(0), Some(2000));
 
     // The workers speak TLS only, and the gateway verifies them: a wrong CA gets UNAVAILABLE.
     assert!(plaintext_refused(&cluster).await);
-    let untrusted = Gateway::start_backends(&backends, &[&["--backend-ca", &path("other.crt")][..], &name].concat());
-    let c = DistributedClient::builder(untrusted.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    let untrusted = Gateway::start_backends(
+        &backends,
+        &[&["--backend-ca", &path("other.crt")][..], &name].concat(),
+    );
+    let c = DistributedClient::builder(untrusted.url())
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
     assert_eq!(code_of(c.load("tls_a").await), Code::Unavailable);
 }
 
@@ -170,11 +228,26 @@ async fn mutual_tls_toward_workers() {
 
     // Workers that require a client certificate from the CA.
     let (crt, key, ca_crt) = (path("worker.crt"), path("worker.key"), path("ca.crt"));
-    let cluster = Cluster::start_with(2, &["--tls-cert", &crt, "--tls-key", &key, "--tls-ca", &ca_crt]);
+    let cluster = Cluster::start_with(
+        2,
+        &["--tls-cert", &crt, "--tls-key", &key, "--tls-ca", &ca_crt],
+    );
     let backends = https_backends(&cluster);
-    let common = ["--backend-ca", &ca_crt, "--backend-tls-name", "worker.polarway.test"];
+    let common = [
+        "--backend-ca",
+        &ca_crt,
+        "--backend-tls-name",
+        "worker.polarway.test",
+    ];
     let (gw_crt, gw_key) = (path("gateway.crt"), path("gateway.key"));
-    let gw = Gateway::start_backends(&backends, &[&common[..], &["--backend-cert", &gw_crt, "--backend-key", &gw_key]].concat());
+    let gw = Gateway::start_backends(
+        &backends,
+        &[
+            &common[..],
+            &["--backend-cert", &gw_crt, "--backend-key", &gw_key],
+        ]
+        .concat(),
+    );
     let client = gw.client().await;
     let df = frame(300);
     client.store("mtls_a", &df).await.unwrap();
@@ -182,15 +255,25 @@ async fn mutual_tls_toward_workers() {
 
     // A gateway without its certificate is refused by the workers: UNAVAILABLE, not a hang.
     let anonymous = Gateway::start_backends(&backends, &common);
-    let c = DistributedClient::builder(anonymous.url()).retries(0, Duration::ZERO).connect().await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(30), c.load("mtls_a")).await.expect("load hung");
+    let c = DistributedClient::builder(anonymous.url())
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), c.load("mtls_a"))
+        .await
+        .expect("load hung");
     assert_eq!(code_of(r), Code::Unavailable);
 }
 
 /// Plaintext calls to the TLS workers fail.
 async fn plaintext_refused(cluster: &Cluster) -> bool {
     let w = &cluster.workers[0];
-    match DistributedClient::builder(w.url()).retries(0, Duration::ZERO).connect().await {
+    match DistributedClient::builder(w.url())
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+    {
         Err(_) => true,
         Ok(c) => c.health_check().await.is_err(),
     }

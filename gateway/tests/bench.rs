@@ -46,8 +46,16 @@ async fn throughput(client: &DistributedClient, bytes: f64) -> f64 {
 async fn overhead() {
     let cluster = Cluster::start(1);
     let gw = Gateway::start(&cluster, &[]);
-    let direct = DistributedClient::builder(cluster.workers[0].url()).timeout(Duration::from_secs(300)).connect().await.unwrap();
-    let via = DistributedClient::builder(gw.url()).timeout(Duration::from_secs(300)).connect().await.unwrap();
+    let direct = DistributedClient::builder(cluster.workers[0].url())
+        .timeout(Duration::from_secs(300))
+        .connect()
+        .await
+        .unwrap();
+    let via = DistributedClient::builder(gw.url())
+        .timeout(Duration::from_secs(300))
+        .connect()
+        .await
+        .unwrap();
     direct.store("bench_small", &frame(10)).await.unwrap();
     let n = 8_000_000i64;
     let big = polars::df! { "a" => (0..n).collect::<Vec<i64>>(), "b" => (0..n).map(|i| i as f64).collect::<Vec<f64>>() }.unwrap();

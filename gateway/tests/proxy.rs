@@ -22,56 +22,131 @@ async fn every_operation_through_the_gateway() {
     let info = client.store("trades_gw", &df).await.unwrap();
     assert_eq!((info.version, info.rows), (1, 3));
     assert!(client.load("trades_gw").await.unwrap().equals_missing(&df));
-    let prices = client.load_with("trades_gw", &["price"], Some(1)).await.unwrap();
+    let prices = client
+        .load_with("trades_gw", &["price"], Some(1))
+        .await
+        .unwrap();
     assert!(prices.equals_missing(&df.select(["price"]).unwrap()));
 
     // Conditional stores: the worker's ALREADY_EXISTS / ABORTED come through unchanged.
-    assert_eq!(code_of(client.store_if("trades_gw", &df, Condition::IfAbsent).await), Code::AlreadyExists);
-    assert_eq!(code_of(client.store_if("trades_gw", &df, Condition::IfVersion(7)).await), Code::Aborted);
-    assert_eq!(client.store_if("trades_gw", &df, Condition::IfVersion(1)).await.unwrap().version, 2);
+    assert_eq!(
+        code_of(client.store_if("trades_gw", &df, Condition::IfAbsent).await),
+        Code::AlreadyExists
+    );
+    assert_eq!(
+        code_of(
+            client
+                .store_if("trades_gw", &df, Condition::IfVersion(7))
+                .await
+        ),
+        Code::Aborted
+    );
+    assert_eq!(
+        client
+            .store_if("trades_gw", &df, Condition::IfVersion(1))
+            .await
+            .unwrap()
+            .version,
+        2
+    );
 
     let q = df! { "bid" => &[1.5f64, 2.5] }.unwrap();
-    let batch = client.store_batch([("quotes_a", &q), ("quotes_b", &q)]).await.unwrap();
-    assert_eq!(batch.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["quotes_a", "quotes_b"]);
+    let batch = client
+        .store_batch([("quotes_a", &q), ("quotes_b", &q)])
+        .await
+        .unwrap();
+    assert_eq!(
+        batch.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["quotes_a", "quotes_b"]
+    );
 
-    let avg = client.query("SELECT symbol, price * 2 AS p2 FROM trades_gw ORDER BY symbol").await.unwrap();
-    assert_eq!(avg.column("p2").unwrap().i64().unwrap().get(0), Some(100000));
-    let stored = client.query_into("SELECT * FROM quotes_a WHERE bid > 2", "quotes_hi").await.unwrap();
+    let avg = client
+        .query("SELECT symbol, price * 2 AS p2 FROM trades_gw ORDER BY symbol")
+        .await
+        .unwrap();
+    assert_eq!(
+        avg.column("p2").unwrap().i64().unwrap().get(0),
+        Some(100000)
+    );
+    let stored = client
+        .query_into("SELECT * FROM quotes_a WHERE bid > 2", "quotes_hi")
+        .await
+        .unwrap();
     assert_eq!(stored.rows, 1);
 
-    let names: Vec<String> = client.list("quotes_").await.unwrap().into_iter().map(|d| d.name).collect();
+    let names: Vec<String> = client
+        .list("quotes_")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
     assert_eq!(names, ["quotes_a", "quotes_b", "quotes_hi"]);
     let described = client.describe("trades_gw").await.unwrap();
     assert_eq!((described.version, described.columns.len()), (2, 2));
     assert_eq!(client.delete("quotes_b").await.unwrap(), 1);
     assert_eq!(code_of(client.describe("quotes_b").await), Code::NotFound);
-    assert_eq!(code_of(client.load("no_such_dataset").await), Code::NotFound);
-    assert_eq!(code_of(client.query("SELEC nonsense").await), Code::InvalidArgument);
-    assert_eq!(code_of(client.query("SELECT * FROM read_csv('/etc/passwd')").await), Code::PermissionDenied);
+    assert_eq!(
+        code_of(client.load("no_such_dataset").await),
+        Code::NotFound
+    );
+    assert_eq!(
+        code_of(client.query("SELEC nonsense").await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code_of(client.query("SELECT * FROM read_csv('/etc/passwd')").await),
+        Code::PermissionDenied
+    );
 
     let stats = client.cache_stats().await.unwrap();
     assert!(stats.capacity > 0);
 
     // The gateway's own grpc.health.v1.
-    let channel = tonic::transport::Endpoint::from_shared(gw.url()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(gw.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let status = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
-    assert_eq!(status.get_ref().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        status.get_ref().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     // Request ids: the caller's is echoed back; one is made up when absent.
     let mut raw = raw(&gw.url()).await;
     let mut req = tonic::Request::new(polarway_proto::v1::HealthRequest {});
-    req.metadata_mut().insert("x-request-id", "test-req-42".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-request-id", "test-req-42".parse().unwrap());
     let resp = raw.health(req).await.unwrap();
     assert_eq!(resp.metadata().get("x-request-id").unwrap(), "test-req-42");
-    let resp = raw.health(polarway_proto::v1::HealthRequest {}).await.unwrap();
+    let resp = raw
+        .health(polarway_proto::v1::HealthRequest {})
+        .await
+        .unwrap();
     assert_eq!(resp.metadata().get("x-request-id").unwrap().len(), 36);
 
     // Metrics count calls by method and status.
     let text = http_get(&gw.metrics_url());
-    assert!(text.contains("polarway_grpc_requests_total{method=\"Store\",status=\"OK\"}"), "{text}");
-    assert!(text.contains("polarway_grpc_errors_total{method=\"Describe\",status=\"NOT_FOUND\"} 1"), "{text}");
-    assert!(text.contains("polarway_grpc_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("polarway_grpc_requests_total{method=\"Store\",status=\"OK\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("polarway_grpc_errors_total{method=\"Describe\",status=\"NOT_FOUND\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("polarway_grpc_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(text.contains("polarway_gateway_upstream_healthy"), "{text}");
 }
 
@@ -79,7 +154,11 @@ async fn every_operation_through_the_gateway() {
 async fn large_streams_pass_through() {
     let cluster = Cluster::start(3);
     let gw = Gateway::start(&cluster, &[]);
-    let client = polarway::DistributedClient::builder(gw.url()).timeout(Duration::from_secs(300)).connect().await.unwrap();
+    let client = polarway::DistributedClient::builder(gw.url())
+        .timeout(Duration::from_secs(300))
+        .connect()
+        .await
+        .unwrap();
 
     // About 160 MB of Arrow data: two 8-byte columns of 10 million rows.
     let n = 10_000_000i64;
@@ -104,7 +183,11 @@ async fn large_streams_pass_through() {
 async fn sigterm_drains_a_stream_in_flight() {
     let cluster = Cluster::start(1);
     let mut gw = Gateway::start(&cluster, &[]);
-    let client = polarway::DistributedClient::builder(gw.url()).timeout(Duration::from_secs(120)).connect().await.unwrap();
+    let client = polarway::DistributedClient::builder(gw.url())
+        .timeout(Duration::from_secs(120))
+        .connect()
+        .await
+        .unwrap();
     let n = 2_000_000;
     client.store("drain_me", &frame(n)).await.unwrap();
 
@@ -115,30 +198,50 @@ async fn sigterm_drains_a_stream_in_flight() {
         rows += part.unwrap().height();
     }
     assert_eq!(rows, n, "the stream in flight was cut by the shutdown");
-    assert!(gw.proc.wait_exit(Duration::from_secs(20)), "the gateway did not exit after draining");
+    assert!(
+        gw.proc.wait_exit(Duration::from_secs(20)),
+        "the gateway did not exit after draining"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unavailable_without_workers() {
     let mut cluster = Cluster::start(1);
     let gw = Gateway::start(&cluster, &[]);
-    let client = polarway::DistributedClient::builder(gw.url()).retries(0, Duration::ZERO).connect().await.unwrap();
+    let client = polarway::DistributedClient::builder(gw.url())
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap();
     client.store("x_gone", &frame(10)).await.unwrap();
 
     // The only worker dies: calls get UNAVAILABLE (a gRPC status, not a transport error).
     cluster.workers[0].proc.kill9();
     assert_eq!(code_of(client.describe("x_gone").await), Code::Unavailable);
-    assert_eq!(code_of(client.store("x_gone", &frame(10)).await), Code::Unavailable);
+    assert_eq!(
+        code_of(client.store("x_gone", &frame(10)).await),
+        Code::Unavailable
+    );
     assert_eq!(code_of(client.load("x_gone").await), Code::Unavailable);
 
     // The gateway's own health turns NOT_SERVING once the check sees it.
-    let channel = tonic::transport::Endpoint::from_shared(gw.url()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(gw.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let health = tonic_health::pb::health_client::HealthClient::new(channel);
     let not_serving = eventually(Duration::from_secs(20), || {
         let mut health = health.clone();
         async move {
-            let r = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
-            r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
+            let r = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .unwrap();
+            r.get_ref().status
+                == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
         }
     })
     .await;

@@ -36,11 +36,19 @@ datasets = [{datasets}]
 fn reloads(gw: &Gateway, result: &str) -> u64 {
     let text = http_get(&gw.metrics_url());
     let prefix = format!("polarway_gateway_policy_reloads_total{{result=\"{result}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
 }
 
 async fn client(gw: &Gateway, token: &str) -> DistributedClient {
-    DistributedClient::builder(gw.url()).auth_token(token).retries(0, Duration::ZERO).connect().await.unwrap()
+    DistributedClient::builder(gw.url())
+        .auth_token(token)
+        .retries(0, Duration::ZERO)
+        .connect()
+        .await
+        .unwrap()
 }
 
 fn write(path: &Path, text: &str) {
@@ -62,22 +70,44 @@ async fn changed_roles_apply_and_broken_files_are_refused() {
     let ann = client(&watching, "ann-token").await;
     let ann_hup = client(&on_hup, "ann-token").await;
     assert_eq!(code_of(ann.load("quotes_x").await), Code::PermissionDenied);
-    assert_eq!(code_of(ann_hup.load("quotes_x").await), Code::PermissionDenied);
+    assert_eq!(
+        code_of(ann_hup.load("quotes_x").await),
+        Code::PermissionDenied
+    );
 
     // Grant quotes_* : the watching gateway picks it up by itself.
     write(&path, &policy(r#""trades_*", "quotes_*""#));
-    assert!(eventually(Duration::from_secs(20), || async { ann.load("quotes_x").await.is_ok() }).await);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            ann.load("quotes_x").await.is_ok()
+        })
+        .await
+    );
     // The other one only on SIGHUP.
-    assert_eq!(code_of(ann_hup.load("quotes_x").await), Code::PermissionDenied);
+    assert_eq!(
+        code_of(ann_hup.load("quotes_x").await),
+        Code::PermissionDenied
+    );
     on_hup.proc.signal(libc::SIGHUP);
-    assert!(eventually(Duration::from_secs(20), || async { ann_hup.load("quotes_x").await.is_ok() }).await);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            ann_hup.load("quotes_x").await.is_ok()
+        })
+        .await
+    );
 
     // A broken file (bad TOML, then a role naming nothing) is refused; the policy in force stays.
-    for broken in ["[roles.analyst\nmethods = ", &policy(r#""trades_*""#).replace("roles = [\"analyst\"]", "roles = [\"nobody\"]")] {
+    for broken in [
+        "[roles.analyst\nmethods = ",
+        &policy(r#""trades_*""#).replace("roles = [\"analyst\"]", "roles = [\"nobody\"]"),
+    ] {
         let refused = reloads(&watching, "refused");
         write(&path, broken);
         assert!(
-            eventually(Duration::from_secs(20), || async { reloads(&watching, "refused") > refused }).await,
+            eventually(Duration::from_secs(20), || async {
+                reloads(&watching, "refused") > refused
+            })
+            .await,
             "the broken file was not looked at"
         );
         assert_eq!(ann.load("quotes_x").await.unwrap().height(), 4);

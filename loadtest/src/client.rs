@@ -45,13 +45,19 @@ pub struct CallError {
 
 impl From<tonic::Status> for CallError {
     fn from(s: tonic::Status) -> Self {
-        CallError { status: code_name(s.code()).to_string(), message: s.message().to_string() }
+        CallError {
+            status: code_name(s.code()).to_string(),
+            message: s.message().to_string(),
+        }
     }
 }
 
 impl From<arrow::error::ArrowError> for CallError {
     fn from(e: arrow::error::ArrowError) -> Self {
-        CallError { status: "CLIENT_DECODE".into(), message: e.to_string() }
+        CallError {
+            status: "CLIENT_DECODE".into(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -93,7 +99,8 @@ impl Client {
         if url.starts_with("https://") {
             let mut cfg = ClientTlsConfig::new();
             if let Some(ca) = &opts.tls_ca {
-                let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+                let pem =
+                    std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
                 cfg = cfg.ca_certificate(Certificate::from_pem(pem));
             }
             if let Some(domain) = &opts.tls_domain {
@@ -101,11 +108,18 @@ impl Client {
             }
             endpoint = endpoint.tls_config(cfg)?;
         }
-        let channel = endpoint.connect().await.with_context(|| format!("cannot connect to {url}"))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
         let inner = PolarwayClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Client { inner, token: opts.token.clone(), timeout })
+        Ok(Client {
+            inner,
+            token: opts.token.clone(),
+            timeout,
+        })
     }
 
     fn request<T>(&self, msg: T, key: &str) -> tonic::Request<T> {
@@ -126,22 +140,56 @@ impl Client {
     }
 
     /// Upload one pre-encoded IPC stream as the next version of `name`, in 1 MiB chunks.
-    pub async fn store(&self, name: &str, ipc: &Bytes) -> std::result::Result<(Moved, pb::DatasetInfo), CallError> {
+    pub async fn store(
+        &self,
+        name: &str,
+        ipc: &Bytes,
+    ) -> std::result::Result<(Moved, pb::DatasetInfo), CallError> {
         use pb::store_request::Msg;
-        let header = pb::StoreRequest { msg: Some(Msg::Header(pb::StoreHeader { name: name.to_string(), condition: None })) };
+        let header = pb::StoreRequest {
+            msg: Some(Msg::Header(pb::StoreHeader {
+                name: name.to_string(),
+                condition: None,
+            })),
+        };
         let chunks = (0..ipc.len().div_ceil(CHUNK_TARGET_BYTES)).map({
             let ipc = ipc.clone();
-            move |i| pb::StoreRequest { msg: Some(Msg::Ipc(ipc.slice(i * CHUNK_TARGET_BYTES..((i + 1) * CHUNK_TARGET_BYTES).min(ipc.len())))) }
+            move |i| pb::StoreRequest {
+                msg: Some(Msg::Ipc(ipc.slice(
+                    i * CHUNK_TARGET_BYTES..((i + 1) * CHUNK_TARGET_BYTES).min(ipc.len()),
+                ))),
+            }
         });
         let stream = futures::stream::iter(std::iter::once(header).chain(chunks));
-        let info = self.inner.clone().store(self.request(stream, name)).await?.into_inner().dataset.unwrap_or_default();
-        Ok((Moved { sent: ipc.len() as u64, received: 0, rows: info.rows }, info))
+        let info = self
+            .inner
+            .clone()
+            .store(self.request(stream, name))
+            .await?
+            .into_inner()
+            .dataset
+            .unwrap_or_default();
+        Ok((
+            Moved {
+                sent: ipc.len() as u64,
+                received: 0,
+                rows: info.rows,
+            },
+            info,
+        ))
     }
 
     /// Load `name` whole (`keep`: hold every batch until the end, as a `load` does) or as a stream
     /// whose batches are dropped once decoded (`load_stream`).
     pub async fn load(&self, name: &str, columns: &[String], keep: bool) -> CallResult {
-        let req = self.request(pb::LoadRequest { name: name.to_string(), columns: columns.to_vec(), version: None }, name);
+        let req = self.request(
+            pb::LoadRequest {
+                name: name.to_string(),
+                columns: columns.to_vec(),
+                version: None,
+            },
+            name,
+        );
         let mut stream = self.inner.clone().load(req).await?.into_inner();
         let mut decoder = StreamDecoder::new();
         let mut moved = Moved::default();
@@ -167,24 +215,42 @@ impl Client {
             Some(rows) if rows == moved.rows => Ok(moved),
             _ => Err(CallError {
                 status: "CLIENT_ROWS".into(),
-                message: format!("decoded {} rows, the dataset has {:?}", moved.rows, expected),
+                message: format!(
+                    "decoded {} rows, the dataset has {:?}",
+                    moved.rows, expected
+                ),
             }),
         }
     }
 
     /// Each message of a response stream within the call's timeout.
-    async fn next<T>(&self, stream: &mut tonic::Streaming<T>) -> std::result::Result<Option<T>, CallError> {
+    async fn next<T>(
+        &self,
+        stream: &mut tonic::Streaming<T>,
+    ) -> std::result::Result<Option<T>, CallError> {
         match tokio::time::timeout(self.timeout, stream.message()).await {
             Ok(r) => Ok(r?),
-            Err(_) => Err(CallError { status: "DEADLINE_EXCEEDED".into(), message: "client timeout".into() }),
+            Err(_) => Err(CallError {
+                status: "DEADLINE_EXCEEDED".into(),
+                message: "client timeout".into(),
+            }),
         }
     }
 
     pub async fn query(&self, sql: &str, key: &str) -> CallResult {
-        let req = self.request(pb::QueryRequest { sql: sql.to_string(), into: None }, key);
+        let req = self.request(
+            pb::QueryRequest {
+                sql: sql.to_string(),
+                into: None,
+            },
+            key,
+        );
         let mut stream = self.inner.clone().query(req).await?.into_inner();
         let mut decoder = StreamDecoder::new();
-        let mut moved = Moved { sent: sql.len() as u64, ..Default::default() };
+        let mut moved = Moved {
+            sent: sql.len() as u64,
+            ..Default::default()
+        };
         while let Some(msg) = self.next(&mut stream).await? {
             moved.received += msg.ipc.len() as u64;
             let mut buf = Buffer::from(msg.ipc);
@@ -199,16 +265,50 @@ impl Client {
     }
 
     pub async fn describe(&self, name: &str) -> CallResult {
-        let info = self.inner.clone().describe(self.request(pb::DescribeRequest { name: name.to_string(), version: None }, name)).await?.into_inner();
-        Ok(Moved { sent: 0, received: 0, rows: info.rows })
+        let info = self
+            .inner
+            .clone()
+            .describe(self.request(
+                pb::DescribeRequest {
+                    name: name.to_string(),
+                    version: None,
+                },
+                name,
+            ))
+            .await?
+            .into_inner();
+        Ok(Moved {
+            sent: 0,
+            received: 0,
+            rows: info.rows,
+        })
     }
 
     pub async fn list(&self, prefix: &str) -> CallResult {
-        let list = self.inner.clone().list(self.request(pb::ListRequest { prefix: prefix.to_string() }, "")).await?.into_inner();
-        Ok(Moved { sent: 0, received: 0, rows: list.datasets.len() as u64 })
+        let list = self
+            .inner
+            .clone()
+            .list(self.request(
+                pb::ListRequest {
+                    prefix: prefix.to_string(),
+                },
+                "",
+            ))
+            .await?
+            .into_inner();
+        Ok(Moved {
+            sent: 0,
+            received: 0,
+            rows: list.datasets.len() as u64,
+        })
     }
 
     pub async fn cache_stats(&self) -> std::result::Result<pb::CacheStatsResponse, CallError> {
-        Ok(self.inner.clone().cache_stats(self.request(pb::CacheStatsRequest {}, "")).await?.into_inner())
+        Ok(self
+            .inner
+            .clone()
+            .cache_stats(self.request(pb::CacheStatsRequest {}, ""))
+            .await?
+            .into_inner())
     }
 }

@@ -36,10 +36,16 @@ pub struct Cluster {
 
 /// Start `program args`, wait (bounded) for its `<prefix>: listening on ADDR` line on stdout.
 async fn start(program: &Path, args: Vec<String>, prefix: &str, log: PathBuf) -> Result<Proc> {
-    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
     let mut child = Command::new(program)
         .args(&args)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -54,13 +60,29 @@ async fn start(program: &Path, args: Vec<String>, prefix: &str, log: PathBuf) ->
                 return Ok::<String, anyhow::Error>(addr.trim().to_string());
             }
         }
-        bail!("{} exited before listening (log: {})", program.display(), log.display())
+        bail!(
+            "{} exited before listening (log: {})",
+            program.display(),
+            log.display()
+        )
     })
     .await
-    .with_context(|| format!("{} did not print its address within 30 s (log: {})", program.display(), log.display()))??;
+    .with_context(|| {
+        format!(
+            "{} did not print its address within 30 s (log: {})",
+            program.display(),
+            log.display()
+        )
+    })??;
     // Keep draining stdout so that the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Proc { child, addr, program: program.to_path_buf(), args, log })
+    Ok(Proc {
+        child,
+        addr,
+        program: program.to_path_buf(),
+        args,
+        log,
+    })
 }
 
 impl Proc {
@@ -93,10 +115,15 @@ impl Cluster {
         let gateway_bin = opts.bin_dir.join("polarway-gateway");
         for b in [&worker_bin, &gateway_bin] {
             if !b.is_file() {
-                bail!("{} not found: build the workspace's binaries or pass --bin-dir", b.display());
+                bail!(
+                    "{} not found: build the workspace's binaries or pass --bin-dir",
+                    b.display()
+                );
             }
         }
-        let dir = tempfile::Builder::new().prefix("polarway-loadtest-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("polarway-loadtest-")
+            .tempdir()?;
         let state = dir.path().join("state");
         let mut workers = Vec::new();
         for i in 0..opts.workers {
@@ -115,20 +142,50 @@ impl Cluster {
                 opts.cache_size_gb.to_string(),
             ];
             args.extend(opts.worker_args.iter().cloned());
-            workers.push(start(&worker_bin, args, "polarway", dir.path().join(format!("worker{i}.log"))).await?);
+            workers.push(
+                start(
+                    &worker_bin,
+                    args,
+                    "polarway",
+                    dir.path().join(format!("worker{i}.log")),
+                )
+                .await?,
+            );
         }
-        let mut args: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into(), "--metrics-port".into(), "0".into(), "--routing".into(), opts.routing.clone(), "--health-interval".into(), "1".into()];
+        let mut args: Vec<String> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-port".into(),
+            "0".into(),
+            "--routing".into(),
+            opts.routing.clone(),
+            "--health-interval".into(),
+            "1".into(),
+        ];
         for w in &workers {
             args.push("--backend".into());
             args.push(w.url());
         }
         args.extend(opts.gateway_args.iter().cloned());
-        let gateway = start(&gateway_bin, args, "polarway-gateway", dir.path().join("gateway.log")).await?;
-        Ok(Cluster { workers, gateway, _dir: dir })
+        let gateway = start(
+            &gateway_bin,
+            args,
+            "polarway-gateway",
+            dir.path().join("gateway.log"),
+        )
+        .await?;
+        Ok(Cluster {
+            workers,
+            gateway,
+            _dir: dir,
+        })
     }
 }
 
 /// The directory of the running executable (where cargo puts the sibling binaries).
 pub fn default_bin_dir() -> PathBuf {
-    std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."))
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
 }

@@ -41,9 +41,15 @@ pub fn encode_dataset(spec: &Datasets, index: usize) -> Result<Bytes> {
                 .enumerate()
                 .map(|(i, f)| -> ArrayRef {
                     match (i, f.data_type()) {
-                        (0, _) => Arc::new(Int64Array::from_iter_values((0..n).map(|_| rng.random_range(0..spec.key_cardinality.max(1))))),
-                        (_, DataType::Float64) => Arc::new(Float64Array::from_iter_values((0..n).map(|_| rng.random::<f64>() * 1000.0))),
-                        _ => Arc::new(Int64Array::from_iter_values((0..n).map(|_| rng.random_range(0..1_000_000_000i64)))),
+                        (0, _) => Arc::new(Int64Array::from_iter_values(
+                            (0..n).map(|_| rng.random_range(0..spec.key_cardinality.max(1))),
+                        )),
+                        (_, DataType::Float64) => Arc::new(Float64Array::from_iter_values(
+                            (0..n).map(|_| rng.random::<f64>() * 1000.0),
+                        )),
+                        _ => Arc::new(Int64Array::from_iter_values(
+                            (0..n).map(|_| rng.random_range(0..1_000_000_000i64)),
+                        )),
                     }
                 })
                 .collect();

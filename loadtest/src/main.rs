@@ -85,14 +85,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let failed = runtime.block_on(run(args))?;
     std::process::exit(if failed { 1 } else { 0 });
 }
 
 async fn run(args: Args) -> Result<bool> {
     let scenario = Scenario::load(args.scenario.as_deref(), &args.sets)?;
-    let opts = ConnectOpts { tls_ca: args.tls_ca.clone(), tls_domain: args.tls_domain.clone(), token: args.token.clone() };
+    let opts = ConnectOpts {
+        tls_ca: args.tls_ca.clone(),
+        tls_domain: args.tls_domain.clone(),
+        token: args.token.clone(),
+    };
 
     let mut cluster = match args.spawn_cluster {
         Some(n) => {
@@ -100,7 +106,10 @@ async fn run(args: Args) -> Result<bool> {
                 bail!("--spawn-cluster needs at least 1 worker");
             }
             let c = Cluster::start(&ClusterOpts {
-                bin_dir: args.bin_dir.clone().unwrap_or_else(cluster::default_bin_dir),
+                bin_dir: args
+                    .bin_dir
+                    .clone()
+                    .unwrap_or_else(cluster::default_bin_dir),
                 workers: n,
                 routing: args.routing.clone(),
                 cache_size_gb: args.cache_size,
@@ -108,14 +117,25 @@ async fn run(args: Args) -> Result<bool> {
                 gateway_args: Vec::new(),
             })
             .await?;
-            eprintln!("cluster: gateway {} over workers {:?}", c.gateway.addr, c.workers.iter().map(|w| &w.addr).collect::<Vec<_>>());
+            eprintln!(
+                "cluster: gateway {} over workers {:?}",
+                c.gateway.addr,
+                c.workers.iter().map(|w| &w.addr).collect::<Vec<_>>()
+            );
             Some(c)
         }
         None => None,
     };
     let (target, stats_urls) = match (&cluster, &args.target) {
         (Some(c), _) => (c.gateway.url(), c.workers.iter().map(|w| w.url()).collect()),
-        (None, Some(t)) => (t.clone(), if args.workers.is_empty() { vec![t.clone()] } else { args.workers.clone() }),
+        (None, Some(t)) => (
+            t.clone(),
+            if args.workers.is_empty() {
+                vec![t.clone()]
+            } else {
+                args.workers.clone()
+            },
+        ),
         (None, None) => bail!("give --target URL or --spawn-cluster N"),
     };
 
@@ -133,12 +153,19 @@ async fn run(args: Args) -> Result<bool> {
     if scenario.datasets.setup == Setup::Store || keep_ipc {
         for i in 0..scenario.datasets.count {
             let spec = scenario.datasets.clone();
-            let encoded = tokio::task::spawn_blocking(move || data::encode_dataset(&spec, i)).await??;
+            let encoded =
+                tokio::task::spawn_blocking(move || data::encode_dataset(&spec, i)).await??;
             if scenario.datasets.setup == Setup::Store {
                 let name = scenario.dataset_name(i);
-                let (_, info) = clients[0].store(&name, &encoded).await.map_err(|e| anyhow::anyhow!("setup: storing {name}: {} {}", e.status, e.message))?;
+                let (_, info) = clients[0].store(&name, &encoded).await.map_err(|e| {
+                    anyhow::anyhow!("setup: storing {name}: {} {}", e.status, e.message)
+                })?;
                 if info.rows != scenario.datasets.rows as u64 {
-                    bail!("setup: {name} stored {} rows, expected {}", info.rows, scenario.datasets.rows);
+                    bail!(
+                        "setup: {name} stored {} rows, expected {}",
+                        info.rows,
+                        scenario.datasets.rows
+                    );
                 }
                 setup.datasets_stored += 1;
                 setup.bytes += encoded.len() as u64;
@@ -150,7 +177,12 @@ async fn run(args: Args) -> Result<bool> {
     }
     setup.seconds = setup_started.elapsed().as_secs_f64();
     if setup.datasets_stored > 0 {
-        eprintln!("setup: stored {} datasets, {:.1} MiB in {:.2} s", setup.datasets_stored, setup.bytes as f64 / (1 << 20) as f64, setup.seconds);
+        eprintln!(
+            "setup: stored {} datasets, {:.1} MiB in {:.2} s",
+            setup.datasets_stored,
+            setup.bytes as f64 / (1 << 20) as f64,
+            setup.seconds
+        );
     }
 
     let plan = Arc::new(runner::Plan::new(scenario.clone(), clients, ipc));
@@ -159,7 +191,12 @@ async fn run(args: Args) -> Result<bool> {
     let stats_clients = {
         let mut v = Vec::new();
         for url in &stats_urls {
-            v.push((url.clone(), Client::connect(url, &opts, Duration::from_secs(10)).await.ok()));
+            v.push((
+                url.clone(),
+                Client::connect(url, &opts, Duration::from_secs(10))
+                    .await
+                    .ok(),
+            ));
         }
         v
     };
@@ -182,7 +219,11 @@ async fn run(args: Args) -> Result<bool> {
                     match victim.restart("polarway").await {
                         Ok(()) => {
                             restarted = Some(t0.elapsed().as_secs_f64());
-                            eprintln!("fault: restarted worker {} at {:.2} s", victim.addr, restarted.unwrap());
+                            eprintln!(
+                                "fault: restarted worker {} at {:.2} s",
+                                victim.addr,
+                                restarted.unwrap()
+                            );
                         }
                         Err(e) => eprintln!("fault: restart failed: {e:#}"),
                     }
@@ -193,7 +234,10 @@ async fn run(args: Args) -> Result<bool> {
         _ => None,
     };
 
-    let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     let outcome = plan.clone().run().await;
 
     let fault = match fault_task {
@@ -203,7 +247,12 @@ async fn run(args: Args) -> Result<bool> {
             if let Some(c) = &mut cluster {
                 c.workers.insert(0, victim);
             }
-            Some(report::fault_summary(&outcome, addr, Some(killed), restarted))
+            Some(report::fault_summary(
+                &outcome,
+                addr,
+                Some(killed),
+                restarted,
+            ))
         }
         None => None,
     };
@@ -214,10 +263,12 @@ async fn run(args: Args) -> Result<bool> {
     report.fault = fault;
     report::print_summary(&report);
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &args.html {
-        std::fs::write(path, html::render(&report)).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, html::render(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     drop(cluster);
     Ok(args.fail_on_errors && report.failures_total > 0)
@@ -229,7 +280,10 @@ async fn cache_snapshot(clients: &[(String, Option<Client>)]) -> Snapshot {
     let mut out = Vec::new();
     for (url, c) in clients {
         out.push(match c {
-            Some(c) => c.cache_stats().await.map_err(|e| format!("{} {}", e.status, e.message)),
+            Some(c) => c
+                .cache_stats()
+                .await
+                .map_err(|e| format!("{} {}", e.status, e.message)),
             None => Err(format!("cannot connect to {url}")),
         });
     }
@@ -239,12 +293,19 @@ async fn cache_snapshot(clients: &[(String, Option<Client>)]) -> Snapshot {
 fn cache_delta(urls: &[String], before: &Snapshot, after: &Snapshot) -> CacheReport {
     let mut r = CacheReport::default();
     for ((url, b), a) in urls.iter().zip(before).zip(after) {
-        let mut w = WorkerCache { endpoint: url.clone(), ..Default::default() };
+        let mut w = WorkerCache {
+            endpoint: url.clone(),
+            ..Default::default()
+        };
         match (b, a) {
             (Ok(b), Ok(a)) => {
                 // A restarted worker starts its counters again: count from zero then.
                 let restarted = a.hits + a.misses < b.hits + b.misses;
-                let (bh, bm, be) = if restarted { (0, 0, 0) } else { (b.hits, b.misses, b.evictions) };
+                let (bh, bm, be) = if restarted {
+                    (0, 0, 0)
+                } else {
+                    (b.hits, b.misses, b.evictions)
+                };
                 w.hits = a.hits - bh;
                 w.misses = a.misses - bm;
                 w.evictions = a.evictions.saturating_sub(be);
@@ -264,5 +325,9 @@ fn cache_delta(urls: &[String], before: &Snapshot, after: &Snapshot) -> CacheRep
 }
 
 fn rate(hits: u64, misses: u64) -> f64 {
-    if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 }
+    if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    }
 }

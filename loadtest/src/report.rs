@@ -153,12 +153,21 @@ fn buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
         return Vec::new();
     }
     // From the bucket before the first call, so that the chart starts where the data does.
-    let all: Vec<(f64, u64)> = h.iter_log(10, 1.25).map(|v| (ms(v.value_iterated_to()), v.count_since_last_iteration())).collect();
+    let all: Vec<(f64, u64)> = h
+        .iter_log(10, 1.25)
+        .map(|v| (ms(v.value_iterated_to()), v.count_since_last_iteration()))
+        .collect();
     let first = all.iter().position(|(_, n)| *n > 0).unwrap_or(0);
     all[first.saturating_sub(1)..].to_vec()
 }
 
-pub fn build(scenario: Scenario, target: String, started_unix_ms: u128, outcome: &Outcome, setup: SetupReport) -> Report {
+pub fn build(
+    scenario: Scenario,
+    target: String,
+    started_unix_ms: u128,
+    outcome: &Outcome,
+    setup: SetupReport,
+) -> Report {
     let elapsed_s = outcome.elapsed.as_secs_f64();
     let mut operations = BTreeMap::new();
     let mut histograms = BTreeMap::new();
@@ -175,7 +184,9 @@ pub fn build(scenario: Scenario, target: String, started_unix_ms: u128, outcome:
         // Per-second points by completion time.
         let mut per_second: BTreeMap<u64, (Vec<u64>, u64)> = BTreeMap::new();
         for x in &samples {
-            let e = per_second.entry((x.start_us + x.latency_us) / 1_000_000).or_default();
+            let e = per_second
+                .entry((x.start_us + x.latency_us) / 1_000_000)
+                .or_default();
             if x.ok {
                 e.0.push(x.latency_us);
             } else {
@@ -184,8 +195,21 @@ pub fn build(scenario: Scenario, target: String, started_unix_ms: u128, outcome:
         }
         for (second, (mut lat, errors)) in per_second {
             lat.sort_unstable();
-            let q = |p: f64| if lat.is_empty() { 0.0 } else { ms(lat[((lat.len() - 1) as f64 * p).round() as usize]) };
-            timeline.push(TimePoint { second, op: op.name(), calls: lat.len() as u64 + errors, errors, p50_ms: q(0.5), p99_ms: q(0.99) });
+            let q = |p: f64| {
+                if lat.is_empty() {
+                    0.0
+                } else {
+                    ms(lat[((lat.len() - 1) as f64 * p).round() as usize])
+                }
+            };
+            timeline.push(TimePoint {
+                second,
+                op: op.name(),
+                calls: lat.len() as u64 + errors,
+                errors,
+                p50_ms: q(0.5),
+                p99_ms: q(0.99),
+            });
         }
     }
     let all: Vec<&Sample> = outcome.samples.iter().collect();
@@ -208,12 +232,27 @@ pub fn build(scenario: Scenario, target: String, started_unix_ms: u128, outcome:
     }
 }
 
-pub fn fault_summary(outcome: &Outcome, worker: String, killed_at_s: Option<f64>, restarted_at_s: Option<f64>) -> FaultReport {
+pub fn fault_summary(
+    outcome: &Outcome,
+    worker: String,
+    killed_at_s: Option<f64>,
+    restarted_at_s: Option<f64>,
+) -> FaultReport {
     let mut failed: BTreeMap<&'static str, BTreeMap<String, u64>> = BTreeMap::new();
     for f in &outcome.failures {
-        *failed.entry(f.op.name()).or_default().entry(f.status.clone()).or_default() += 1;
+        *failed
+            .entry(f.op.name())
+            .or_default()
+            .entry(f.status.clone())
+            .or_default() += 1;
     }
-    FaultReport { worker, killed_at_s, restarted_at_s, failed, failed_total: outcome.failures.len() }
+    FaultReport {
+        worker,
+        killed_at_s,
+        restarted_at_s,
+        failed,
+        failed_total: outcome.failures.len(),
+    }
 }
 
 /// A plain-text table for the terminal.
@@ -230,8 +269,17 @@ pub fn print_summary(r: &Report) {
         let errors: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
             "{:<12} {:>8} {:>7} {:>10.1} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}  {}",
-            name, s.calls, s.ok, s.throughput_per_s, s.mib_per_s, s.latency_ms.p50, s.latency_ms.p90, s.latency_ms.p99,
-            s.latency_ms.p999, s.latency_ms.max, errors.join(" ")
+            name,
+            s.calls,
+            s.ok,
+            s.throughput_per_s,
+            s.mib_per_s,
+            s.latency_ms.p50,
+            s.latency_ms.p90,
+            s.latency_ms.p99,
+            s.latency_ms.p999,
+            s.latency_ms.max,
+            errors.join(" ")
         );
     };
     for (name, s) in &r.operations {
@@ -239,9 +287,15 @@ pub fn print_summary(r: &Report) {
     }
     line("total", &r.total);
     if let Some(c) = &r.cache {
-        println!("cache: {} hits, {} misses, hit rate {:.3}, {} evictions", c.hits, c.misses, c.hit_rate, c.evictions);
+        println!(
+            "cache: {} hits, {} misses, hit rate {:.3}, {} evictions",
+            c.hits, c.misses, c.hit_rate, c.evictions
+        );
     }
     if let Some(f) = &r.fault {
-        println!("fault: worker {} killed at {:?} s, restarted at {:?} s; {} calls failed: {:?}", f.worker, f.killed_at_s, f.restarted_at_s, f.failed_total, f.failed);
+        println!(
+            "fault: worker {} killed at {:?} s, restarted at {:?} s; {} calls failed: {:?}",
+            f.worker, f.killed_at_s, f.restarted_at_s, f.failed_total, f.failed
+        );
     }
 }

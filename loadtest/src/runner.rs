@@ -25,7 +25,14 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [Op::Store, Op::Load, Op::LoadStream, Op::Query, Op::Describe, Op::List];
+    pub const ALL: [Op; 6] = [
+        Op::Store,
+        Op::Load,
+        Op::LoadStream,
+        Op::Query,
+        Op::Describe,
+        Op::List,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Op::Store => "store",
@@ -91,16 +98,28 @@ impl Plan {
         let n = scenario.datasets.count;
         let weights: Vec<f64> = match scenario.keys.distribution {
             Distribution::Uniform => vec![1.0; n],
-            Distribution::Zipf => (0..n).map(|i| 1.0 / ((i + 1) as f64).powf(scenario.keys.exponent)).collect(),
+            Distribution::Zipf => (0..n)
+                .map(|i| 1.0 / ((i + 1) as f64).powf(scenario.keys.exponent))
+                .collect(),
         };
         let total: f64 = weights.iter().sum();
         let mut acc = 0.0;
-        let key_cdf = weights.iter().map(|w| {
-            acc += w / total;
-            acc
-        }).collect();
+        let key_cdf = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                acc
+            })
+            .collect();
         let names = (0..n).map(|i| scenario.dataset_name(i)).collect();
-        Plan { scenario, clients, names, ipc, ops, key_cdf }
+        Plan {
+            scenario,
+            clients,
+            names,
+            ipc,
+            ops,
+            key_cdf,
+        }
     }
 
     fn pick(&self, rng: &mut SmallRng) -> (Op, usize) {
@@ -115,7 +134,10 @@ impl Plan {
             r -= w;
         }
         let u: f64 = rng.random();
-        let key = self.key_cdf.partition_point(|c| *c < u).min(self.names.len() - 1);
+        let key = self
+            .key_cdf
+            .partition_point(|c| *c < u)
+            .min(self.names.len() - 1);
         (op, key)
     }
 
@@ -132,11 +154,18 @@ impl Plan {
         match op {
             Op::Store => match self.ipc.get(key) {
                 Some(ipc) => client.store(&name, ipc).await.map(|(m, _)| m),
-                None => Err(CallError { status: "CLIENT_SETUP".into(), message: "no data to store".into() }),
+                None => Err(CallError {
+                    status: "CLIENT_SETUP".into(),
+                    message: "no data to store".into(),
+                }),
             },
             Op::Load => client.load(&name, &self.scenario.load.columns, true).await,
             Op::LoadStream => client.load(&name, &self.scenario.load.columns, false).await,
-            Op::Query => client.query(&self.scenario.query.sql.replace("{table}", &name), &name).await,
+            Op::Query => {
+                client
+                    .query(&self.scenario.query.sql.replace("{table}", &name), &name)
+                    .await
+            }
             Op::Describe => client.describe(&name).await,
             Op::List => client.list(&self.scenario.datasets.prefix).await,
         }
@@ -154,7 +183,8 @@ impl Plan {
     pub async fn run(self: Arc<Self>) -> Outcome {
         let run = self.scenario.run.clone();
         let start = Instant::now();
-        let deadline = (run.duration_secs > 0.0).then(|| start + Duration::from_secs_f64(run.duration_secs));
+        let deadline =
+            (run.duration_secs > 0.0).then(|| start + Duration::from_secs_f64(run.duration_secs));
         let out = Arc::new(Mutex::new(Outcome::default()));
         let issued = Arc::new(AtomicU64::new(0));
         let record = {
@@ -194,13 +224,20 @@ impl Plan {
                     let issued = issued.clone();
                     let record = record.clone();
                     tasks.push(tokio::spawn(async move {
-                        let mut rng = SmallRng::seed_from_u64(plan.scenario.datasets.seed.wrapping_mul(31).wrapping_add(caller as u64));
+                        let mut rng = SmallRng::seed_from_u64(
+                            plan.scenario
+                                .datasets
+                                .seed
+                                .wrapping_mul(31)
+                                .wrapping_add(caller as u64),
+                        );
                         let client = &plan.clients[caller % plan.clients.len()];
                         loop {
                             if deadline.is_some_and(|d| Instant::now() >= d) {
                                 break;
                             }
-                            if run.calls > 0 && issued.fetch_add(1, Ordering::Relaxed) >= run.calls {
+                            if run.calls > 0 && issued.fetch_add(1, Ordering::Relaxed) >= run.calls
+                            {
                                 break;
                             }
                             let (op, key) = plan.pick(&mut rng);
@@ -220,7 +257,8 @@ impl Plan {
                 let period = Duration::from_secs_f64(1.0 / run.rate);
                 for i in 0u64.. {
                     let intended = start + period.mul_f64(i as f64);
-                    if deadline.is_some_and(|d| intended >= d) || (run.calls > 0 && i >= run.calls) {
+                    if deadline.is_some_and(|d| intended >= d) || (run.calls > 0 && i >= run.calls)
+                    {
                         break;
                     }
                     tokio::time::sleep_until(intended.into()).await;

@@ -77,7 +77,10 @@ pub struct Keys {
 
 impl Default for Keys {
     fn default() -> Self {
-        Keys { distribution: Distribution::Uniform, exponent: 1.0 }
+        Keys {
+            distribution: Distribution::Uniform,
+            exponent: 1.0,
+        }
     }
 }
 
@@ -102,7 +105,14 @@ pub struct Mix {
 
 impl Default for Mix {
     fn default() -> Self {
-        Mix { store: 0, load: 1, load_stream: 0, query: 0, describe: 0, list: 0 }
+        Mix {
+            store: 0,
+            load: 1,
+            load_stream: 0,
+            query: 0,
+            describe: 0,
+            list: 0,
+        }
     }
 }
 
@@ -122,7 +132,9 @@ pub struct QueryOpts {
 
 impl Default for QueryOpts {
     fn default() -> Self {
-        QueryOpts { sql: "SELECT k, COUNT(*) AS n, SUM(c1) AS s FROM {table} GROUP BY k".into() }
+        QueryOpts {
+            sql: "SELECT k, COUNT(*) AS n, SUM(c1) AS s FROM {table} GROUP BY k".into(),
+        }
     }
 }
 
@@ -174,13 +186,17 @@ impl Scenario {
     pub fn load(path: Option<&std::path::Path>, sets: &[String]) -> Result<Scenario> {
         let mut table: toml::Table = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("{} is not a valid scenario", p.display()))?
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("{} is not a valid scenario", p.display()))?
             }
             None => toml::Table::new(),
         };
         for set in sets {
-            let (key, value) = set.split_once('=').with_context(|| format!("--set {set:?}: expected key=value"))?;
+            let (key, value) = set
+                .split_once('=')
+                .with_context(|| format!("--set {set:?}: expected key=value"))?;
             let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
                 .ok()
                 .and_then(|mut t| t.remove("v"))
@@ -197,7 +213,9 @@ impl Scenario {
             }
             node.insert(last.to_string(), value);
         }
-        let scenario: Scenario = toml::Value::Table(table).try_into().context("invalid scenario")?;
+        let scenario: Scenario = toml::Value::Table(table)
+            .try_into()
+            .context("invalid scenario")?;
         scenario.validate()?;
         Ok(scenario)
     }

@@ -5,7 +5,8 @@ pub mod v1 {
     tonic::include_proto!("polarway.v1");
 
     /// Encoded descriptors of `polarway.v1`, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("polarway_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("polarway_descriptor");
 }
 
 /// Metadata header that names the dataset a call is about; the gateway hashes on it.

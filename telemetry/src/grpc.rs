@@ -27,8 +27,8 @@ use tower::{Layer, Service};
 
 /// Buckets from 100 µs (a cached Describe) to 5 min (a long query or a multi-GiB stream).
 pub const DURATION_BUCKETS: [f64; 20] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 120.0, 300.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
 pub fn duration_histogram() -> Histogram {
@@ -71,16 +71,41 @@ impl GrpcMetrics {
             in_flight: Gauge::default(),
             bytes: Family::default(),
         };
-        registry.register("polarway_grpc_requests", "gRPC calls, by method and status", m.requests.clone());
-        registry.register("polarway_grpc_errors", "gRPC calls that ended with a status other than OK", m.errors.clone());
-        registry.register("polarway_grpc_request_duration_seconds", "Duration of gRPC calls, to the end of the response stream", m.duration.clone());
-        registry.register("polarway_grpc_requests_in_flight", "gRPC calls in progress", m.in_flight.clone());
-        registry.register("polarway_grpc_message_bytes", "gRPC body bytes, by method and direction (received, sent)", m.bytes.clone());
+        registry.register(
+            "polarway_grpc_requests",
+            "gRPC calls, by method and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "polarway_grpc_errors",
+            "gRPC calls that ended with a status other than OK",
+            m.errors.clone(),
+        );
+        registry.register(
+            "polarway_grpc_request_duration_seconds",
+            "Duration of gRPC calls, to the end of the response stream",
+            m.duration.clone(),
+        );
+        registry.register(
+            "polarway_grpc_requests_in_flight",
+            "gRPC calls in progress",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "polarway_grpc_message_bytes",
+            "gRPC body bytes, by method and direction (received, sent)",
+            m.bytes.clone(),
+        );
         m
     }
 
     fn bytes_counter(&self, method: &str, direction: &'static str) -> Counter {
-        self.bytes.get_or_create(&MethodDirection { method: method_label(method).into(), direction }).clone()
+        self.bytes
+            .get_or_create(&MethodDirection {
+                method: method_label(method).into(),
+                direction,
+            })
+            .clone()
     }
 
     /// Start recording a call; it is recorded once, when its status is known or when it is dropped.
@@ -127,13 +152,20 @@ impl Call {
             return;
         }
         let m = &self.metrics;
-        let labels = MethodStatus { method: self.method.clone(), status: code_name(code) };
+        let labels = MethodStatus {
+            method: self.method.clone(),
+            status: code_name(code),
+        };
         m.requests.get_or_create(&labels).inc();
         if code != Code::Ok {
             m.errors.get_or_create(&labels).inc();
         }
         let elapsed = self.started.elapsed();
-        m.duration.get_or_create(&MethodLabel { method: self.method.clone() }).observe(elapsed.as_secs_f64());
+        m.duration
+            .get_or_create(&MethodLabel {
+                method: self.method.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
         m.in_flight.dec();
         if let Some(f) = self.on_end.take() {
             f(code, message, elapsed);
@@ -143,7 +175,12 @@ impl Call {
     /// Record the call when `resp` ends: now for a trailers-only answer, else when its trailers pass.
     pub fn observe(mut self, resp: Response<Body>) -> Response<Body> {
         if let Some(code) = header_status(resp.headers()) {
-            let message = resp.headers().get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or("").to_string();
+            let message = resp
+                .headers()
+                .get("grpc-message")
+                .and_then(|m| m.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             self.finish(code, &message);
             return resp;
         }
@@ -168,7 +205,10 @@ impl http_body::Body for ObservedBody {
     type Data = Bytes;
     type Error = tonic::Status;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -176,7 +216,11 @@ impl http_body::Body for ObservedBody {
                     self.call.sent.inc_by(data.len() as u64);
                 } else if let Some(trailers) = frame.trailers_ref() {
                     let code = header_status(trailers).unwrap_or(Code::Unknown);
-                    let message = trailers.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or("").to_string();
+                    let message = trailers
+                        .get("grpc-message")
+                        .and_then(|m| m.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
                     self.call.finish(code, &message);
                 }
             }
@@ -184,7 +228,9 @@ impl http_body::Body for ObservedBody {
                 let (code, message) = (e.code(), e.message().to_string());
                 self.call.finish(code, &message);
             }
-            Poll::Ready(None) => self.call.finish(Code::Unknown, "response ended without a status"),
+            Poll::Ready(None) => self
+                .call
+                .finish(Code::Unknown, "response ended without a status"),
             Poll::Pending => {}
         }
         polled
@@ -209,7 +255,10 @@ impl http_body::Body for CountedBody {
     type Data = Bytes;
     type Error = tonic::Status;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
@@ -237,7 +286,10 @@ pub struct GrpcMetricsLayer {
 impl<S> Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetricsService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetricsService { inner, metrics: self.metrics.clone() }
+        GrpcMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -301,12 +353,20 @@ const KNOWN_METHODS: &[&str] = &[
 
 /// The `method` label of an RPC name (as `rpc_name` gives it): the name itself if known, else `other`.
 pub fn method_label(rpc: &str) -> &'static str {
-    KNOWN_METHODS.iter().find(|m| **m == rpc).copied().unwrap_or("other")
+    KNOWN_METHODS
+        .iter()
+        .find(|m| **m == rpc)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The gRPC status a header map carries (response headers of a trailers-only answer, or trailers).
 pub fn header_status(headers: &http::HeaderMap) -> Option<Code> {
-    headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok()).map(Code::from_i32)
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
 }
 
 /// The canonical name of a gRPC status code, as in the gRPC specification (`NOT_FOUND`).
@@ -345,11 +405,28 @@ mod tests {
         drop(call); // must not count a second time as CANCELLED
         drop(m.start("Describe")); // a call that never got a status
         let text = crate::endpoint::encode(&registry);
-        assert!(text.contains(r#"polarway_grpc_requests_total{method="Load",status="NOT_FOUND"} 1"#), "{text}");
-        assert!(text.contains(r#"polarway_grpc_errors_total{method="Load",status="NOT_FOUND"} 1"#), "{text}");
-        assert!(text.contains(r#"polarway_grpc_requests_total{method="Describe",status="CANCELLED"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"polarway_grpc_requests_total{method="Load",status="NOT_FOUND"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"polarway_grpc_errors_total{method="Load",status="NOT_FOUND"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"polarway_grpc_requests_total{method="Describe",status="CANCELLED"} 1"#
+            ),
+            "{text}"
+        );
         assert!(!text.contains(r#"status="CANCELLED"} 2"#), "{text}");
-        assert!(text.contains("polarway_grpc_requests_in_flight 0"), "{text}");
-        assert!(text.contains(r#"polarway_grpc_request_duration_seconds_count{method="Load"} 1"#), "{text}");
+        assert!(
+            text.contains("polarway_grpc_requests_in_flight 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"polarway_grpc_request_duration_seconds_count{method="Load"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -21,7 +21,11 @@ pub struct HealthArgs {
 
 /// Err unless the server at `addr` answers SERVING within `timeout`.
 pub async fn check(addr: &str, timeout: Duration) -> anyhow::Result<()> {
-    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let url = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
     let ask = async {
         let channel = tonic::transport::Endpoint::from_shared(url.clone())
             .with_context(|| format!("bad address {addr}"))?
@@ -29,12 +33,16 @@ pub async fn check(addr: &str, timeout: Duration) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot connect to {addr}"))?;
         let resp = HealthClient::new(channel)
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .with_context(|| format!("health check of {addr} failed"))?;
         anyhow::Ok(resp.into_inner().status())
     };
-    let status = tokio::time::timeout(timeout, ask).await.with_context(|| format!("{addr} did not answer within {timeout:?}"))??;
+    let status = tokio::time::timeout(timeout, ask)
+        .await
+        .with_context(|| format!("{addr} did not answer within {timeout:?}"))??;
     if status != ServingStatus::Serving {
         bail!("{addr} is {}", status.as_str_name());
     }
@@ -44,7 +52,10 @@ pub async fn check(addr: &str, timeout: Duration) -> anyhow::Result<()> {
 /// Run the subcommand: print the outcome, exit 0 or 1.
 pub fn run(args: &HealthArgs, default_addr: &str) -> ! {
     let addr = args.addr.as_deref().unwrap_or(default_addr);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(check(addr, Duration::from_secs_f64(args.timeout.max(0.1)))) {
         Ok(()) => {
             println!("{addr}: SERVING");

@@ -11,4 +11,6 @@ pub mod endpoint;
 pub mod grpc;
 pub mod health;
 
-pub use grpc::{code_name, header_status, method_label, rpc_name, Call, GrpcMetrics, GrpcMetricsLayer};
+pub use grpc::{
+    code_name, header_status, method_label, rpc_name, Call, GrpcMetrics, GrpcMetricsLayer,
+};

@@ -51,7 +51,12 @@ async fn main() -> Result<()> {
         client.load("quotes_20260203"),
         client.load("orders_20260203")
     )?;
-    println!("{} {} {} rows", trades.height(), quotes.height(), orders.height());
+    println!(
+        "{} {} {} rows",
+        trades.height(),
+        quotes.height(),
+        orders.height()
+    );
 
     Ok(())
 }

@@ -35,7 +35,10 @@ impl Error {
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
-        Error::Server { code: s.code(), message: s.message().to_string() }
+        Error::Server {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
     }
 }
 

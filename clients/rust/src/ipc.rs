@@ -28,9 +28,9 @@ impl ChunkSink {
             let n = self.buf.len().min(CHUNK_TARGET_BYTES);
             let chunk = Bytes::copy_from_slice(&self.buf[..n]);
             self.buf.drain(..n);
-            self.tx
-                .blocking_send(chunk)
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped"))?;
+            self.tx.blocking_send(chunk).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped")
+            })?;
         }
         Ok(())
     }
@@ -50,9 +50,15 @@ impl Write for ChunkSink {
 
 /// Encode `df` as IPC chunks into `tx` (blocking; run it on a blocking thread).
 pub fn write_frame(mut df: DataFrame, tx: mpsc::Sender<Bytes>) -> Result<()> {
-    let mut sink = ChunkSink { buf: Vec::with_capacity(CHUNK_TARGET_BYTES * 2), tx };
-    IpcStreamWriter::new(&mut sink).with_compat_level(CompatLevel::oldest()).finish(&mut df)?;
-    sink.flush_full(true).map_err(|e| Error::Data(e.to_string()))
+    let mut sink = ChunkSink {
+        buf: Vec::with_capacity(CHUNK_TARGET_BYTES * 2),
+        tx,
+    };
+    IpcStreamWriter::new(&mut sink)
+        .with_compat_level(CompatLevel::oldest())
+        .finish(&mut df)?;
+    sink.flush_full(true)
+        .map_err(|e| Error::Data(e.to_string()))
 }
 
 /// A forward-only reader over chunks arriving on a channel. Polars' stream reader wants `Seek`,
@@ -67,7 +73,12 @@ pub struct ChunkReader {
 
 impl ChunkReader {
     pub fn new(rx: mpsc::Receiver<Result<Bytes>>) -> Self {
-        Self { rx, current: Bytes::new(), position: 0, failure: None }
+        Self {
+            rx,
+            current: Bytes::new(),
+            position: 0,
+            failure: None,
+        }
     }
 }
 
@@ -96,7 +107,11 @@ impl Seek for ChunkReader {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
         let skip = match pos {
             SeekFrom::Current(n) if n >= 0 => n as u64,
-            _ => return Err(std::io::Error::other("the IPC stream can only skip forward")),
+            _ => {
+                return Err(std::io::Error::other(
+                    "the IPC stream can only skip forward",
+                ))
+            }
         };
         std::io::copy(&mut self.by_ref().take(skip), &mut std::io::sink())?;
         Ok(self.position)
@@ -105,9 +120,15 @@ impl Seek for ChunkReader {
 
 /// Decode the IPC stream from `reader` into frames, one per record batch, handing each to
 /// `emit` (blocking; run it on a blocking thread). `emit` returns false to stop.
-pub fn read_frames(mut reader: ChunkReader, mut emit: impl FnMut(DataFrame) -> bool) -> Result<Option<Schema>> {
+pub fn read_frames(
+    mut reader: ChunkReader,
+    mut emit: impl FnMut(DataFrame) -> bool,
+) -> Result<Option<Schema>> {
     let data_err = |reader: &mut ChunkReader, e: polars::error::PolarsError| {
-        reader.failure.take().unwrap_or_else(|| Error::Data(e.to_string()))
+        reader
+            .failure
+            .take()
+            .unwrap_or_else(|| Error::Data(e.to_string()))
     };
     let metadata = match read_stream_metadata(&mut reader) {
         Ok(m) => m,

@@ -116,7 +116,10 @@ impl ClientBuilder {
             .initial_connection_window_size(32u32 << 20)
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
-            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::Connect(format!("cannot read {}: {e}", p.display())));
+            let read = |p: &PathBuf| {
+                std::fs::read(p)
+                    .map_err(|e| Error::Connect(format!("cannot read {}: {e}", p.display())))
+            };
             let mut cfg = ClientTlsConfig::new();
             if let Some(ca) = &tls.ca_cert {
                 cfg = cfg.ca_certificate(Certificate::from_pem(read(ca)?));
@@ -129,7 +132,11 @@ impl ClientBuilder {
             }
             endpoint = endpoint.tls_config(cfg)?;
         }
-        let channel = if self.lazy { endpoint.connect_lazy() } else { endpoint.connect().await? };
+        let channel = if self.lazy {
+            endpoint.connect_lazy()
+        } else {
+            endpoint.connect().await?
+        };
         let inner = PolarwayClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -219,27 +226,47 @@ impl DistributedClient {
     }
 
     /// Store only if `condition` holds; otherwise ALREADY_EXISTS (if absent) or ABORTED (if version).
-    pub async fn store_if(&self, name: &str, df: &DataFrame, condition: Condition) -> Result<DatasetInfo> {
+    pub async fn store_if(
+        &self,
+        name: &str,
+        df: &DataFrame,
+        condition: Condition,
+    ) -> Result<DatasetInfo> {
         self.store_inner(name, df, Some(condition)).await
     }
 
-    async fn store_inner(&self, name: &str, df: &DataFrame, condition: Option<Condition>) -> Result<DatasetInfo> {
+    async fn store_inner(
+        &self,
+        name: &str,
+        df: &DataFrame,
+        condition: Option<Condition>,
+    ) -> Result<DatasetInfo> {
         let (tx, rx) = mpsc::channel::<pb::StoreRequest>(4);
         let encoder = spawn_encoder(vec![(name.to_string(), df.clone(), condition)], tx);
         let req = self.request(ReceiverStream::new(rx), name);
         let result = self.inner.clone().store(req).await;
-        finish_upload(encoder, result).await.map(|r| r.into_inner().dataset.unwrap_or_default())
+        finish_upload(encoder, result)
+            .await
+            .map(|r| r.into_inner().dataset.unwrap_or_default())
     }
 
     /// Store several datasets in one call: all are committed or none is.
-    pub async fn store_batch<'a>(&self, frames: impl IntoIterator<Item = (&'a str, &'a DataFrame)>) -> Result<Vec<DatasetInfo>> {
-        let items: Vec<_> = frames.into_iter().map(|(n, df)| (n.to_string(), df.clone(), None)).collect();
+    pub async fn store_batch<'a>(
+        &self,
+        frames: impl IntoIterator<Item = (&'a str, &'a DataFrame)>,
+    ) -> Result<Vec<DatasetInfo>> {
+        let items: Vec<_> = frames
+            .into_iter()
+            .map(|(n, df)| (n.to_string(), df.clone(), None))
+            .collect();
         let key = items.first().map(|(n, _, _)| n.clone()).unwrap_or_default();
         let (tx, rx) = mpsc::channel::<pb::StoreRequest>(4);
         let encoder = spawn_encoder(items, tx);
         let req = self.request(ReceiverStream::new(rx), &key);
         let result = self.inner.clone().store_batch(req).await;
-        finish_upload(encoder, result).await.map(|r| r.into_inner().datasets)
+        finish_upload(encoder, result)
+            .await
+            .map(|r| r.into_inner().datasets)
     }
 
     /// The latest version of `name`, whole.
@@ -248,7 +275,12 @@ impl DistributedClient {
     }
 
     /// Some columns (in this order; empty: all) of a version (None: the latest).
-    pub async fn load_with(&self, name: &str, columns: &[&str], version: Option<u64>) -> Result<DataFrame> {
+    pub async fn load_with(
+        &self,
+        name: &str,
+        columns: &[&str],
+        version: Option<u64>,
+    ) -> Result<DataFrame> {
         let req = load_request(name, columns, version);
         self.retrying(|| {
             let req = req.clone();
@@ -263,7 +295,12 @@ impl DistributedClient {
         self.load_stream_with(name, &[], None).await
     }
 
-    pub async fn load_stream_with(&self, name: &str, columns: &[&str], version: Option<u64>) -> Result<FrameStream> {
+    pub async fn load_stream_with(
+        &self,
+        name: &str,
+        columns: &[&str],
+        version: Option<u64>,
+    ) -> Result<FrameStream> {
         let req = load_request(name, columns, version);
         let chunks = self.retrying(|| self.open_load(req.clone())).await?;
         Ok(decode_frames(chunks))
@@ -271,7 +308,10 @@ impl DistributedClient {
 
     /// Run SQL; the result as a DataFrame.
     pub async fn query(&self, sql: &str) -> Result<DataFrame> {
-        let req = pb::QueryRequest { sql: sql.to_string(), into: None };
+        let req = pb::QueryRequest {
+            sql: sql.to_string(),
+            into: None,
+        };
         let key = first_table(sql);
         self.retrying(|| {
             let mut c = self.inner.clone();
@@ -287,21 +327,34 @@ impl DistributedClient {
 
     /// Run SQL and keep the result on the server as dataset `into`.
     pub async fn query_into(&self, sql: &str, into: &str) -> Result<DatasetInfo> {
-        let req = self.request(pb::QueryRequest { sql: sql.to_string(), into: Some(into.to_string()) }, into);
+        let req = self.request(
+            pb::QueryRequest {
+                sql: sql.to_string(),
+                into: Some(into.to_string()),
+            },
+            into,
+        );
         let mut stream = self.inner.clone().query(req).await?.into_inner();
         while let Some(msg) = stream.message().await? {
             if let Some(info) = msg.stored {
                 return Ok(info);
             }
         }
-        Err(Error::Data("the server did not describe the stored result".into()))
+        Err(Error::Data(
+            "the server did not describe the stored result".into(),
+        ))
     }
 
     /// Datasets whose names start with `prefix` (all with ""), sorted by name.
     pub async fn list(&self, prefix: &str) -> Result<Vec<DatasetInfo>> {
         self.retrying(|| {
             let mut c = self.inner.clone();
-            let req = self.request(pb::ListRequest { prefix: prefix.to_string() }, "");
+            let req = self.request(
+                pb::ListRequest {
+                    prefix: prefix.to_string(),
+                },
+                "",
+            );
             async move { Ok(c.list(req).await?.into_inner().datasets) }
         })
         .await
@@ -315,7 +368,13 @@ impl DistributedClient {
     pub async fn describe_version(&self, name: &str, version: Option<u64>) -> Result<DatasetInfo> {
         self.retrying(|| {
             let mut c = self.inner.clone();
-            let req = self.request(pb::DescribeRequest { name: name.to_string(), version }, name);
+            let req = self.request(
+                pb::DescribeRequest {
+                    name: name.to_string(),
+                    version,
+                },
+                name,
+            );
             async move { Ok(c.describe(req).await?.into_inner()) }
         })
         .await
@@ -323,7 +382,12 @@ impl DistributedClient {
 
     /// Delete `name`; returns the version it had.
     pub async fn delete(&self, name: &str) -> Result<u64> {
-        let req = self.request(pb::DeleteRequest { name: name.to_string() }, name);
+        let req = self.request(
+            pb::DeleteRequest {
+                name: name.to_string(),
+            },
+            name,
+        );
         Ok(self.inner.clone().delete(req).await?.into_inner().version)
     }
 
@@ -340,8 +404,15 @@ impl DistributedClient {
     /// Start a load; its IPC chunks as a stream.
     async fn open_load(&self, req: pb::LoadRequest) -> Result<ChunkStream> {
         let name = req.name.clone();
-        let stream = self.inner.clone().load(self.request(req, &name)).await?.into_inner();
-        Ok(Box::pin(stream.map(|m| m.map(|m| m.ipc).map_err(Error::from))))
+        let stream = self
+            .inner
+            .clone()
+            .load(self.request(req, &name))
+            .await?
+            .into_inner();
+        Ok(Box::pin(
+            stream.map(|m| m.map(|m| m.ipc).map_err(Error::from)),
+        ))
     }
 }
 
@@ -349,7 +420,11 @@ impl DistributedClient {
 /// it where that dataset is cached. Empty when the query starts from a function or a path.
 fn first_table(sql: &str) -> String {
     let lower = sql.to_ascii_lowercase();
-    let Some(at) = lower.find(" from ").map(|i| i + 1).or_else(|| lower.find("\nfrom ").map(|i| i + 1)).or_else(|| lower.starts_with("from ").then_some(0))
+    let Some(at) = lower
+        .find(" from ")
+        .map(|i| i + 1)
+        .or_else(|| lower.find("\nfrom ").map(|i| i + 1))
+        .or_else(|| lower.starts_with("from ").then_some(0))
     else {
         return String::new();
     };
@@ -358,16 +433,27 @@ fn first_table(sql: &str) -> String {
     let name: String = rest
         .trim_start_matches('"')
         .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || (quoted && *c != '"'))
+        .take_while(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || (quoted && *c != '"')
+        })
         .collect();
-    let after = rest.trim_start_matches('"')[name.len()..].trim_start_matches('"').trim_start();
-    if name.is_empty() || after.starts_with('(') { String::new() } else { name }
+    let after = rest.trim_start_matches('"')[name.len()..]
+        .trim_start_matches('"')
+        .trim_start();
+    if name.is_empty() || after.starts_with('(') {
+        String::new()
+    } else {
+        name
+    }
 }
 
 type Encoder = tokio::task::JoinHandle<Result<()>>;
 
 /// Encode frames on a blocking thread, feeding the request stream: a header, then its chunks.
-fn spawn_encoder(items: Vec<(String, DataFrame, Option<Condition>)>, tx: mpsc::Sender<pb::StoreRequest>) -> Encoder {
+fn spawn_encoder(
+    items: Vec<(String, DataFrame, Option<Condition>)>,
+    tx: mpsc::Sender<pb::StoreRequest>,
+) -> Encoder {
     use pb::store_request::Msg;
     tokio::task::spawn_blocking(move || {
         for (name, df, condition) in items {
@@ -377,7 +463,9 @@ fn spawn_encoder(items: Vec<(String, DataFrame, Option<Condition>)>, tx: mpsc::S
                     Condition::IfVersion(v) => pb::condition::Kind::IfVersion(v),
                 }),
             });
-            let header = pb::StoreRequest { msg: Some(Msg::Header(pb::StoreHeader { name, condition })) };
+            let header = pb::StoreRequest {
+                msg: Some(Msg::Header(pb::StoreHeader { name, condition })),
+            };
             if tx.blocking_send(header).is_err() {
                 return Ok(()); // the call ended early; its status says why
             }
@@ -385,7 +473,12 @@ fn spawn_encoder(items: Vec<(String, DataFrame, Option<Condition>)>, tx: mpsc::S
             let forward_to = tx.clone();
             let forward = std::thread::spawn(move || {
                 while let Some(chunk) = chunk_rx.blocking_recv() {
-                    if forward_to.blocking_send(pb::StoreRequest { msg: Some(Msg::Ipc(chunk)) }).is_err() {
+                    if forward_to
+                        .blocking_send(pb::StoreRequest {
+                            msg: Some(Msg::Ipc(chunk)),
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -403,15 +496,24 @@ fn spawn_encoder(items: Vec<(String, DataFrame, Option<Condition>)>, tx: mpsc::S
     })
 }
 
-async fn finish_upload<T>(encoder: Encoder, result: std::result::Result<T, tonic::Status>) -> Result<T> {
-    let encoded = encoder.await.map_err(|e| Error::Data(format!("encoder failed: {e}")))?;
+async fn finish_upload<T>(
+    encoder: Encoder,
+    result: std::result::Result<T, tonic::Status>,
+) -> Result<T> {
+    let encoded = encoder
+        .await
+        .map_err(|e| Error::Data(format!("encoder failed: {e}")))?;
     let response = result?;
     encoded?;
     Ok(response)
 }
 
 fn load_request(name: &str, columns: &[&str], version: Option<u64>) -> pb::LoadRequest {
-    pb::LoadRequest { name: name.to_string(), columns: columns.iter().map(|c| c.to_string()).collect(), version }
+    pb::LoadRequest {
+        name: name.to_string(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        version,
+    }
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -483,10 +585,16 @@ mod tests {
 
     #[test]
     fn routing_key_of_a_query() {
-        assert_eq!(first_table("SELECT * FROM trades_20260203 WHERE x"), "trades_20260203");
+        assert_eq!(
+            first_table("SELECT * FROM trades_20260203 WHERE x"),
+            "trades_20260203"
+        );
         assert_eq!(first_table("select a from \"my.data\" t"), "my.data");
         assert_eq!(first_table("FROM quotes LIMIT 1"), "quotes");
-        assert_eq!(first_table("SELECT * FROM parquet_scan('/data/cold/x.parquet')"), "");
+        assert_eq!(
+            first_table("SELECT * FROM parquet_scan('/data/cold/x.parquet')"),
+            ""
+        );
         assert_eq!(first_table("SELECT 1"), "");
     }
 }

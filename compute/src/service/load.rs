@@ -38,8 +38,13 @@ pub async fn load(
             // stops once it passes the limit.
             let cacheable = m.bytes <= w.cache.admission_limit();
             let read_columns = if cacheable { vec![] } else { columns.clone() };
-            let batches = tokio::task::spawn_blocking(move || ParquetBatches::open(&data, &read_columns)).await??;
-            Source::Parquet { batches, cache_as: cacheable.then_some(key) }
+            let batches =
+                tokio::task::spawn_blocking(move || ParquetBatches::open(&data, &read_columns))
+                    .await??;
+            Source::Parquet {
+                batches,
+                cache_as: cacheable.then_some(key),
+            }
         }
     };
     // Validate the projection before the response starts, so a bad column is a clean error. A
@@ -60,7 +65,10 @@ pub async fn load(
 
 enum Source {
     Cached(CachedTable),
-    Parquet { batches: ParquetBatches, cache_as: Option<String> },
+    Parquet {
+        batches: ParquetBatches,
+        cache_as: Option<String>,
+    },
 }
 
 impl Source {
@@ -86,12 +94,20 @@ struct Sender<'a> {
 
 impl Sender<'_> {
     fn chunks(&self, chunks: Vec<bytes::Bytes>) -> Result<()> {
-        chunks.into_iter().try_for_each(|ipc| self.reply.send(pb::LoadResponse { dataset: None, ipc }))
+        chunks
+            .into_iter()
+            .try_for_each(|ipc| self.reply.send(pb::LoadResponse { dataset: None, ipc }))
     }
 }
 
 /// `columns`: indices to project whole batches to.
-fn send(w: &Worker, source: Source, columns: Option<Vec<usize>>, info: pb::DatasetInfo, out: &Sender) -> Result<()> {
+fn send(
+    w: &Worker,
+    source: Source,
+    columns: Option<Vec<usize>>,
+    info: pb::DatasetInfo,
+    out: &Sender,
+) -> Result<()> {
     let project = |b: &RecordBatch| -> Result<RecordBatch> {
         match &columns {
             Some(o) => b.project(o).map_err(|e| Error::internal("projecting", e)),
@@ -99,10 +115,18 @@ fn send(w: &Worker, source: Source, columns: Option<Vec<usize>>, info: pb::Datas
         }
     };
     let schema = match &columns {
-        Some(o) => Arc::new(source.schema().project(o).map_err(|e| Error::internal("projecting", e))?),
+        Some(o) => Arc::new(
+            source
+                .schema()
+                .project(o)
+                .map_err(|e| Error::internal("projecting", e))?,
+        ),
         None => source.schema().clone(),
     };
-    out.reply.send(pb::LoadResponse { dataset: Some(info), ipc: Default::default() })?;
+    out.reply.send(pb::LoadResponse {
+        dataset: Some(info),
+        ipc: Default::default(),
+    })?;
     let mut encoder = ChunkEncoder::new(&schema)?;
     out.chunks(encoder.take_chunks())?;
     match source {
@@ -115,7 +139,8 @@ fn send(w: &Worker, source: Source, columns: Option<Vec<usize>>, info: pb::Datas
         Source::Parquet { batches, cache_as } => {
             let full_schema = batches.schema().clone();
             let limit = w.cache.admission_limit();
-            let mut kept: Option<(Vec<RecordBatch>, u64)> = cache_as.as_ref().map(|_| (Vec::new(), 0));
+            let mut kept: Option<(Vec<RecordBatch>, u64)> =
+                cache_as.as_ref().map(|_| (Vec::new(), 0));
             for batch in batches {
                 let batch = batch?;
                 out.chunks(encoder.write(&project(&batch)?)?)?;
@@ -130,7 +155,13 @@ fn send(w: &Worker, source: Source, columns: Option<Vec<usize>>, info: pb::Datas
                 }
             }
             if let (Some(key), Some((list, _))) = (cache_as, kept) {
-                w.cache.insert(key, CachedTable { schema: full_schema, batches: Arc::new(list) });
+                w.cache.insert(
+                    key,
+                    CachedTable {
+                        schema: full_schema,
+                        batches: Arc::new(list),
+                    },
+                );
             }
         }
     }

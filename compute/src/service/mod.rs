@@ -65,8 +65,13 @@ pub struct Admission {
 
 impl Worker {
     pub fn stall_timeout(&self) -> std::time::Duration {
-        let from_policy = self.auth.policy().and_then(|p| p.current().limits.stall_timeout_secs);
-        from_policy.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()).unwrap_or(self.stall_timeout)
+        let from_policy = self
+            .auth
+            .policy()
+            .and_then(|p| p.current().limits.stall_timeout_secs);
+        from_policy
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+            .unwrap_or(self.stall_timeout)
     }
 }
 
@@ -83,7 +88,11 @@ impl PolarwayService {
     /// Authenticate, check that the caller may call `method` at all, and take an in-flight slot
     /// (held until the call or its response stream ends). The returned access is checked again
     /// against every dataset the call touches.
-    async fn admit<T>(&self, req: &Request<T>, method: &str) -> Result<(Admission, Access), Status> {
+    async fn admit<T>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+    ) -> Result<(Admission, Access), Status> {
         let w = &self.worker;
         let access = w.auth.access(req.metadata()).await?;
         if let Err(e) = access.check_call(method) {
@@ -92,15 +101,27 @@ impl PolarwayService {
         }
         let identity = match w.auth.policy() {
             Some(policy) => {
-                let max = policy.current().limits.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+                let max = policy
+                    .current()
+                    .limits
+                    .max_in_flight
+                    .unwrap_or(DEFAULT_MAX_IN_FLIGHT);
                 Some(w.identity_slots.acquire(access.who(), max)?)
             }
             None => None,
         };
         let slot = w.in_flight.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted("the server is at its concurrent request limit; retry with backoff")
+            Status::resource_exhausted(
+                "the server is at its concurrent request limit; retry with backoff",
+            )
         })?;
-        Ok((Admission { _slot: slot, _identity: identity }, access))
+        Ok((
+            Admission {
+                _slot: slot,
+                _identity: identity,
+            },
+            access,
+        ))
     }
 
     /// A failed call's status; refusals are counted by reason.
@@ -142,7 +163,11 @@ pub fn dataset_info(m: &Manifest, with_columns: bool) -> pb::DatasetInfo {
         columns: if with_columns {
             m.columns
                 .iter()
-                .map(|c| pb::Column { name: c.name.clone(), data_type: c.data_type.clone(), nullable: c.nullable })
+                .map(|c| pb::Column {
+                    name: c.name.clone(),
+                    data_type: c.data_type.clone(),
+                    nullable: c.nullable,
+                })
                 .collect()
         } else {
             vec![]
@@ -152,7 +177,10 @@ pub fn dataset_info(m: &Manifest, with_columns: bool) -> pb::DatasetInfo {
 
 #[tonic::async_trait]
 impl Polarway for PolarwayService {
-    async fn health(&self, _req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
+    async fn health(
+        &self,
+        _req: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
         Ok(Response::new(pb::HealthResponse {
             status: "OK".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -160,11 +188,18 @@ impl Polarway for PolarwayService {
         }))
     }
 
-    async fn store(&self, req: Request<Streaming<pb::StoreRequest>>) -> Result<Response<pb::StoreResponse>, Status> {
+    async fn store(
+        &self,
+        req: Request<Streaming<pb::StoreRequest>>,
+    ) -> Result<Response<pb::StoreResponse>, Status> {
         let (_permit, access) = self.admit(&req, "Store").await?;
-        let m = store::store_one(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("Store", e))?;
+        let m = store::store_one(&self.worker, &access, req.into_inner())
+            .await
+            .map_err(|e| self.fail("Store", e))?;
         tracing::info!(dataset = ?m.name, version = m.version, rows = m.rows, bytes = m.bytes, "stored");
-        Ok(Response::new(pb::StoreResponse { dataset: Some(dataset_info(&m, true)) }))
+        Ok(Response::new(pb::StoreResponse {
+            dataset: Some(dataset_info(&m, true)),
+        }))
     }
 
     async fn store_batch(
@@ -172,41 +207,82 @@ impl Polarway for PolarwayService {
         req: Request<Streaming<pb::StoreRequest>>,
     ) -> Result<Response<pb::StoreBatchResponse>, Status> {
         let (_permit, access) = self.admit(&req, "StoreBatch").await?;
-        let ms = store::store_batch(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("StoreBatch", e))?;
+        let ms = store::store_batch(&self.worker, &access, req.into_inner())
+            .await
+            .map_err(|e| self.fail("StoreBatch", e))?;
         tracing::info!(datasets = ms.len(), "stored batch");
-        Ok(Response::new(pb::StoreBatchResponse { datasets: ms.iter().map(|m| dataset_info(m, true)).collect() }))
+        Ok(Response::new(pb::StoreBatchResponse {
+            datasets: ms.iter().map(|m| dataset_info(m, true)).collect(),
+        }))
     }
 
     type LoadStream = ResponseStream<pb::LoadResponse>;
 
-    async fn load(&self, req: Request<pb::LoadRequest>) -> Result<Response<Self::LoadStream>, Status> {
+    async fn load(
+        &self,
+        req: Request<pb::LoadRequest>,
+    ) -> Result<Response<Self::LoadStream>, Status> {
         let (permit, access) = self.admit(&req, "Load").await?;
-        let stream = load::load(self.worker.clone(), &access, req.into_inner(), permit).await.map_err(|e| self.fail("Load", e))?;
+        let stream = load::load(self.worker.clone(), &access, req.into_inner(), permit)
+            .await
+            .map_err(|e| self.fail("Load", e))?;
         Ok(Response::new(stream))
     }
 
     type QueryStream = ResponseStream<pb::QueryResponse>;
 
-    async fn query(&self, req: Request<pb::QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
+    async fn query(
+        &self,
+        req: Request<pb::QueryRequest>,
+    ) -> Result<Response<Self::QueryStream>, Status> {
         let (permit, access) = self.admit(&req, "Query").await?;
         let deadline = client_deadline(req.metadata());
-        let stream = query::query(self.worker.clone(), req.into_inner(), access, deadline, permit).await.map_err(|e| self.fail("Query", e))?;
+        let stream = query::query(
+            self.worker.clone(),
+            req.into_inner(),
+            access,
+            deadline,
+            permit,
+        )
+        .await
+        .map_err(|e| self.fail("Query", e))?;
         Ok(Response::new(stream))
     }
 
-    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         let (_permit, access) = self.admit(&req, "List").await?;
-        Ok(Response::new(catalog::list(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("List", e))?))
+        Ok(Response::new(
+            catalog::list(&self.worker, &access, req.into_inner())
+                .await
+                .map_err(|e| self.fail("List", e))?,
+        ))
     }
 
-    async fn describe(&self, req: Request<pb::DescribeRequest>) -> Result<Response<pb::DatasetInfo>, Status> {
+    async fn describe(
+        &self,
+        req: Request<pb::DescribeRequest>,
+    ) -> Result<Response<pb::DatasetInfo>, Status> {
         let (_permit, access) = self.admit(&req, "Describe").await?;
-        Ok(Response::new(catalog::describe(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("Describe", e))?))
+        Ok(Response::new(
+            catalog::describe(&self.worker, &access, req.into_inner())
+                .await
+                .map_err(|e| self.fail("Describe", e))?,
+        ))
     }
 
-    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let (_permit, access) = self.admit(&req, "Delete").await?;
-        Ok(Response::new(catalog::delete(&self.worker, &access, req.into_inner()).await.map_err(|e| self.fail("Delete", e))?))
+        Ok(Response::new(
+            catalog::delete(&self.worker, &access, req.into_inner())
+                .await
+                .map_err(|e| self.fail("Delete", e))?,
+        ))
     }
 
     async fn cache_stats(

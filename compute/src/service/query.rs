@@ -63,25 +63,46 @@ async fn run(
     let failed = |e: Error| (e, reply.clone());
     let gate = w.sql_gate.clone();
     let sql = req.sql.clone();
-    let checked = tokio::task::spawn_blocking(move || gate.check(&sql)).await.map_err(Error::from).and_then(|r| r).map_err(failed)?;
-    let places = Places { catalog: &w.catalog, cold_dirs: &w.cold_dirs, pins_root: &w.pins_dir };
-    let pinned = resolve(&places, &checked.reads, access).await.map_err(failed)?;
+    let checked = tokio::task::spawn_blocking(move || gate.check(&sql))
+        .await
+        .map_err(Error::from)
+        .and_then(|r| r)
+        .map_err(failed)?;
+    let places = Places {
+        catalog: &w.catalog,
+        cold_dirs: &w.cold_dirs,
+        pins_root: &w.pins_dir,
+    };
+    let pinned = resolve(&places, &checked.reads, access)
+        .await
+        .map_err(failed)?;
     let gate = w.sql_gate.clone();
     let files = pinned.path_files.clone();
-    let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files)).await.map_err(Error::from).and_then(|r| r).map_err(failed)?;
+    let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files))
+        .await
+        .map_err(Error::from)
+        .and_then(|r| r)
+        .map_err(failed)?;
     let worker = w.clone();
     match req.into {
         None => {
             let out = reply.clone();
-            tokio::task::spawn_blocking(move || stream_result(&worker, &sql, &pinned, timeout, &out))
-                .await
-                .map_err(Error::from)
-                .and_then(|r| r)
-                .map_err(failed)
+            tokio::task::spawn_blocking(move || {
+                stream_result(&worker, &sql, &pinned, timeout, &out)
+            })
+            .await
+            .map_err(Error::from)
+            .and_then(|r| r)
+            .map_err(failed)
         }
         Some(into) => {
-            let info = store_result(worker, sql, pinned, into, timeout, reply.clone()).await.map_err(failed)?;
-            let stored = pb::QueryResponse { ipc: Default::default(), stored: Some(info) };
+            let info = store_result(worker, sql, pinned, into, timeout, reply.clone())
+                .await
+                .map_err(failed)?;
+            let stored = pb::QueryResponse {
+                ipc: Default::default(),
+                stored: Some(info),
+            };
             let out = reply.clone();
             let _ = tokio::task::spawn_blocking(move || out.send(stored)).await;
             Ok(())
@@ -90,7 +111,13 @@ async fn run(
 }
 
 fn open_sandbox(w: &Worker, pinned: &Pinned) -> Result<Sandbox> {
-    Sandbox::open(&w.spill_dir, &pinned.tables, &pinned.allowed(), &w.sql, &w.sandbox_spare)
+    Sandbox::open(
+        &w.spill_dir,
+        &pinned.tables,
+        &pinned.allowed(),
+        &w.sql,
+        &w.sandbox_spare,
+    )
 }
 
 fn stream_result(
@@ -113,7 +140,10 @@ fn stream_result(
             }
             Output::Batch(batch) => {
                 w.metrics.rows_sent("Query", batch.num_rows());
-                encoder.as_mut().expect("schema comes first").write(&batch)?
+                encoder
+                    .as_mut()
+                    .expect("schema comes first")
+                    .write(&batch)?
             }
         };
         // A failed send means the client went away: stop the query.
@@ -140,8 +170,12 @@ async fn store_result(
         let mut stager: Option<ParquetStager> = None;
         sandbox.run(&sql, timeout, &|| reply.is_closed(), |out| {
             match out {
-                Output::Schema(schema) => stager = Some(ParquetStager::create(path.clone(), schema)?),
-                Output::Batch(batch) => stager.as_mut().expect("schema comes first").write(&batch)?,
+                Output::Schema(schema) => {
+                    stager = Some(ParquetStager::create(path.clone(), schema)?)
+                }
+                Output::Batch(batch) => {
+                    stager.as_mut().expect("schema comes first").write(&batch)?
+                }
             }
             Ok(true)
         })?;
@@ -151,7 +185,16 @@ async fn store_result(
         Ok((path, rows, columns))
     })
     .await??;
-    let m = w.catalog.commit(Staged { name: into, condition: Condition::Always, path, rows, columns }).await?;
+    let m = w
+        .catalog
+        .commit(Staged {
+            name: into,
+            condition: Condition::Always,
+            path,
+            rows,
+            columns,
+        })
+        .await?;
     if let Err(e) = w.cold.refresh(&w.catalog, &m.name).await {
         tracing::warn!(dataset = ?m.name, error = %e, "updating the cold view failed");
     }

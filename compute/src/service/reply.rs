@@ -32,24 +32,42 @@ pub struct Reply<T> {
 
 /// A response stream and its producing end; `stalled` counts streams ended for not being read.
 /// Call inside the runtime.
-pub fn channel<T: Send + 'static>(stall: Duration, stalled: Counter) -> (Reply<T>, ResponseStream<T>) {
+pub fn channel<T: Send + 'static>(
+    stall: Duration,
+    stalled: Counter,
+) -> (Reply<T>, ResponseStream<T>) {
     let (tx, rx) = mpsc::channel(IN_FLIGHT_MESSAGES);
     let failure: Arc<Mutex<Option<Status>>> = Default::default();
     let last = failure.clone();
     // After the producer's messages, the failure it could not queue (if any).
-    let tail = futures::stream::once(async move { last.lock().unwrap_or_else(|e| e.into_inner()).take() })
-        .filter_map(|f| async move { f.map(Err) });
+    let tail =
+        futures::stream::once(async move { last.lock().unwrap_or_else(|e| e.into_inner()).take() })
+            .filter_map(|f| async move { f.map(Err) });
     let stream = ReceiverStream::new(rx).chain(tail);
-    (Reply { tx, failure, stall, stalled, handle: tokio::runtime::Handle::current() }, Box::pin(stream))
+    (
+        Reply {
+            tx,
+            failure,
+            stall,
+            stalled,
+            handle: tokio::runtime::Handle::current(),
+        },
+        Box::pin(stream),
+    )
 }
 
 impl<T: Send + 'static> Reply<T> {
     /// Send one message, blocking (call from a blocking thread). Fails when the caller went away
     /// or has not read anything for the stall timeout.
     pub fn send(&self, msg: T) -> Result<()> {
-        match self.handle.block_on(self.tx.send_timeout(Ok(msg), self.stall)) {
+        match self
+            .handle
+            .block_on(self.tx.send_timeout(Ok(msg), self.stall))
+        {
             Ok(()) => Ok(()),
-            Err(SendTimeoutError::Closed(_)) => Err(Error::Unavailable("the client went away".into())),
+            Err(SendTimeoutError::Closed(_)) => {
+                Err(Error::Unavailable("the client went away".into()))
+            }
             Err(SendTimeoutError::Timeout(_)) => {
                 self.stalled.inc();
                 Err(Error::Status(Status::cancelled(format!(
@@ -64,7 +82,8 @@ impl<T: Send + 'static> Reply<T> {
     pub fn fail(&self, status: Status) {
         if let Err(e) = self.tx.try_send(Err(status)) {
             let status = match e {
-                mpsc::error::TrySendError::Full(Err(s)) | mpsc::error::TrySendError::Closed(Err(s)) => s,
+                mpsc::error::TrySendError::Full(Err(s))
+                | mpsc::error::TrySendError::Closed(Err(s)) => s,
                 _ => return,
             };
             *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
@@ -91,7 +110,10 @@ impl IdentitySlots {
                 slots.retain(|_, s| s.available_permits() < max);
             }
             // Keyed with the bound too: a policy reload that changes it starts counting afresh.
-            slots.entry(format!("{who}\u{0}{max}")).or_insert_with(|| Arc::new(Semaphore::new(max))).clone()
+            slots
+                .entry(format!("{who}\u{0}{max}"))
+                .or_insert_with(|| Arc::new(Semaphore::new(max)))
+                .clone()
         };
         semaphore.try_acquire_owned().map_err(|_| {
             Error::ResourceExhausted(format!(

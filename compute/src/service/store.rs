@@ -14,12 +14,19 @@ use crate::ipc::ChunkDecoder;
 use crate::parquet_io::{columns_of, ParquetStager};
 use crate::store::{dir::staging_name, Condition, Manifest, Staged};
 
-pub async fn store_one(w: &Worker, access: &Access, mut stream: Streaming<pb::StoreRequest>) -> Result<Manifest> {
+pub async fn store_one(
+    w: &Worker,
+    access: &Access,
+    mut stream: Streaming<pb::StoreRequest>,
+) -> Result<Manifest> {
     let header = first_header(&mut stream, "Store").await?;
     let mut total = 0;
-    let (staged, next) = receive_dataset(w, (access, "Store"), header, &mut stream, &mut total).await?;
+    let (staged, next) =
+        receive_dataset(w, (access, "Store"), header, &mut stream, &mut total).await?;
     if next.is_some() {
-        return Err(Error::InvalidArgument("Store takes one dataset; send several with StoreBatch".into()));
+        return Err(Error::InvalidArgument(
+            "Store takes one dataset; send several with StoreBatch".into(),
+        ));
     }
     let m = w.catalog.commit(staged).await?;
     w.metrics.rows_received("Store", m.rows);
@@ -29,12 +36,17 @@ pub async fn store_one(w: &Worker, access: &Access, mut stream: Streaming<pb::St
 
 /// Every header is checked before its data is read: one dataset the caller may not write fails
 /// the whole batch, and nothing of it is committed.
-pub async fn store_batch(w: &Worker, access: &Access, mut stream: Streaming<pb::StoreRequest>) -> Result<Vec<Manifest>> {
+pub async fn store_batch(
+    w: &Worker,
+    access: &Access,
+    mut stream: Streaming<pb::StoreRequest>,
+) -> Result<Vec<Manifest>> {
     let mut header = Some(first_header(&mut stream, "StoreBatch").await?);
     let mut total = 0;
     let mut staged = Vec::new();
     while let Some(h) = header.take() {
-        let (s, next) = receive_dataset(w, (access, "StoreBatch"), h, &mut stream, &mut total).await?;
+        let (s, next) =
+            receive_dataset(w, (access, "StoreBatch"), h, &mut stream, &mut total).await?;
         staged.push(s);
         header = next;
     }
@@ -54,7 +66,10 @@ async fn publish_cold(w: &Worker, name: &str) {
     }
 }
 
-async fn first_header(stream: &mut Streaming<pb::StoreRequest>, call: &str) -> Result<pb::StoreHeader> {
+async fn first_header(
+    stream: &mut Streaming<pb::StoreRequest>,
+    call: &str,
+) -> Result<pb::StoreHeader> {
     match stream.message().await? {
         Some(pb::StoreRequest { msg: Some(Msg::Header(h)) }) => Ok(h),
         _ => Err(Error::InvalidArgument(format!(
@@ -133,7 +148,16 @@ async fn receive_dataset(
     let staged = writer.await?;
     received?;
     let (path, rows, columns) = staged?;
-    Ok((Staged { name, condition: condition(&header), path, rows, columns }, next))
+    Ok((
+        Staged {
+            name,
+            condition: condition(&header),
+            path,
+            rows,
+            columns,
+        },
+        next,
+    ))
 }
 
 /// Blocking: decode chunks and write Parquet until `End`. A closed channel without `End` means
@@ -155,11 +179,18 @@ fn stage(
                     }
                 }
                 for batch in batches {
-                    stager.as_mut().expect("schema precedes batches").write(&batch)?;
+                    stager
+                        .as_mut()
+                        .expect("schema precedes batches")
+                        .write(&batch)?;
                 }
             }
             Some(Chunk::End) => break,
-            None => return Err(Error::Aborted("the upload was interrupted; nothing was stored".into())),
+            None => {
+                return Err(Error::Aborted(
+                    "the upload was interrupted; nothing was stored".into(),
+                ))
+            }
         }
     }
     decoder.finish()?;

@@ -25,8 +25,15 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// Table functions that read nothing but their arguments.
-const PURE_TABLE_FUNCTIONS: &[&str] =
-    &["range", "generate_series", "unnest", "json_each", "json_tree", "repeat_row", "test_vector_types"];
+const PURE_TABLE_FUNCTIONS: &[&str] = &[
+    "range",
+    "generate_series",
+    "unnest",
+    "json_each",
+    "json_tree",
+    "repeat_row",
+    "test_vector_types",
+];
 
 /// Table functions whose first argument is Parquet files: allowed on the cold directory only.
 const PARQUET_FUNCTIONS: &[&str] = &[
@@ -98,25 +105,35 @@ impl Gate {
         let mut stmt = conn
             .prepare("SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'macro' AND macro_definition ILIKE '%from%'")
             .map_err(setup)?;
-        let macros = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(setup)?;
+        let macros = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(setup)?;
         for m in macros {
             denied.push(m.map_err(setup)?.to_ascii_lowercase());
         }
         drop(stmt);
-        conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;").map_err(setup)?;
-        Ok(Self { conn: Mutex::new(conn), denied })
+        conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")
+            .map_err(setup)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            denied,
+        })
     }
 
     fn call(&self, function: &str, arg: &str) -> Result<String> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.query_row(&format!("SELECT {function}(?)"), [arg], |r| r.get::<_, String>(0))
-            .map_err(|e| Error::internal("the SQL parser", e))
+        conn.query_row(&format!("SELECT {function}(?)"), [arg], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(|e| Error::internal("the SQL parser", e))
     }
 
     /// Parse and check `sql`: exactly one read-only statement whose reads are all allowed kinds.
     pub fn check(&self, sql: &str) -> Result<Checked> {
         if sql.trim().is_empty() {
-            return Err(Error::InvalidArgument("empty SQL: send one SELECT statement".into()));
+            return Err(Error::InvalidArgument(
+                "empty SQL: send one SELECT statement".into(),
+            ));
         }
         let parsed = parse_tree(&self.call("json_serialize_sql", sql)?)?;
         if parsed["error"].as_bool() == Some(true) {
@@ -136,7 +153,9 @@ impl Gate {
             None => return Err(Error::internal("reading the parse tree", "no statements")),
         };
         if statements.is_empty() {
-            return Err(Error::InvalidArgument("the SQL holds no statement: send one SELECT statement".into()));
+            return Err(Error::InvalidArgument(
+                "the SQL holds no statement: send one SELECT statement".into(),
+            ));
         }
         if statements.len() != 1 {
             return Err(Error::denied(
@@ -148,9 +167,17 @@ impl Gate {
             ));
         }
         let tree = statements.remove(0);
-        let mut walker = Walker { scope: Vec::new(), path: Vec::new(), denied: &self.denied, reads: Reads::default() };
+        let mut walker = Walker {
+            scope: Vec::new(),
+            path: Vec::new(),
+            denied: &self.denied,
+            reads: Reads::default(),
+        };
         walker.walk(&tree)?;
-        Ok(Checked { tree, reads: walker.reads })
+        Ok(Checked {
+            tree,
+            reads: walker.reads,
+        })
     }
 
     /// The SQL to run: the checked tree with each path use replaced by `files[i]` (the files the
@@ -159,8 +186,9 @@ impl Gate {
         let mut tree = checked.tree.clone();
         for (use_, files) in checked.reads.paths.iter().zip(files) {
             let replacement = self.reader_node(files, use_.table_ref)?;
-            let slot =
-                tree.pointer_mut(&use_.pointer).ok_or_else(|| Error::internal("rewriting the query", "lost a node"))?;
+            let slot = tree
+                .pointer_mut(&use_.pointer)
+                .ok_or_else(|| Error::internal("rewriting the query", "lost a node"))?;
             let old = std::mem::replace(slot, replacement);
             if use_.table_ref {
                 // `FROM 'x.parquet' AS t(a, b) USING SAMPLE ...` keeps its alias, column names and
@@ -183,13 +211,24 @@ impl Gate {
     /// DuckDB's own tree for `read_parquet([files])`: the argument node, or the whole table
     /// reference for a `FROM 'path'`.
     fn reader_node(&self, files: &[String], table_ref: bool) -> Result<Value> {
-        let list = files.iter().map(|f| format!("'{}'", f.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
+        let list = files
+            .iter()
+            .map(|f| format!("'{}'", f.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!("SELECT * FROM read_parquet([{list}])");
         let parsed = parse_tree(&self.call("json_serialize_sql", &sql)?)?;
         let from = &parsed["statements"][0]["node"]["from_table"];
-        let node = if table_ref { from.clone() } else { from["function"]["arguments"][0]["expression"].clone() };
+        let node = if table_ref {
+            from.clone()
+        } else {
+            from["function"]["arguments"][0]["expression"].clone()
+        };
         if node.is_null() {
-            return Err(Error::internal("rewriting the query", "unexpected parse tree for read_parquet"));
+            return Err(Error::internal(
+                "rewriting the query",
+                "unexpected parse tree for read_parquet",
+            ));
         }
         Ok(node)
     }
@@ -229,11 +268,14 @@ fn json_depth(text: &str) -> usize {
 /// Parse DuckDB's JSON (deeper than serde_json's default limit: long expressions nest deeply).
 fn parse_tree(text: &str) -> Result<Value> {
     if json_depth(text) > MAX_TREE_DEPTH {
-        return Err(Error::InvalidArgument("the query nests too deeply; simplify it".into()));
+        return Err(Error::InvalidArgument(
+            "the query nests too deeply; simplify it".into(),
+        ));
     }
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
-    serde::Deserialize::deserialize(&mut de).map_err(|e| Error::internal("reading the parse tree", e))
+    serde::Deserialize::deserialize(&mut de)
+        .map_err(|e| Error::internal("reading the parse tree", e))
 }
 
 /// One walk over a parse tree.
@@ -249,7 +291,12 @@ struct Walker<'a> {
 impl Walker<'_> {
     fn pointer(&self, extra: &[&str]) -> String {
         let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
-        self.path.iter().map(|p| p.as_str()).chain(extra.iter().copied()).map(|p| format!("/{}", escape(p))).collect()
+        self.path
+            .iter()
+            .map(|p| p.as_str())
+            .chain(extra.iter().copied())
+            .map(|p| format!("/{}", escape(p)))
+            .collect()
     }
 
     /// Visit `v`, the child `key` of the current node.
@@ -262,7 +309,10 @@ impl Walker<'_> {
 
     fn walk(&mut self, v: &Value) -> Result<()> {
         match v {
-            Value::Array(items) => items.iter().enumerate().try_for_each(|(i, item)| self.child(&i.to_string(), item)),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| self.child(&i.to_string(), item)),
             Value::Object(map) => {
                 // A WITH list: CTE i sees the ones before it (and itself when recursive); the rest
                 // of the node sees them all.
@@ -270,19 +320,28 @@ impl Walker<'_> {
                     .get("cte_map")
                     .and_then(|c| c["map"].as_array())
                     .map(|list| {
-                        list.iter().map(|e| (e["key"].as_str().unwrap_or_default().to_string(), &e["value"])).collect()
+                        list.iter()
+                            .map(|e| {
+                                (
+                                    e["key"].as_str().unwrap_or_default().to_string(),
+                                    &e["value"],
+                                )
+                            })
+                            .collect()
                     })
                     .unwrap_or_default();
                 let depth = self.scope.len();
                 let mut result = Ok(());
                 for (i, (name, cte)) in ctes.iter().enumerate() {
-                    let recursive = cte["query_node"]["type"].as_str() == Some("RECURSIVE_CTE_NODE");
+                    let recursive =
+                        cte["query_node"]["type"].as_str() == Some("RECURSIVE_CTE_NODE");
                     self.scope.truncate(depth);
                     self.scope.extend(ctes[..i].iter().map(|(n, _)| n.clone()));
                     if recursive {
                         self.scope.push(name.clone());
                     }
-                    self.path.extend(["cte_map".to_string(), "map".to_string(), i.to_string()]);
+                    self.path
+                        .extend(["cte_map".to_string(), "map".to_string(), i.to_string()]);
                     result = self.child("value", cte);
                     self.path.truncate(self.path.len() - 3);
                     if result.is_err() {
@@ -320,7 +379,11 @@ impl Walker<'_> {
             _ => {}
         }
         if class == "FUNCTION" {
-            let name = map.get("function_name").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+            let name = map
+                .get("function_name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             if self.denied.contains(&name) {
                 return Err(Error::denied(
                     "statement",
@@ -339,8 +402,15 @@ impl Walker<'_> {
 
     fn table_ref(&mut self, map: &serde_json::Map<String, Value>) -> Result<()> {
         let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
-        let (catalog, schema, name) = (text("catalog_name"), text("schema_name"), text("table_name"));
-        let parts = map.get("qualified_name").and_then(|q| q["path"].as_array()).map_or(0, Vec::len);
+        let (catalog, schema, name) = (
+            text("catalog_name"),
+            text("schema_name"),
+            text("table_name"),
+        );
+        let parts = map
+            .get("qualified_name")
+            .and_then(|q| q["path"].as_array())
+            .map_or(0, Vec::len);
         let unqualified = catalog.is_empty() && schema.is_empty() && parts <= 1;
         // DuckDB resolves identifiers case-insensitively, CTE names included.
         if unqualified && self.scope.iter().any(|c| c.eq_ignore_ascii_case(name)) {
@@ -348,13 +418,22 @@ impl Walker<'_> {
         }
         if unqualified && looks_like_path(name) {
             let pointer = self.pointer(&[]);
-            self.reads.paths.push(PathUse { pointer, patterns: vec![name.to_string()], table_ref: true });
+            self.reads.paths.push(PathUse {
+                pointer,
+                patterns: vec![name.to_string()],
+                table_ref: true,
+            });
             return Ok(());
         }
-        let default_schema = matches!(schema, "" | "main") && matches!(catalog, "" | "memory") && parts <= 3;
+        let default_schema =
+            matches!(schema, "" | "main") && matches!(catalog, "" | "memory") && parts <= 3;
         if !default_schema {
-            let shown: String =
-                [catalog, schema, name].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(".");
+            let shown: String = [catalog, schema, name]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(".");
             return Err(Error::denied(
                 "statement",
                 format!("{shown:?} is not a stored dataset: queries read datasets by their plain names (system catalogs are not readable)"),
@@ -371,27 +450,55 @@ impl Walker<'_> {
 
     fn table_function(&mut self, map: &serde_json::Map<String, Value>) -> Result<()> {
         let Some(function) = map.get("function") else {
-            return Err(Error::internal("reading the parse tree", "a table function without its call"));
+            return Err(Error::internal(
+                "reading the parse tree",
+                "a table function without its call",
+            ));
         };
-        let name = function["function_name"].as_str().unwrap_or_default().to_ascii_lowercase();
-        let qualified = ["schema", "catalog"].iter().any(|k| function[*k].as_str().is_some_and(|s| !s.is_empty()));
+        let name = function["function_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let qualified = ["schema", "catalog"]
+            .iter()
+            .any(|k| function[*k].as_str().is_some_and(|s| !s.is_empty()));
         if qualified {
-            return Err(Error::denied("statement", format!("table function {name} is not available in queries")));
+            return Err(Error::denied(
+                "statement",
+                format!("table function {name} is not available in queries"),
+            ));
         }
-        let args = function["arguments"].as_array().cloned().unwrap_or_default();
+        let args = function["arguments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if PARQUET_FUNCTIONS.contains(&name.as_str()) {
-            let first = args.first().map(|a| &a["expression"]).filter(|e| !e.is_null());
+            let first = args
+                .first()
+                .map(|a| &a["expression"])
+                .filter(|e| !e.is_null());
             let patterns = first.and_then(literal_strings).ok_or_else(|| {
                 Error::denied(
                     "statement",
-                    format!("{name}() takes literal file paths here: a string or a list of strings"),
+                    format!(
+                        "{name}() takes literal file paths here: a string or a list of strings"
+                    ),
                 )
             })?;
             let pointer = self.pointer(&["function", "arguments", "0", "expression"]);
-            self.reads.paths.push(PathUse { pointer, patterns, table_ref: false });
+            self.reads.paths.push(PathUse {
+                pointer,
+                patterns,
+                table_ref: false,
+            });
             // Named options (`filename = true`) are visited like any expression.
-            self.path.extend(["function".to_string(), "arguments".to_string()]);
-            let result = args.iter().enumerate().skip(1).try_for_each(|(i, arg)| self.child(&i.to_string(), arg));
+            self.path
+                .extend(["function".to_string(), "arguments".to_string()]);
+            let result = args
+                .iter()
+                .enumerate()
+                .skip(1)
+                .try_for_each(|(i, arg)| self.child(&i.to_string(), arg));
             self.path.truncate(self.path.len() - 2);
             return result;
         }
@@ -423,8 +530,13 @@ fn literal_strings(e: &Value) -> Option<Vec<String>> {
     if let Some(s) = one(e) {
         return Some(vec![s]);
     }
-    if e["class"].as_str() == Some("FUNCTION") && e["function_name"].as_str() == Some("list_value") {
-        let items: Option<Vec<String>> = e["arguments"].as_array()?.iter().map(|a| one(&a["expression"])).collect();
+    if e["class"].as_str() == Some("FUNCTION") && e["function_name"].as_str() == Some("list_value")
+    {
+        let items: Option<Vec<String>> = e["arguments"]
+            .as_array()?
+            .iter()
+            .map(|a| one(&a["expression"]))
+            .collect();
         return items.filter(|i| !i.is_empty());
     }
     None
@@ -453,7 +565,10 @@ mod tests {
         }
         assert!(matches!(g.check("SELEC 1"), Err(Error::InvalidArgument(_))));
         assert!(matches!(g.check("  "), Err(Error::InvalidArgument(_))));
-        assert!(matches!(g.check("-- nothing"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            g.check("-- nothing"),
+            Err(Error::InvalidArgument(_))
+        ));
         for bad in [
             "COPY t TO '/tmp/x'",
             "ATTACH 'x.db'",
@@ -479,14 +594,24 @@ mod tests {
             "SELECT pg_get_viewdef(1)",
             "SELECT * FROM memory.main.main.t",
         ] {
-            assert!(matches!(g.check(bad), Err(Error::PermissionDenied { .. })), "{bad}: {:?}", g.check(bad).err());
+            assert!(
+                matches!(g.check(bad), Err(Error::PermissionDenied { .. })),
+                "{bad}: {:?}",
+                g.check(bad).err()
+            );
         }
     }
 
     #[test]
     fn deep_queries_are_parsed_or_refused_cleanly() {
         let g = gate();
-        let long = format!("SELECT {} AS x", (0..200).map(|i| i.to_string()).collect::<Vec<_>>().join(" + "));
+        let long = format!(
+            "SELECT {} AS x",
+            (0..200)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(" + ")
+        );
         assert!(g.check(&long).is_ok());
         let deep = format!("SELECT {}1{}", "abs(".repeat(3000), ")".repeat(3000));
         assert!(matches!(g.check(&deep), Err(Error::InvalidArgument(_))));
@@ -495,21 +620,37 @@ mod tests {
     #[test]
     fn tables_and_ctes() {
         let g = gate();
-        let reads = |sql: &str| g.check(sql).unwrap().reads.tables.into_iter().collect::<Vec<_>>();
+        let reads = |sql: &str| {
+            g.check(sql)
+                .unwrap()
+                .reads
+                .tables
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             reads("WITH t AS (SELECT * FROM alice_x) SELECT * FROM t JOIN \"bob y\" USING (k)"),
             ["alice_x", "bob y"]
         );
-        assert_eq!(reads("SELECT * FROM a WHERE x IN (SELECT x FROM b) UNION SELECT * FROM (FROM c)"), ["a", "b", "c"]);
+        assert_eq!(
+            reads("SELECT * FROM a WHERE x IN (SELECT x FROM b) UNION SELECT * FROM (FROM c)"),
+            ["a", "b", "c"]
+        );
         // A CTE does not hide a table of the same name from the CTEs before it, nor from itself.
-        assert_eq!(reads("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a, b"), ["b"]);
+        assert_eq!(
+            reads("WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a, b"),
+            ["b"]
+        );
         assert_eq!(reads("WITH a AS (SELECT * FROM a) SELECT * FROM a"), ["a"]);
         assert_eq!(
             reads("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r"),
             Vec::<String>::new()
         );
         // Out of the subquery that defines it, a CTE name is a table again.
-        assert_eq!(reads("SELECT * FROM (WITH x AS (SELECT 1) SELECT * FROM x), x"), ["x"]);
+        assert_eq!(
+            reads("SELECT * FROM (WITH x AS (SELECT 1) SELECT * FROM x), x"),
+            ["x"]
+        );
         assert_eq!(reads("SELECT * FROM main.t, memory.main.u"), ["t", "u"]);
         assert_eq!(
             reads("SELECT (SELECT max(v) FROM s), * FROM t, LATERAL (SELECT * FROM u WHERE u.k = t.k)"),
@@ -522,11 +663,26 @@ mod tests {
         let g = gate();
         let c = g.check("SELECT count(*) FROM parquet_scan('/data/cold/trades_*.parquet', filename = true) JOIN '/data/cold/q.parquet' q USING (k)").unwrap();
         let pats: Vec<_> = c.reads.paths.iter().map(|p| p.patterns.clone()).collect();
-        assert_eq!(pats, [vec!["/data/cold/trades_*.parquet".to_string()], vec!["/data/cold/q.parquet".to_string()]]);
+        assert_eq!(
+            pats,
+            [
+                vec!["/data/cold/trades_*.parquet".to_string()],
+                vec!["/data/cold/q.parquet".to_string()]
+            ]
+        );
         let sql = g
-            .render(&c, &[vec!["/proc/self/fd/7".into(), "/proc/self/fd/8".into()], vec!["/proc/self/fd/9".into()]])
+            .render(
+                &c,
+                &[
+                    vec!["/proc/self/fd/7".into(), "/proc/self/fd/8".into()],
+                    vec!["/proc/self/fd/9".into()],
+                ],
+            )
             .unwrap();
-        assert!(sql.contains("/proc/self/fd/7") && sql.contains("/proc/self/fd/9"), "{sql}");
+        assert!(
+            sql.contains("/proc/self/fd/7") && sql.contains("/proc/self/fd/9"),
+            "{sql}"
+        );
         assert!(!sql.contains("/data/cold"), "{sql}");
         // The rewritten statement passes the gate again, with the new files only.
         let again = g.check(&sql).unwrap();

@@ -73,7 +73,13 @@ impl Spare {
 impl Sandbox {
     /// `tables`: (dataset name, its file) pairs to expose as views; `files`: every file the query
     /// may read (the views' files among them). The query spills under `spill_root`.
-    pub fn open(spill_root: &Path, tables: &[(String, String)], files: &[String], limits: &SqlLimits, spare: &Arc<Spare>) -> Result<Self> {
+    pub fn open(
+        spill_root: &Path,
+        tables: &[(String, String)],
+        files: &[String],
+        limits: &SqlLimits,
+        spare: &Arc<Spare>,
+    ) -> Result<Self> {
         let conn = match spare.take() {
             Some(conn) => conn,
             None => Self::base(limits)?,
@@ -84,11 +90,21 @@ impl Sandbox {
         let spill_dir = spill_root.join(crate::store::dir::staging_name("spill"));
         std::fs::create_dir_all(&spill_dir)?;
         // Removes the spill directory again if setting up fails.
-        let mut sandbox = Self { conn: None, spill: spill_dir.clone() };
+        let mut sandbox = Self {
+            conn: None,
+            spill: spill_dir.clone(),
+        };
         let spill = quote(&spill_dir.join("").display().to_string());
         let allowed = match files.is_empty() {
             true => String::new(),
-            false => format!("SET allowed_paths = [{}];", files.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ")),
+            false => format!(
+                "SET allowed_paths = [{}];",
+                files
+                    .iter()
+                    .map(|f| quote(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         // Allowed paths can only be set while external access is on: set them, then turn it off.
         conn.execute_batch(&format!(
@@ -106,7 +122,8 @@ impl Sandbox {
             ))
             .map_err(classify)?;
         }
-        conn.execute_batch("SET lock_configuration = true;").map_err(setup)?;
+        conn.execute_batch("SET lock_configuration = true;")
+            .map_err(setup)?;
         sandbox.conn = Some(conn);
         Ok(sandbox)
     }
@@ -134,7 +151,10 @@ impl Sandbox {
         abandoned: &(dyn Fn() -> bool + Sync),
         mut sink: impl FnMut(Output) -> Result<bool>,
     ) -> Result<()> {
-        let conn = self.conn.as_ref().expect("an open sandbox has its connection");
+        let conn = self
+            .conn
+            .as_ref()
+            .expect("an open sandbox has its connection");
         let interrupt = conn.interrupt_handle();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let deadline = std::time::Instant::now() + timeout;
@@ -194,14 +214,21 @@ enum Stop {
 fn classify(e: duckdb::Error) -> Error {
     let msg = e.to_string();
     let lower = msg.to_ascii_lowercase();
-    if lower.contains("permission error") || lower.contains("disabled by configuration") || lower.contains("cannot be changed") {
+    if lower.contains("permission error")
+        || lower.contains("disabled by configuration")
+        || lower.contains("cannot be changed")
+    {
         Error::denied("sandbox", format!("{msg}; queries may read only the stored datasets they name (and their cold/ Parquet files)"))
     } else if lower.contains("out of memory") {
-        Error::ResourceExhausted(format!("{msg}; the query needs more than the per-query memory limit (--query-memory-limit)"))
+        Error::ResourceExhausted(format!(
+            "{msg}; the query needs more than the per-query memory limit (--query-memory-limit)"
+        ))
     } else if lower.contains("no files found") {
         Error::NotFound(msg)
     } else if lower.contains("catalog error") && lower.contains("does not exist") {
-        Error::NotFound(format!("{msg}; stored datasets are tables by name (`list` shows them)"))
+        Error::NotFound(format!(
+            "{msg}; stored datasets are tables by name (`list` shows them)"
+        ))
     } else {
         Error::InvalidArgument(msg)
     }

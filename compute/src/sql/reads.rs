@@ -51,7 +51,13 @@ impl Drop for Pinned {
 impl Pinned {
     fn new(pins_root: &Path) -> Self {
         let dir = pins_root.join(crate::store::dir::staging_name("pins"));
-        Pinned { dir, files: vec![], by_name: HashMap::new(), tables: vec![], path_files: vec![] }
+        Pinned {
+            dir,
+            files: vec![],
+            by_name: HashMap::new(),
+            tables: vec![],
+            path_files: vec![],
+        }
     }
 
     /// Every file the query may read.
@@ -77,7 +83,9 @@ pub async fn resolve(places: &Places<'_>, reads: &Reads, access: &Access) -> Res
     for name in &reads.tables {
         access.check(QUERY, name)?;
         if validate_name(name).is_err() {
-            return Err(Error::NotFound(format!("there is no dataset {name:?}; `list` shows the stored datasets")));
+            return Err(Error::NotFound(format!(
+                "there is no dataset {name:?}; `list` shows the stored datasets"
+            )));
         }
         let file = pin_dataset(places, &mut pinned, name).await?;
         pinned.tables.push((name.clone(), file));
@@ -93,7 +101,12 @@ pub async fn resolve(places: &Places<'_>, reads: &Reads, access: &Access) -> Res
 }
 
 /// One path literal: a cold-directory file or glob, by dataset (or file) name.
-async fn resolve_path(places: &Places<'_>, pinned: &mut Pinned, literal: &str, access: &Access) -> Result<Vec<String>> {
+async fn resolve_path(
+    places: &Places<'_>,
+    pinned: &mut Pinned,
+    literal: &str,
+    access: &Access,
+) -> Result<Vec<String>> {
     let (dir, stem) = cold_stem(literal, places.cold_dirs).ok_or_else(|| {
         Error::denied("path", format!(
             "{literal:?} is not readable: queries read Parquet files of the cold directory only (<cold>/NAME.parquet, globs allowed)"
@@ -117,13 +130,20 @@ async fn resolve_path(places: &Places<'_>, pinned: &mut Pinned, literal: &str, a
         }
     }
     if files.is_empty() {
-        return Err(Error::NotFound(format!("no dataset you may read matches {literal:?}")));
+        return Err(Error::NotFound(format!(
+            "no dataset you may read matches {literal:?}"
+        )));
     }
     Ok(files)
 }
 
 /// A dataset of that name, else a Parquet file of that name that a user put in the cold directory.
-async fn pin_name(places: &Places<'_>, pinned: &mut Pinned, dir: &Path, name: &str) -> Result<String> {
+async fn pin_name(
+    places: &Places<'_>,
+    pinned: &mut Pinned,
+    dir: &Path,
+    name: &str,
+) -> Result<String> {
     match pin_dataset(places, pinned, name).await {
         Err(Error::NotFound(_)) | Err(Error::InvalidArgument(_)) => {
             let path = dir.join(format!("{name}.parquet"));
@@ -161,7 +181,10 @@ async fn pin_dataset(places: &Places<'_>, pinned: &mut Pinned, name: &str) -> Re
             Err(e) => return Err(e.into()),
         }
     }
-    Err(last.map_or_else(|| Error::internal("opening a dataset", "no attempt"), Error::from))
+    Err(last.map_or_else(
+        || Error::internal("opening a dataset", "no attempt"),
+        Error::from,
+    ))
 }
 
 /// An open, read-only handle on an object's bytes that stays valid for the query.
@@ -178,7 +201,10 @@ fn open_object(data: ObjectData, pins: &Path) -> std::io::Result<File> {
         ObjectData::Bytes(bytes) => {
             std::fs::create_dir_all(pins)?;
             let path = pins.join(format!("{}.bytes", uuid::Uuid::new_v4().simple()));
-            let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
             let file = File::open(&path);
             let _ = std::fs::remove_file(&path);
             out.write_all(&bytes)?;
@@ -208,7 +234,10 @@ async fn user_files(dir: &Path) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".parquet").filter(|s| !s.starts_with('.')) {
+            if let Some(stem) = name
+                .strip_suffix(".parquet")
+                .filter(|s| !s.starts_with('.'))
+            {
                 out.push(stem.to_string());
             }
         }
@@ -226,7 +255,11 @@ async fn user_files(dir: &Path) -> Result<Vec<String>> {
 /// are taken from the working directory, as DuckDB would; `..` is refused outright.
 fn cold_stem(literal: &str, cold_dirs: &[PathBuf]) -> Option<(PathBuf, String)> {
     let path = Path::new(literal);
-    let absolute = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
     let mut clean = PathBuf::new();
     for c in absolute.components() {
         match c {
@@ -249,8 +282,14 @@ mod tests {
     #[test]
     fn cold_paths() {
         let dirs = [PathBuf::from("/data/cold")];
-        assert_eq!(cold_stem("/data/cold/x_*.parquet", &dirs), Some((dirs[0].clone(), "x_*".into())));
-        assert_eq!(cold_stem("/data/./cold/x.parquet", &dirs).map(|s| s.1), Some("x".into()));
+        assert_eq!(
+            cold_stem("/data/cold/x_*.parquet", &dirs),
+            Some((dirs[0].clone(), "x_*".into()))
+        );
+        assert_eq!(
+            cold_stem("/data/./cold/x.parquet", &dirs).map(|s| s.1),
+            Some("x".into())
+        );
         for bad in [
             "/data/cold/../state/x.parquet",
             "/data/cold/sub/x.parquet",

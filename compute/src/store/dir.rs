@@ -22,10 +22,17 @@ impl DirBackend {
     pub fn open(root: &Path) -> Result<Self> {
         let staging = root.join("tmp");
         std::fs::create_dir_all(&staging).map_err(|e| {
-            Error::Unavailable(format!("cannot create state directory {}: {e}", staging.display()))
+            Error::Unavailable(format!(
+                "cannot create state directory {}: {e}",
+                staging.display()
+            ))
         })?;
         remove_orphaned_staging_files(&staging);
-        Ok(Self { root: root.to_path_buf(), staging, counters: Default::default() })
+        Ok(Self {
+            root: root.to_path_buf(),
+            staging,
+            counters: Default::default(),
+        })
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -38,7 +45,9 @@ impl DirBackend {
 /// Remove staging files left by dead processes of this host (several workers may share the
 /// directory, so only files whose writer is gone are removed).
 pub fn remove_orphaned_staging_files(staging: &Path) {
-    let Ok(entries) = std::fs::read_dir(staging) else { return };
+    let Ok(entries) = std::fs::read_dir(staging) else {
+        return;
+    };
     for entry in entries.flatten() {
         if left_by_a_dead_process(&entry.file_name().to_string_lossy()) {
             let _ = std::fs::remove_file(entry.path());
@@ -49,8 +58,16 @@ pub fn remove_orphaned_staging_files(staging: &Path) {
 /// Whether `name` (`<host>-<pid>...`, see `process_tag`) was made by a process of this host that
 /// is no longer running, or by an earlier life of this process id (a restarted container).
 pub fn left_by_a_dead_process(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(&format!("{}-", hostname())) else { return false };
-    let Some(pid) = rest.split(['-', '.']).next().and_then(|p| p.parse::<u32>().ok()) else { return false };
+    let Some(rest) = name.strip_prefix(&format!("{}-", hostname())) else {
+        return false;
+    };
+    let Some(pid) = rest
+        .split(['-', '.'])
+        .next()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
     pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists()
 }
 
@@ -176,7 +193,11 @@ impl Backend for DirBackend {
 
     async fn listing_stamp(&self, prefix: &str) -> Result<Option<i128>> {
         match tokio::fs::metadata(self.path(prefix)).await {
-            Ok(m) => Ok(m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i128)),
+            Ok(m) => Ok(m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos() as i128)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }

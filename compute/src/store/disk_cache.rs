@@ -40,14 +40,22 @@ impl DiskCache {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 // `objects` and `tmp-*` are the layout before per-process directories.
                 if left_by_a_dead_process(&name) || name == "objects" || name.starts_with("tmp-") {
-                    let _ = std::fs::remove_dir_all(entry.path()).or_else(|_| std::fs::remove_file(entry.path()));
+                    let _ = std::fs::remove_dir_all(entry.path())
+                        .or_else(|_| std::fs::remove_file(entry.path()));
                 }
             }
         }
         let dir = parent.join(process_tag());
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::Unavailable(format!("cannot create disk cache {}: {e}", dir.display())))?;
-        Ok(Self { dir, capacity, state: Default::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Unavailable(format!("cannot create disk cache {}: {e}", dir.display()))
+        })?;
+        Ok(Self {
+            dir,
+            capacity,
+            state: Default::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
     }
 
     /// Where `key` lives in the cache (keys are validated store keys: no `..`, relative).
@@ -57,7 +65,8 @@ impl DiskCache {
 
     /// A fresh temporary path in the cache's file system, for a download in progress.
     pub fn temp_path(&self) -> PathBuf {
-        self.dir.join(format!("tmp-{}", uuid::Uuid::new_v4().simple()))
+        self.dir
+            .join(format!("tmp-{}", uuid::Uuid::new_v4().simple()))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -167,11 +176,20 @@ mod tests {
     fn evicts_least_recently_used_past_the_bound() {
         let tmp = tempfile::tempdir().unwrap();
         let cache = DiskCache::open(&tmp.path().join("cache"), 250).unwrap();
-        cache.insert("datasets/a/x", &file_of(tmp.path(), "a", 100)).unwrap();
-        cache.insert("datasets/b/x", &file_of(tmp.path(), "b", 100)).unwrap();
+        cache
+            .insert("datasets/a/x", &file_of(tmp.path(), "a", 100))
+            .unwrap();
+        cache
+            .insert("datasets/b/x", &file_of(tmp.path(), "b", 100))
+            .unwrap();
         assert!(cache.get("datasets/a/x").is_some()); // a is now newer than b
-        cache.insert("datasets/c/x", &file_of(tmp.path(), "c", 100)).unwrap();
-        assert!(cache.get("datasets/b/x").is_none(), "b was the least recently used");
+        cache
+            .insert("datasets/c/x", &file_of(tmp.path(), "c", 100))
+            .unwrap();
+        assert!(
+            cache.get("datasets/b/x").is_none(),
+            "b was the least recently used"
+        );
         assert!(cache.get("datasets/a/x").is_some());
         assert!(cache.get("datasets/c/x").is_some());
         let s = cache.stats();

@@ -21,7 +21,11 @@ pub struct MemoryBackend {
 impl MemoryBackend {
     pub fn new(staging: PathBuf) -> Result<Self> {
         std::fs::create_dir_all(&staging)?;
-        Ok(Self { objects: Mutex::new(BTreeMap::new()), staging, counters: Default::default() })
+        Ok(Self {
+            objects: Mutex::new(BTreeMap::new()),
+            staging,
+            counters: Default::default(),
+        })
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
@@ -73,7 +77,13 @@ impl Backend for MemoryBackend {
         let mut out: Vec<String> = objects
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k[prefix.len()..].split('/').next().unwrap_or_default().to_string())
+            .map(|(k, _)| {
+                k[prefix.len()..]
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect();
         out.dedup();
         Ok(out)

@@ -179,7 +179,10 @@ impl Catalog {
 
     /// The newest visible version, from the stamp-validated memo when the listing is unchanged.
     async fn current(&self, name: &str) -> Result<Option<Manifest>> {
-        let stamp = self.backend.listing_stamp(&format!("datasets/{name}/")).await?;
+        let stamp = self
+            .backend
+            .listing_stamp(&format!("datasets/{name}/"))
+            .await?;
         let memo = |g: &HashMap<String, (i128, Option<Manifest>)>| g.get(name).cloned();
         if let Some(stamp) = stamp {
             if let Some((seen, m)) = memo(&self.latest.lock().unwrap_or_else(|e| e.into_inner())) {
@@ -189,16 +192,22 @@ impl Catalog {
             }
         }
         let scan = self.scan(name, false).await?;
-        let settled = stamp.is_some_and(|s| now_unix_ms() as i128 * 1_000_000 - s > STAMP_SETTLE_NANOS);
+        let settled =
+            stamp.is_some_and(|s| now_unix_ms() as i128 * 1_000_000 - s > STAMP_SETTLE_NANOS);
         if let (Some(stamp), true, false) = (stamp, settled, scan.pending) {
-            self.latest.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), (stamp, scan.current.clone()));
+            self.latest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string(), (stamp, scan.current.clone()));
         }
         Ok(scan.current)
     }
 
     /// A given version of `name` (or the newest), or NOT_FOUND.
     pub async fn get(&self, name: &str, version: Option<u64>) -> Result<Manifest> {
-        let Some(version) = version else { return self.latest(name).await };
+        let Some(version) = version else {
+            return self.latest(name).await;
+        };
         let latest = self.latest(name).await?;
         let missing = || {
             Error::NotFound(format!(
@@ -209,7 +218,10 @@ impl Catalog {
         if version > latest.version {
             return Err(missing());
         }
-        let manifest = self.read_manifest(name, version).await?.ok_or_else(missing)?;
+        let manifest = self
+            .read_manifest(name, version)
+            .await?
+            .ok_or_else(missing)?;
         if manifest.is_deleted() || self.batch_state(&manifest).await? != BatchState::Committed {
             return Err(missing());
         }
@@ -217,7 +229,10 @@ impl Catalog {
     }
 
     pub async fn open(&self, manifest: &Manifest) -> Result<ObjectData> {
-        let key = manifest.data.as_deref().ok_or_else(|| not_found(&manifest.name))?;
+        let key = manifest
+            .data
+            .as_deref()
+            .ok_or_else(|| not_found(&manifest.name))?;
         self.backend.open(key).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "version {} of {:?} was pruned or deleted while being read; load it again",
@@ -234,7 +249,11 @@ impl Catalog {
     }
 
     /// Every live dataset whose name starts with `prefix` and passes `visible`, sorted by name.
-    pub async fn list(&self, prefix: &str, visible: impl Fn(&str) -> bool) -> Result<Vec<Manifest>> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Manifest>> {
         let mut names = self.names().await?;
         names.retain(|n| n.starts_with(prefix) && visible(n));
         names.sort();
@@ -252,7 +271,9 @@ impl Catalog {
     /// Commit one staged dataset as its next version.
     pub async fn commit(&self, staged: Staged) -> Result<Manifest> {
         let (data_key, bytes) = self.upload(&staged).await?;
-        let result = self.claim(&staged, Some(data_key.clone()), bytes, None).await;
+        let result = self
+            .claim(&staged, Some(data_key.clone()), bytes, None)
+            .await;
         match result {
             Ok(m) => {
                 self.prune_in_background(&m.name);
@@ -287,7 +308,10 @@ impl Catalog {
                 sizes.push(bytes);
             }
             for ((s, key), bytes) in staged.iter().zip(&data_keys).zip(sizes) {
-                claimed.push(self.claim(s, Some(key.clone()), bytes, Some(&batch_id)).await?);
+                claimed.push(
+                    self.claim(s, Some(key.clone()), bytes, Some(&batch_id))
+                        .await?,
+                );
             }
             Ok(())
         }
@@ -344,13 +368,23 @@ impl Catalog {
     /// Put the staged file into the store under a fresh key; returns the key and its size.
     async fn upload(&self, staged: &Staged) -> Result<(String, u64)> {
         validate_name(&staged.name)?;
-        let key = format!("datasets/{}/data-{}.parquet", staged.name, uuid::Uuid::new_v4().simple());
+        let key = format!(
+            "datasets/{}/data-{}.parquet",
+            staged.name,
+            uuid::Uuid::new_v4().simple()
+        );
         let bytes = self.backend.put_file(&key, &staged.path).await?;
         Ok((key, bytes))
     }
 
     /// Claim the next version of `staged.name` if its condition holds.
-    async fn claim(&self, staged: &Staged, data: Option<String>, bytes: u64, batch: Option<&str>) -> Result<Manifest> {
+    async fn claim(
+        &self,
+        staged: &Staged,
+        data: Option<String>,
+        bytes: u64,
+        batch: Option<&str>,
+    ) -> Result<Manifest> {
         let name = &staged.name;
         for _ in 0..CLAIM_ATTEMPTS {
             let scan = self.scan(name, true).await?;
@@ -390,7 +424,9 @@ impl Catalog {
 
     async fn put_manifest(&self, m: &Manifest) -> Result<bool> {
         let json = serde_json::to_vec(m).map_err(|e| Error::internal("manifest", e))?;
-        self.backend.put_if_absent(&manifest_key(&m.name, m.version), Bytes::from(json)).await
+        self.backend
+            .put_if_absent(&manifest_key(&m.name, m.version), Bytes::from(json))
+            .await
     }
 
     async fn read_manifest(&self, name: &str, version: u64) -> Result<Option<Manifest>> {
@@ -398,9 +434,12 @@ impl Catalog {
         if let Some(m) = self.manifests.get(&key) {
             return Ok(Some((*m).clone()));
         }
-        let Some(bytes) = self.backend.get(&key).await? else { return Ok(None) };
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::internal(&format!("manifest {version} of {name:?} is unreadable"), e))?;
+        let Some(bytes) = self.backend.get(&key).await? else {
+            return Ok(None);
+        };
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::internal(&format!("manifest {version} of {name:?} is unreadable"), e)
+        })?;
         self.manifests.insert(key, Arc::new(m.clone()));
         Ok(Some(m))
     }
@@ -430,22 +469,41 @@ impl Catalog {
         let top = versions.first().copied().unwrap_or(0);
         let mut pending = false;
         for v in versions {
-            let Some(m) = self.read_manifest(name, v).await? else { continue };
+            let Some(m) = self.read_manifest(name, v).await? else {
+                continue;
+            };
             let mut state = self.batch_state(&m).await?;
             if state == BatchState::Pending && end_pending {
-                state = self.decide_batch(m.batch.as_deref().unwrap_or_default(), BatchState::Aborted).await?;
+                state = self
+                    .decide_batch(m.batch.as_deref().unwrap_or_default(), BatchState::Aborted)
+                    .await?;
             }
             if state == BatchState::Committed {
-                return Ok(Scan { top, current: Some(m), pending });
+                return Ok(Scan {
+                    top,
+                    current: Some(m),
+                    pending,
+                });
             }
             pending |= state == BatchState::Pending;
         }
-        Ok(Scan { top, current: None, pending })
+        Ok(Scan {
+            top,
+            current: None,
+            pending,
+        })
     }
 
     async fn batch_state(&self, m: &Manifest) -> Result<BatchState> {
-        let Some(id) = m.batch.as_deref() else { return Ok(BatchState::Committed) };
-        if let Some(s) = self.batch_states.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+        let Some(id) = m.batch.as_deref() else {
+            return Ok(BatchState::Committed);
+        };
+        if let Some(s) = self
+            .batch_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+        {
             return Ok(*s);
         }
         let state = match self.backend.get(&format!("batches/{id}")).await? {
@@ -453,15 +511,26 @@ impl Catalog {
             Some(_) => BatchState::Aborted,
             None => return Ok(BatchState::Pending),
         };
-        self.batch_states.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), state);
+        self.batch_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), state);
         Ok(state)
     }
 
     /// Try to set a batch's fate; returns the fate it has (ours, or whoever decided first).
     async fn decide_batch(&self, id: &str, want: BatchState) -> Result<BatchState> {
-        let word: &'static [u8] = if want == BatchState::Committed { b"committed" } else { b"aborted" };
+        let word: &'static [u8] = if want == BatchState::Committed {
+            b"committed"
+        } else {
+            b"aborted"
+        };
         let key = format!("batches/{id}");
-        let state = if self.backend.put_if_absent(&key, Bytes::from_static(word)).await? {
+        let state = if self
+            .backend
+            .put_if_absent(&key, Bytes::from_static(word))
+            .await?
+        {
             want
         } else {
             match self.backend.get(&key).await? {
@@ -469,7 +538,10 @@ impl Catalog {
                 _ => BatchState::Aborted,
             }
         };
-        self.batch_states.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), state);
+        self.batch_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), state);
         Ok(state)
     }
 
@@ -500,7 +572,9 @@ impl Catalog {
         let mut kept = 0;
         let mut deleted_seen = false;
         for (i, v) in versions.iter().enumerate() {
-            let Some(m) = self.read_manifest(name, *v).await? else { continue };
+            let Some(m) = self.read_manifest(name, *v).await? else {
+                continue;
+            };
             match self.batch_state(&m).await? {
                 BatchState::Pending => continue,
                 BatchState::Aborted => {
@@ -532,7 +606,9 @@ impl Catalog {
 }
 
 fn not_found(name: &str) -> Error {
-    Error::NotFound(format!("dataset {name:?} does not exist; `list` shows the stored datasets"))
+    Error::NotFound(format!(
+        "dataset {name:?} does not exist; `list` shows the stored datasets"
+    ))
 }
 
 fn contention(name: &str) -> Error {

@@ -17,16 +17,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_sdk_s3::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use bytes::Bytes;
-use aws_sdk_s3::config::interceptors::{BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef};
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -76,7 +78,10 @@ impl S3Backend {
             .operation_attempt_timeout(opts.timeout)
             .build();
         let counters = Arc::<StoreCounters>::default();
-        let requests = S3RequestMetrics { counters: counters.clone(), ..Default::default() };
+        let requests = S3RequestMetrics {
+            counters: counters.clone(),
+            ..Default::default()
+        };
         let conf = aws_sdk_s3::config::Builder::from(&sdk)
             .interceptor(requests.clone())
             .force_path_style(opts.path_style)
@@ -112,8 +117,16 @@ impl S3Backend {
     /// Add the per-request S3 series to the worker's metrics.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         let r = &self.requests;
-        registry.register("polarway_s3_requests", "Requests sent to S3 (each attempt), by operation and result (ok, error)", r.calls.clone());
-        registry.register("polarway_s3_request_duration_seconds", "Duration of one S3 request attempt, by operation", r.seconds.clone());
+        registry.register(
+            "polarway_s3_requests",
+            "Requests sent to S3 (each attempt), by operation and result (ok, error)",
+            r.calls.clone(),
+        );
+        registry.register(
+            "polarway_s3_request_duration_seconds",
+            "Duration of one S3 request attempt, by operation",
+            r.seconds.clone(),
+        );
     }
 
     fn key(&self, key: &str) -> String {
@@ -153,12 +166,15 @@ impl S3Backend {
             let mut parts = Vec::new();
             for number in 1.. {
                 let mut buf = Vec::with_capacity(PART_BYTES);
-                (&mut file).take(PART_BYTES as u64).read_to_end(&mut buf).await?;
+                (&mut file)
+                    .take(PART_BYTES as u64)
+                    .read_to_end(&mut buf)
+                    .await?;
                 if buf.is_empty() && number > 1 {
                     break;
                 }
                 let len = buf.len();
-                    let out = self
+                let out = self
                     .client
                     .upload_part()
                     .bucket(&self.bucket)
@@ -170,7 +186,12 @@ impl S3Backend {
                     .await
                     .map_err(|e| s3_error("uploading a part", e))?;
                 self.counters.written(len as u64);
-                parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                );
                 if len < PART_BYTES {
                     break;
                 }
@@ -179,30 +200,47 @@ impl S3Backend {
         }
         .await;
         let completed = match uploaded {
-            Ok(parts) => {
-                    self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&full)
-                    .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| s3_error("completing a multipart upload", e))
-            }
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| s3_error("completing a multipart upload", e)),
             Err(e) => Err(e),
         };
         if completed.is_err() {
             // The parts of an unfinished upload are invisible but kept (and billed): drop them.
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(&full).upload_id(&upload_id).send().await;
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
         }
         completed
     }
 
     /// The body of an object, or `None` if it does not exist.
     async fn get_object(&self, key: &str) -> Result<Option<ByteStream>> {
-        match self.client.get_object().bucket(&self.bucket).key(self.key(key)).send().await {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+        {
             Ok(resp) => Ok(Some(resp.body)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(s3_error("reading an object", e)),
@@ -211,10 +249,16 @@ impl S3Backend {
 
     /// Stream an object into a local file; `None` if it does not exist.
     async fn download(&self, key: &str, to: &Path) -> Result<Option<()>> {
-        let Some(mut body) = self.get_object(key).await? else { return Ok(None) };
+        let Some(mut body) = self.get_object(key).await? else {
+            return Ok(None);
+        };
         let written: Result<()> = async {
             let mut out = tokio::fs::File::create(to).await?;
-            while let Some(bytes) = body.try_next().await.map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))? {
+            while let Some(bytes) = body
+                .try_next()
+                .await
+                .map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))?
+            {
                 self.counters.read(bytes.len() as u64);
                 out.write_all(&bytes).await?;
             }
@@ -236,7 +280,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    Error::Unavailable(format!("S3 failed while {what}: {}", DisplayErrorContext(&e)))
+    Error::Unavailable(format!(
+        "S3 failed while {what}: {}",
+        DisplayErrorContext(&e)
+    ))
 }
 
 #[async_trait]
@@ -271,14 +318,18 @@ impl Backend for S3Backend {
                     self.counters.written(bytes.len() as u64);
                     return Ok(true);
                 }
-                Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 412 => return Ok(false),
+                Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 412 => {
+                    return Ok(false)
+                }
                 Err(SdkError::ServiceError(se)) if se.raw().status().as_u16() == 409 => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(s3_error("writing an object", e)),
             }
         }
-        Err(Error::Unavailable(format!("S3 kept reporting conflicting writes of {key:?}; retry")))
+        Err(Error::Unavailable(format!(
+            "S3 kept reporting conflicting writes of {key:?}; retry"
+        )))
     }
 
     async fn put_file(&self, key: &str, local: &Path) -> Result<u64> {
@@ -286,7 +337,9 @@ impl Backend for S3Backend {
         if size as usize > PART_BYTES {
             self.upload_parts(key, local).await?;
         } else {
-            let body = ByteStream::from_path(local).await.map_err(|e| Error::internal("reading the staged file", e))?;
+            let body = ByteStream::from_path(local)
+                .await
+                .map_err(|e| Error::internal("reading the staged file", e))?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -313,8 +366,14 @@ impl Backend for S3Backend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let Some(body) = self.get_object(key).await? else { return Ok(None) };
-        let bytes = body.collect().await.map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))?.into_bytes();
+        let Some(body) = self.get_object(key).await? else {
+            return Ok(None);
+        };
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| Error::Unavailable(format!("S3 read failed: {e}")))?
+            .into_bytes();
         self.counters.read(bytes.len() as u64);
         Ok(Some(bytes))
     }
@@ -335,14 +394,29 @@ impl Backend for S3Backend {
         })
         .await??;
         // Too big for the disk cache: the reader takes the downloaded copy.
-        Ok(Some(if cached == tmp { ObjectData::Temp(tmp) } else { ObjectData::File(cached) }))
+        Ok(Some(if cached == tmp {
+            ObjectData::Temp(tmp)
+        } else {
+            ObjectData::File(cached)
+        }))
     }
 
     async fn list_children(&self, prefix: &str) -> Result<Vec<String>> {
         let full = self.key(prefix);
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full).delimiter("/").into_paginator().send();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full)
+            .delimiter("/")
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
-        while let Some(page) = pages.try_next().await.map_err(|e| s3_error("listing objects", e))? {
+        while let Some(page) = pages
+            .try_next()
+            .await
+            .map_err(|e| s3_error("listing objects", e))?
+        {
             for p in page.common_prefixes() {
                 if let Some(name) = p.prefix().and_then(|p| p.strip_prefix(&full)) {
                     out.push(name.trim_end_matches('/').to_string());
@@ -395,7 +469,9 @@ impl Default for S3RequestMetrics {
         Self {
             counters: Default::default(),
             calls: Default::default(),
-            seconds: Family::new_with_constructor(polarway_telemetry::grpc::duration_histogram as fn() -> Histogram),
+            seconds: Family::new_with_constructor(
+                polarway_telemetry::grpc::duration_histogram as fn() -> Histogram,
+            ),
         }
     }
 }
@@ -412,19 +488,40 @@ impl Intercept for S3RequestMetrics {
         "PolarwayS3RequestMetrics"
     }
 
-    fn read_before_attempt(&self, _: &BeforeTransmitInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> std::result::Result<(), BoxError> {
-        cfg.interceptor_state().store_put(AttemptStarted(Instant::now()));
+    fn read_before_attempt(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        cfg.interceptor_state()
+            .store_put(AttemptStarted(Instant::now()));
         Ok(())
     }
 
-    fn read_after_attempt(&self, ctx: &FinalizerInterceptorContextRef<'_>, _: &RuntimeComponents, cfg: &mut ConfigBag) -> std::result::Result<(), BoxError> {
-        let operation = cfg.load::<Metadata>().map_or("unknown", |m| m.name()).to_string();
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let operation = cfg
+            .load::<Metadata>()
+            .map_or("unknown", |m| m.name())
+            .to_string();
         // An answer that is not 2xx (404 of a missing object, 412 of a taken key included) is an error.
         let ok = ctx.response().is_some_and(|r| r.status().is_success());
         self.counters.request();
-        self.calls.get_or_create(&OperationResult { operation: operation.clone(), result: if ok { "ok" } else { "error" } }).inc();
+        self.calls
+            .get_or_create(&OperationResult {
+                operation: operation.clone(),
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
         if let Some(started) = cfg.load::<AttemptStarted>() {
-            self.seconds.get_or_create(&Operation { operation }).observe(started.0.elapsed().as_secs_f64());
+            self.seconds
+                .get_or_create(&Operation { operation })
+                .observe(started.0.elapsed().as_secs_f64());
         }
         Ok(())
     }

@@ -34,7 +34,13 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { data_dir: None, port: 0, args: vec![], env: vec![], at_slash_data: false }
+        Self {
+            data_dir: None,
+            port: 0,
+            args: vec![],
+            env: vec![],
+            at_slash_data: false,
+        }
     }
 }
 
@@ -80,14 +86,26 @@ impl Worker {
             std::fs::create_dir_all("/data").expect("create the /data mount point");
             std::fs::create_dir_all(&data_dir).expect("create the data directory");
             let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "sh", "-c", r#"mount --bind "$1" /data && shift && exec "$@""#, "sh"])
-                .arg(&data_dir)
-                .arg(BIN);
+            c.args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                r#"mount --bind "$1" /data && shift && exec "$@""#,
+                "sh",
+            ])
+            .arg(&data_dir)
+            .arg(BIN);
             c
         } else {
             Command::new(BIN)
         };
-        let served_dir = if cfg.at_slash_data { PathBuf::from("/data") } else { data_dir.clone() };
+        let served_dir = if cfg.at_slash_data {
+            PathBuf::from("/data")
+        } else {
+            data_dir.clone()
+        };
         cmd.arg("server")
             .arg("--grpc-port")
             .arg(cfg.port.to_string())
@@ -97,7 +115,10 @@ impl Worker {
             .env_remove("POLARWAY_AUTH_TOKEN")
             .env_remove("POLARWAY_HANDLE_STORE")
             .env_remove("POLARWAY_STATE_DIR")
-            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in &cfg.env {
@@ -108,7 +129,10 @@ impl Worker {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((what, addr)) = line.strip_prefix("polarway: ").and_then(|l| l.split_once(" on ")) {
+                if let Some((what, addr)) = line
+                    .strip_prefix("polarway: ")
+                    .and_then(|l| l.split_once(" on "))
+                {
                     let _ = tx.send((what.to_string(), addr.to_string()));
                 }
             }
@@ -123,11 +147,20 @@ impl Worker {
                 Ok(_) => {}
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("polarway did not start within 60 s (status {:?})", child.try_wait());
+                    panic!(
+                        "polarway did not start within 60 s (status {:?})",
+                        child.try_wait()
+                    );
                 }
             }
         }
-        Worker { child, addr: addr.unwrap(), metrics_addr, data_dir, _tmp: tmp }
+        Worker {
+            child,
+            addr: addr.unwrap(),
+            metrics_addr,
+            data_dir,
+            _tmp: tmp,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -139,19 +172,29 @@ impl Worker {
     }
 
     pub async fn client(&self) -> DistributedClient {
-        DistributedClient::connect(self.url()).await.expect("connect")
+        DistributedClient::connect(self.url())
+            .await
+            .expect("connect")
     }
 
     /// The value of one series (`name{labels}` exactly as exported) on this worker's /metrics.
     pub fn metric(&self, series: &str) -> Option<f64> {
         use std::io::{Read, Write};
-        let host = self.metrics_addr.as_deref().expect("started with --metrics-enabled --metrics-port 0");
+        let host = self
+            .metrics_addr
+            .as_deref()
+            .expect("started with --metrics-enabled --metrics-port 0");
         let mut s = std::net::TcpStream::connect(host).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
-        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     pub fn pid(&self) -> u32 {
@@ -160,7 +203,8 @@ impl Worker {
 
     /// Peak resident memory of the worker so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -198,13 +242,19 @@ impl Drop for Worker {
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn code_of<T: std::fmt::Debug>(r: polarway::Result<T>) -> polarway::Code {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.code().unwrap_or_else(|| panic!("error without a status code: {e}")),
+        Err(e) => e
+            .code()
+            .unwrap_or_else(|| panic!("error without a status code: {e}")),
     }
 }
 
@@ -225,7 +275,8 @@ pub fn ipc_stream(rows: i64) -> Vec<u8> {
     use std::sync::Arc;
     let a = Int64Array::from_iter_values(0..rows);
     let b = StringArray::from_iter_values((0..rows).map(|i| format!("r{i}")));
-    let batch = RecordBatch::try_from_iter([("a", Arc::new(a) as _), ("b", Arc::new(b) as _)]).unwrap();
+    let batch =
+        RecordBatch::try_from_iter([("a", Arc::new(a) as _), ("b", Arc::new(b) as _)]).unwrap();
     let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema()).unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap();
@@ -235,8 +286,15 @@ pub fn ipc_stream(rows: i64) -> Vec<u8> {
 /// Store request messages: a header, then `chunks`.
 pub fn store_messages(name: &str, chunks: Vec<Vec<u8>>) -> Vec<polarway_proto::v1::StoreRequest> {
     use polarway_proto::v1::{store_request::Msg, StoreHeader, StoreRequest};
-    let mut out = vec![StoreRequest { msg: Some(Msg::Header(StoreHeader { name: name.into(), condition: None })) }];
-    out.extend(chunks.into_iter().map(|c| StoreRequest { msg: Some(Msg::Ipc(c.into())) }));
+    let mut out = vec![StoreRequest {
+        msg: Some(Msg::Header(StoreHeader {
+            name: name.into(),
+            condition: None,
+        })),
+    }];
+    out.extend(chunks.into_iter().map(|c| StoreRequest {
+        msg: Some(Msg::Ipc(c.into())),
+    }));
     out
 }
 pub mod s3;

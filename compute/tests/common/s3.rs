@@ -20,7 +20,11 @@ fn moto_binary() -> PathBuf {
     }
     let home = std::env::var("HOME").unwrap_or_default();
     let p = PathBuf::from(home).join(".cache/polarway/tools-venv/bin/moto_server");
-    assert!(p.exists(), "moto_server not found at {} (scripts/test.sh installs it; or set POLARWAY_MOTO_SERVER)", p.display());
+    assert!(
+        p.exists(),
+        "moto_server not found at {} (scripts/test.sh installs it; or set POLARWAY_MOTO_SERVER)",
+        p.display()
+    );
     p
 }
 
@@ -44,12 +48,16 @@ impl S3Server {
             .spawn()
             .expect("start moto_server");
         wait_for_port(port, "moto_server");
-        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// The SDK client a test uses to look inside the bucket.
     pub async fn client(&self) -> aws_sdk_s3::Client {
-        let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "polarway-tests");
+        let creds =
+            aws_sdk_s3::config::Credentials::new("test", "test", None, None, "polarway-tests");
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -63,14 +71,31 @@ impl S3Server {
     /// A fresh bucket for one test.
     pub async fn bucket(&self) -> String {
         let name = format!("polarway-{}", uuid::Uuid::new_v4().simple());
-        self.client().await.create_bucket().bucket(&name).send().await.expect("create bucket");
+        self.client()
+            .await
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("create bucket");
         name
     }
 
     /// Every key in `bucket` under `prefix`.
     pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let out = self.client().await.list_objects_v2().bucket(bucket).prefix(prefix).send().await.expect("list");
-        out.contents().iter().filter_map(|o| o.key().map(str::to_string)).collect()
+        let out = self
+            .client()
+            .await
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
     }
 
     /// Freeze the server (SIGSTOP): connections hang, as in an outage.
@@ -116,14 +141,21 @@ impl Nginx {
     pub fn start(workers: &[&Worker]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let servers: String = workers.iter().map(|w| format!("        server {};\n", w.addr)).collect();
+        let servers: String = workers
+            .iter()
+            .map(|w| format!("        server {};\n", w.addr))
+            .collect();
         let p = dir.path().display();
         // The user guide's nginx.conf, on loopback, with private paths for logs and temp files.
         // `client_max_body_size 0`: nginx refuses request bodies over 1 MiB by default, which
         // would cut off any Store larger than that.
         // Run as root, nginx would hand requests to `nobody`, who cannot enter the test's
         // private directory.
-        let user = if unsafe { libc::geteuid() } == 0 { "user root;\n" } else { "" };
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root;\n"
+        } else {
+            ""
+        };
         let conf = format!(
             "{user}daemon off;
 pid {p}/nginx.pid;
@@ -159,9 +191,10 @@ http {{
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists()).expect(
-            "nginx not found (scripts/test.sh installs Debian's nginx-light)",
-        );
+        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("nginx not found (scripts/test.sh installs Debian's nginx-light)");
         let child = Command::new(bin)
             .arg("-p")
             .arg(dir.path())
@@ -172,7 +205,11 @@ http {{
             .spawn()
             .expect("start nginx");
         wait_for_port(port, "nginx");
-        Self { child, addr: format!("127.0.0.1:{port}"), _dir: dir }
+        Self {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -21,7 +21,10 @@ pub fn worker_bin() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("the test binary's own path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("a test binary lives in <target>/<profile>/deps/");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in <target>/<profile>/deps/");
     let bin = profile_dir.join("polarway");
     assert!(
         bin.exists(),
@@ -46,7 +49,9 @@ impl Proc {
     /// Spawn and wait (bounded) for `<prefix>: listening on ADDR` on stdout.
     pub fn spawn(mut cmd: Command, prefix: &str) -> Self {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {prefix}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {prefix}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         let prefix_owned = format!("{prefix}: ");
@@ -68,7 +73,10 @@ impl Proc {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("{prefix} did not start within 60 s (status {:?})", child.try_wait());
+                    panic!(
+                        "{prefix} did not start within 60 s (status {:?})",
+                        child.try_wait()
+                    );
                 }
             }
         }
@@ -136,7 +144,9 @@ impl Worker {
         self.proc.addr()
     }
     pub async fn client(&self) -> DistributedClient {
-        DistributedClient::connect(self.url()).await.expect("connect to worker")
+        DistributedClient::connect(self.url())
+            .await
+            .expect("connect to worker")
     }
 }
 
@@ -154,7 +164,12 @@ fn spawn_worker(state: &Path, data: &Path, port: &str, args: &[String]) -> Proc 
 /// A worker listening on `bind` (`ip:port`, any 127.0.0.0/8 address) over the shared `state`.
 pub fn worker_at(state: &Path, bind: &str) -> Worker {
     let dir = tempfile::tempdir().unwrap();
-    let proc = spawn_worker_listening(state, &dir.path().join("data"), &["--bind-address", bind], &[]);
+    let proc = spawn_worker_listening(
+        state,
+        &dir.path().join("data"),
+        &["--bind-address", bind],
+        &[],
+    );
     Worker { proc, _dir: dir }
 }
 
@@ -186,10 +201,17 @@ impl Cluster {
         let workers = (0..n)
             .map(|_| {
                 let dir = tempfile::tempdir().unwrap();
-                Worker { proc: spawn_worker(state.path(), &dir.path().join("data"), "0", &args), _dir: dir }
+                Worker {
+                    proc: spawn_worker(state.path(), &dir.path().join("data"), "0", &args),
+                    _dir: dir,
+                }
             })
             .collect();
-        Cluster { workers, state, args }
+        Cluster {
+            workers,
+            state,
+            args,
+        }
     }
 
     /// Start worker `i` again (after a kill) on its old port, data and state directories.
@@ -197,11 +219,19 @@ impl Cluster {
         let w = &mut self.workers[i];
         let port = w.addr().rsplit(':').next().unwrap().to_string();
         w.proc.kill9();
-        w.proc = spawn_worker(self.state.path(), &w._dir.path().join("data"), &port, &self.args);
+        w.proc = spawn_worker(
+            self.state.path(),
+            &w._dir.path().join("data"),
+            &port,
+            &self.args,
+        );
     }
 
     pub fn backend_args(&self) -> Vec<String> {
-        self.workers.iter().flat_map(|w| ["--backend".to_string(), w.url()]).collect()
+        self.workers
+            .iter()
+            .flat_map(|w| ["--backend".to_string(), w.url()])
+            .collect()
     }
 }
 
@@ -258,7 +288,9 @@ impl Gateway {
                 cmd.env_remove(k);
             }
         }
-        Gateway { proc: Proc::spawn(cmd, "polarway-gateway") }
+        Gateway {
+            proc: Proc::spawn(cmd, "polarway-gateway"),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -270,18 +302,26 @@ impl Gateway {
     }
 
     pub async fn client(&self) -> DistributedClient {
-        DistributedClient::connect(self.url()).await.expect("connect to gateway")
+        DistributedClient::connect(self.url())
+            .await
+            .expect("connect to gateway")
     }
 
     pub async fn client_with_token(&self, token: &str) -> DistributedClient {
-        DistributedClient::builder(self.url()).auth_token(token).connect().await.expect("connect to gateway")
+        DistributedClient::builder(self.url())
+            .auth_token(token)
+            .connect()
+            .await
+            .expect("connect to gateway")
     }
 }
 
 pub fn code_of<T: std::fmt::Debug>(r: polarway::Result<T>) -> polarway::Code {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.code().unwrap_or_else(|| panic!("error without a status code: {e}")),
+        Err(e) => e
+            .code()
+            .unwrap_or_else(|| panic!("error without a status code: {e}")),
     }
 }
 
@@ -298,20 +338,37 @@ pub async fn raw(url: &str) -> Raw {
 
 /// The worker that answered a Describe of `name` through the gateway (`x-polarway-backend`).
 pub async fn backend_of(raw: &mut Raw, name: &str) -> Result<String, tonic::Status> {
-    let mut req = tonic::Request::new(polarway_proto::v1::DescribeRequest { name: name.into(), version: None });
-    req.metadata_mut().insert("x-polarway-key", name.parse().unwrap());
+    let mut req = tonic::Request::new(polarway_proto::v1::DescribeRequest {
+        name: name.into(),
+        version: None,
+    });
+    req.metadata_mut()
+        .insert("x-polarway-key", name.parse().unwrap());
     let resp = raw.describe(req).await?;
-    Ok(resp.metadata().get("x-polarway-backend").expect("x-polarway-backend header").to_str().unwrap().to_string())
+    Ok(resp
+        .metadata()
+        .get("x-polarway-backend")
+        .expect("x-polarway-backend header")
+        .to_str()
+        .unwrap()
+        .to_string())
 }
 
 /// GET a URL over plain HTTP/1.1 (the metrics endpoint), bounded.
 pub fn http_get(url: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -341,7 +398,11 @@ pub fn parse(text: &str) -> Vec<Sample> {
                 .filter_map(|p| p.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
                 .collect();
-            Some(Sample { name: name.to_string(), labels, value: value.parse().ok()? })
+            Some(Sample {
+                name: name.to_string(),
+                labels,
+                value: value.parse().ok()?,
+            })
         })
         .collect()
 }
@@ -350,7 +411,12 @@ pub fn parse(text: &str) -> Vec<Sample> {
 pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
     samples
         .iter()
-        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.value)
         .sum()
 }
