@@ -94,6 +94,12 @@ pub struct ServerArgs {
     #[arg(long, env = "POLARWAY_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
+    /// Key that signs Arrow Flight tickets and prepared-statement handles. Workers that share it
+    /// redeem each other's tickets. Unset: derived from --auth-token (shared by the workers
+    /// behind one gateway), else random per process.
+    #[arg(long, env = "POLARWAY_TICKET_KEY", hide_env_values = true)]
+    pub ticket_key: Option<String>,
+
     /// Policy file (the gateway's format): identities, JWT issuers and roles enforced by this
     /// worker itself; reloaded on SIGHUP and when it changes. Without it, and without
     /// --auth-token, every caller may do everything.

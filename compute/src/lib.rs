@@ -15,6 +15,8 @@
 //!   - `query.rs`: the SQL gate (`sql/gate.rs`, DuckDB's parse tree), the datasets and files it
 //!     reads resolved and pinned (`sql/reads.rs`), then DuckDB in the sandbox of `sql/mod.rs`.
 //!   - `catalog.rs`: list, describe, delete, cache stats.
+//! - `flight/`: Arrow Flight and Flight SQL on the same port, over the same admission, gate,
+//!   sandbox, loader and store steps; signed self-contained tickets (`ticket.rs`).
 //! - `store/`: the version protocol (`mod.rs`) over a `Backend`: `memory.rs`, `dir.rs`
 //!   (`external`, a shared directory), `s3.rs` (with the disk tier `disk_cache.rs`).
 //! - `coldview.rs`: `<data-dir>/cold`, where each dataset's latest version appears for outside tools.
@@ -27,6 +29,7 @@ pub mod cache;
 pub mod coldview;
 pub mod config;
 pub mod error;
+pub mod flight;
 pub mod ipc;
 pub mod metrics;
 pub mod parquet_io;

@@ -84,7 +84,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         "polarway worker serving"
     );
     let grace = Duration::from_secs_f64(args.shutdown_grace.max(0.0));
-    server::run(listener, worker, tls, grace, shutdown_signal()).await
+    let signer = polarway_compute::flight::ticket::Signer::new(
+        args.ticket_key.as_deref(),
+        args.auth_token.as_deref(),
+    );
+    server::run(listener, worker, signer, tls, grace, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

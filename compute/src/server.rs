@@ -16,12 +16,17 @@ use crate::auth::Authenticator;
 use crate::cache::Cache;
 use crate::coldview::ColdView;
 use crate::config::{HandleStoreKind, ServerArgs};
+use crate::flight::Flight;
 use crate::metrics::WorkerMetrics;
 use crate::service::{PolarwayService, Worker};
 use crate::sql::SqlLimits;
 use crate::store::disk_cache::DiskCache;
 use crate::store::s3::{S3Backend, S3Options};
 use crate::store::{dir::DirBackend, memory::MemoryBackend, Backend, Catalog};
+use arrow_flight::flight_service_server::FlightServiceServer;
+
+/// The largest Flight message (one record batch) accepted or sent.
+const FLIGHT_MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// HTTP/2 windows sized for bulk transfers: the defaults (64 KiB) throttle large loads.
 const STREAM_WINDOW: u32 = 8 << 20;
@@ -149,6 +154,7 @@ pub fn tls_config(args: &ServerArgs) -> anyhow::Result<Option<ServerTlsConfig>> 
 pub async fn run(
     listener: TcpListener,
     worker: Worker,
+    signer: crate::flight::ticket::Signer,
     tls: Option<ServerTlsConfig>,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -170,9 +176,14 @@ pub async fn run(
         tokio::spawn(policy.watch(Duration::from_secs(1), |_| {}));
     }
     let worker_metrics = worker.metrics.grpc.clone();
-    let service = PolarwayServer::new(PolarwayService::new(Arc::new(worker)))
+    let worker = Arc::new(worker);
+    let service = PolarwayServer::new(PolarwayService::new(worker.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Flight clients send each record batch as one message, as large as the batch.
+    let flight = FlightServiceServer::new(Flight::new(worker, signer))
+        .max_decoding_message_size(FLIGHT_MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(FLIGHT_MAX_MESSAGE_BYTES);
 
     let metrics_layer = polarway_telemetry::GrpcMetricsLayer {
         metrics: worker_metrics,
@@ -211,6 +222,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
+        .add_service(flight)
         // Connections accepted here are configured here (the builder's tcp_nodelay only applies to
         // listeners it binds itself): without TCP_NODELAY small replies wait for delayed ACKs.
         .serve_with_incoming_shutdown(

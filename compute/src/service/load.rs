@@ -16,6 +16,8 @@ use crate::cache::CachedTable;
 use crate::error::{Error, Result};
 use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{projection, ParquetBatches};
+use crate::sql::Output;
+use crate::store::Manifest;
 
 pub async fn load(
     w: Arc<Worker>,
@@ -23,13 +25,46 @@ pub async fn load(
     req: pb::LoadRequest,
     permit: Admission,
 ) -> Result<ResponseStream<pb::LoadResponse>> {
-    access.check("Load", &req.name)?;
-    let m = w.catalog.get(&req.name, req.version).await?;
-    let key = m.data.clone().unwrap_or_default();
-    let info = dataset_info(&m, true);
+    let opened = open(&w, access, &req.name, req.version, req.columns).await?;
+    let info = dataset_info(&opened.manifest, true);
     let (reply, stream) = reply::channel(w.stall_timeout(), w.metrics.stalled("Load"));
-    let columns = req.columns;
+    let worker = w.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        if let Err(e) = send_ipc(&worker, opened, info, &reply) {
+            reply.fail(Status::from(e));
+        }
+    });
+    Ok(stream)
+}
 
+/// A dataset version ready to stream: where its batches come from and how to project them.
+pub struct Opened {
+    pub manifest: Manifest,
+    source: Source,
+    /// Indices to project whole batches to.
+    project: Option<Vec<usize>>,
+}
+
+impl Opened {
+    /// The schema of the whole version (before any projection).
+    pub fn schema(&self) -> &SchemaRef {
+        self.source.schema()
+    }
+}
+
+/// Find the version, check the caller may load it, and open its batches (from the cache, else
+/// from Parquet). A bad column is an error here, before any response starts.
+pub async fn open(
+    w: &Worker,
+    access: &Access,
+    name: &str,
+    version: Option<u64>,
+    columns: Vec<String>,
+) -> Result<Opened> {
+    access.check("Load", name)?;
+    let m = w.catalog.get(name, version).await?;
+    let key = m.data.clone().unwrap_or_default();
     let source = match w.cache.get(&key) {
         Some(table) => Source::Cached(table),
         None => {
@@ -47,20 +82,14 @@ pub async fn load(
             }
         }
     };
-    // Validate the projection before the response starts, so a bad column is a clean error. A
-    // projected Parquet read is already in the requested order; whole tables are projected here.
+    // A projected Parquet read is already in the requested order; whole tables are projected here.
     let (indices, _) = projection(source.schema(), &columns)?;
     let project = if source.is_whole() { indices } else { None };
-
-    let worker = w.clone();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let sender = Sender { reply: &reply };
-        if let Err(e) = send(&worker, source, project, info, &sender) {
-            reply.fail(Status::from(e));
-        }
-    });
-    Ok(stream)
+    Ok(Opened {
+        manifest: m,
+        source,
+        project,
+    })
 }
 
 enum Source {
@@ -88,26 +117,56 @@ impl Source {
     }
 }
 
-struct Sender<'a> {
-    reply: &'a Reply<pb::LoadResponse>,
-}
-
-impl Sender<'_> {
-    fn chunks(&self, chunks: Vec<bytes::Bytes>) -> Result<()> {
+/// Blocking: the dataset info first, then the IPC chunks of its batches.
+fn send_ipc(
+    w: &Worker,
+    opened: Opened,
+    info: pb::DatasetInfo,
+    reply: &Reply<pb::LoadResponse>,
+) -> Result<()> {
+    let chunks = |chunks: Vec<bytes::Bytes>| {
         chunks
             .into_iter()
-            .try_for_each(|ipc| self.reply.send(pb::LoadResponse { dataset: None, ipc }))
+            .try_for_each(|ipc| reply.send(pb::LoadResponse { dataset: None, ipc }))
+    };
+    reply.send(pb::LoadResponse {
+        dataset: Some(info),
+        ipc: Default::default(),
+    })?;
+    let mut encoder: Option<ChunkEncoder> = None;
+    send(w, opened, "Load", &mut |out| match out {
+        Output::Schema(schema) => {
+            let mut enc = ChunkEncoder::new(&schema)?;
+            chunks(enc.take_chunks())?;
+            encoder = Some(enc);
+            Ok(())
+        }
+        Output::Batch(batch) => chunks(
+            encoder
+                .as_mut()
+                .expect("schema comes first")
+                .write(&batch)?,
+        ),
+    })?;
+    match encoder {
+        Some(enc) => chunks(enc.finish()?),
+        None => Ok(()),
     }
 }
 
-/// `columns`: indices to project whole batches to.
-fn send(
+/// Blocking: hand the (projected) schema and then each batch to `sink`, filling the cache on
+/// the way when the version is worth caching. `method` labels the rows-sent metric.
+pub fn send(
     w: &Worker,
-    source: Source,
-    columns: Option<Vec<usize>>,
-    info: pb::DatasetInfo,
-    out: &Sender,
+    opened: Opened,
+    method: &'static str,
+    sink: &mut dyn FnMut(Output) -> Result<()>,
 ) -> Result<()> {
+    let Opened {
+        source,
+        project: columns,
+        ..
+    } = opened;
     let project = |b: &RecordBatch| -> Result<RecordBatch> {
         match &columns {
             Some(o) => b.project(o).map_err(|e| Error::internal("projecting", e)),
@@ -123,17 +182,12 @@ fn send(
         ),
         None => source.schema().clone(),
     };
-    out.reply.send(pb::LoadResponse {
-        dataset: Some(info),
-        ipc: Default::default(),
-    })?;
-    let mut encoder = ChunkEncoder::new(&schema)?;
-    out.chunks(encoder.take_chunks())?;
+    sink(Output::Schema(schema))?;
     match source {
         Source::Cached(table) => {
             for b in table.batches.iter() {
-                out.chunks(encoder.write(&project(b)?)?)?;
-                w.metrics.rows_sent("Load", b.num_rows());
+                sink(Output::Batch(project(b)?))?;
+                w.metrics.rows_sent(method, b.num_rows());
             }
         }
         Source::Parquet { batches, cache_as } => {
@@ -143,8 +197,8 @@ fn send(
                 cache_as.as_ref().map(|_| (Vec::new(), 0));
             for batch in batches {
                 let batch = batch?;
-                out.chunks(encoder.write(&project(&batch)?)?)?;
-                w.metrics.rows_sent("Load", batch.num_rows());
+                sink(Output::Batch(project(&batch)?))?;
+                w.metrics.rows_sent(method, batch.num_rows());
                 if let Some((list, size)) = kept.as_mut() {
                     *size += batch.get_array_memory_size() as u64;
                     if *size > limit {
@@ -165,5 +219,5 @@ fn send(
             }
         }
     }
-    out.chunks(encoder.finish()?)
+    Ok(())
 }

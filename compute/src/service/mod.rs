@@ -1,10 +1,10 @@
 //! The `polarway.v1.Polarway` gRPC service: one module per RPC family, sharing `Worker` state.
 
 mod catalog;
-mod load;
-mod query;
-mod reply;
-mod store;
+pub mod load;
+pub mod query;
+pub mod reply;
+pub mod store;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,31 +73,22 @@ impl Worker {
             .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
             .unwrap_or(self.stall_timeout)
     }
-}
 
-#[derive(Clone)]
-pub struct PolarwayService {
-    worker: Arc<Worker>,
-}
-
-impl PolarwayService {
-    pub fn new(worker: Arc<Worker>) -> Self {
-        Self { worker }
-    }
-
-    /// Authenticate, check that the caller may call `method` at all, and take an in-flight slot
+    /// Authenticate, check that the caller may call `method` at all (any method: None), and take an in-flight slot
     /// (held until the call or its response stream ends). The returned access is checked again
     /// against every dataset the call touches.
-    async fn admit<T>(
+    pub async fn admit(
         &self,
-        req: &Request<T>,
-        method: &str,
+        md: &tonic::metadata::MetadataMap,
+        method: Option<&str>,
     ) -> Result<(Admission, Access), Status> {
-        let w = &self.worker;
-        let access = w.auth.access(req.metadata()).await?;
-        if let Err(e) = access.check_call(method) {
-            w.metrics.denied(method, "method");
-            return Err(Status::from(Error::from(e)));
+        let w = self;
+        let access = w.auth.access(md).await?;
+        if let Some(method) = method {
+            if let Err(e) = access.check_call(method) {
+                w.metrics.denied(method, "method");
+                return Err(Status::from(Error::from(e)));
+            }
         }
         let identity = match w.auth.policy() {
             Some(policy) => {
@@ -123,6 +114,25 @@ impl PolarwayService {
             access,
         ))
     }
+}
+
+#[derive(Clone)]
+pub struct PolarwayService {
+    worker: Arc<Worker>,
+}
+
+impl PolarwayService {
+    pub fn new(worker: Arc<Worker>) -> Self {
+        Self { worker }
+    }
+
+    async fn admit<T>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+    ) -> Result<(Admission, Access), Status> {
+        self.worker.admit(req.metadata(), Some(method)).await
+    }
 
     /// A failed call's status; refusals are counted by reason.
     fn fail(&self, method: &str, e: Error) -> Status {
@@ -137,7 +147,7 @@ impl PolarwayService {
 const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// The caller's deadline from its `grpc-timeout` header ("<digits><unit>", unit one of H M S m u n).
-fn client_deadline(md: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+pub fn client_deadline(md: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
     let v = md.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;

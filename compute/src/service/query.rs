@@ -14,7 +14,7 @@ use super::{dataset_info, Admission, ResponseStream, Worker};
 use crate::error::{validate_name, Error, Result};
 use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{columns_of, ParquetStager};
-use crate::sql::reads::{resolve, Pinned, Places};
+use crate::sql::reads::{resolve, Pinned, Places, Snapshot};
 use crate::sql::{Output, Sandbox};
 use crate::store::{dir::staging_name, Condition, Staged};
 
@@ -61,27 +61,8 @@ async fn run(
 ) -> std::result::Result<(), Failed> {
     let reply = Arc::new(reply);
     let failed = |e: Error| (e, reply.clone());
-    let gate = w.sql_gate.clone();
-    let sql = req.sql.clone();
-    let checked = tokio::task::spawn_blocking(move || gate.check(&sql))
+    let Planned { sql, pinned } = plan(w, &req.sql, access, &Snapshot::new())
         .await
-        .map_err(Error::from)
-        .and_then(|r| r)
-        .map_err(failed)?;
-    let places = Places {
-        catalog: &w.catalog,
-        cold_dirs: &w.cold_dirs,
-        pins_root: &w.pins_dir,
-    };
-    let pinned = resolve(&places, &checked.reads, access)
-        .await
-        .map_err(failed)?;
-    let gate = w.sql_gate.clone();
-    let files = pinned.path_files.clone();
-    let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files))
-        .await
-        .map_err(Error::from)
-        .and_then(|r| r)
         .map_err(failed)?;
     let worker = w.clone();
     match req.into {
@@ -110,7 +91,31 @@ async fn run(
     }
 }
 
-fn open_sandbox(w: &Worker, pinned: &Pinned) -> Result<Sandbox> {
+/// A query checked by the gate, what it reads pinned, and its SQL rendered over the pinned files:
+/// ready to run in a sandbox.
+pub struct Planned {
+    pub sql: String,
+    pub pinned: Pinned,
+}
+
+/// Check `sql`, pin what it reads (the versions in `snapshot` where it names them), and render it.
+pub async fn plan(w: &Worker, sql: &str, access: &Access, snapshot: &Snapshot) -> Result<Planned> {
+    let gate = w.sql_gate.clone();
+    let text = sql.to_string();
+    let checked = tokio::task::spawn_blocking(move || gate.check(&text)).await??;
+    let places = Places {
+        catalog: &w.catalog,
+        cold_dirs: &w.cold_dirs,
+        pins_root: &w.pins_dir,
+    };
+    let pinned = resolve(&places, &checked.reads, access, snapshot).await?;
+    let gate = w.sql_gate.clone();
+    let files = pinned.path_files.clone();
+    let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files)).await??;
+    Ok(Planned { sql, pinned })
+}
+
+pub fn open_sandbox(w: &Worker, pinned: &Pinned) -> Result<Sandbox> {
     Sandbox::open(
         &w.spill_dir,
         &pinned.tables,
@@ -130,7 +135,7 @@ fn stream_result(
     let send = |ipc: bytes::Bytes| reply.send(pb::QueryResponse { ipc, stored: None });
     let sandbox = open_sandbox(w, pinned)?;
     let mut encoder: Option<ChunkEncoder> = None;
-    sandbox.run(sql, timeout, &|| reply.is_closed(), |out| {
+    sandbox.run(sql, &[], timeout, &|| reply.is_closed(), |out| {
         let chunks = match out {
             Output::Schema(schema) => {
                 let mut enc = ChunkEncoder::new(&schema)?;
@@ -168,7 +173,7 @@ async fn store_result(
     let (path, rows, columns) = tokio::task::spawn_blocking(move || -> Result<_> {
         let sandbox = open_sandbox(&worker, &pinned)?;
         let mut stager: Option<ParquetStager> = None;
-        sandbox.run(&sql, timeout, &|| reply.is_closed(), |out| {
+        sandbox.run(&sql, &[], timeout, &|| reply.is_closed(), |out| {
             match out {
                 Output::Schema(schema) => {
                     stager = Some(ParquetStager::create(path.clone(), schema)?)

@@ -1,6 +1,10 @@
 //! Store and StoreBatch: receive IPC chunks, write Parquet to a staging file as they arrive (so
 //! memory stays at one batch whatever the upload's size), then commit through the catalog.
 
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use polarway_access::Access;
 use polarway_proto::v1::{self as pb, condition::Kind, store_request::Msg};
@@ -8,11 +12,12 @@ use polarway_proto::CHUNK_LIMIT_BYTES;
 use tokio::sync::mpsc;
 use tonic::Streaming;
 
-use super::Worker;
+use super::{load, Worker};
 use crate::error::{validate_name, Error, Result};
 use crate::ipc::ChunkDecoder;
 use crate::parquet_io::{columns_of, ParquetStager};
-use crate::store::{dir::staging_name, Condition, Manifest, Staged};
+use crate::sql::Output;
+use crate::store::{dir::staging_name, ColumnInfo, Condition, Manifest, Staged};
 
 pub async fn store_one(
     w: &Worker,
@@ -28,10 +33,129 @@ pub async fn store_one(
             "Store takes one dataset; send several with StoreBatch".into(),
         ));
     }
+    commit_one(w, staged, "Store").await
+}
+
+/// Commit one staged dataset and publish it to the cold view. `method` labels the rows metric.
+pub async fn commit_one(w: &Worker, staged: Staged, method: &str) -> Result<Manifest> {
     let m = w.catalog.commit(staged).await?;
-    w.metrics.rows_received("Store", m.rows);
+    w.metrics.rows_received(method, m.rows);
     publish_cold(w, &m.name).await;
     Ok(m)
+}
+
+/// A dataset version written from record batches as they arrive (Flight uploads): a blocking
+/// writer behind a small channel, so memory stays at a few batches whatever the upload's size.
+pub struct BatchStager {
+    tx: mpsc::Sender<Incoming>,
+    writer: tokio::task::JoinHandle<Result<(std::path::PathBuf, u64, Vec<ColumnInfo>)>>,
+    schema: SchemaRef,
+}
+
+enum Incoming {
+    Batch(RecordBatch),
+    End,
+}
+
+impl BatchStager {
+    /// Start a file of `schema`; with `before`, its rows come first (an append). A `before` of
+    /// other columns or types is refused.
+    pub fn start(w: Arc<Worker>, schema: SchemaRef, before: Option<load::Opened>) -> Result<Self> {
+        if let Some(old) = &before {
+            let same = old.schema().fields().len() == schema.fields().len()
+                && old
+                    .schema()
+                    .fields()
+                    .iter()
+                    .zip(schema.fields())
+                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+            if !same {
+                return Err(Error::InvalidArgument(format!(
+                    "appending to dataset {:?} needs its columns and types ({}); these are ({})",
+                    old.manifest.name,
+                    describe_fields(old.schema()),
+                    describe_fields(&schema)
+                )));
+            }
+        }
+        let path = w.catalog.staging_dir().join(staging_name("parquet"));
+        let (tx, mut rx) = mpsc::channel::<Incoming>(4);
+        let file_schema = schema.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut stager = ParquetStager::create(path, file_schema)?;
+            if let Some(old) = before {
+                load::send(&w, old, "Store", &mut |out| match out {
+                    Output::Schema(_) => Ok(()),
+                    Output::Batch(b) => stager.write(&b),
+                })?;
+            }
+            loop {
+                match rx.blocking_recv() {
+                    Some(Incoming::Batch(b)) => stager.write(&b)?,
+                    Some(Incoming::End) => break,
+                    None => {
+                        return Err(Error::Aborted(
+                            "the upload was interrupted; nothing was stored".into(),
+                        ))
+                    }
+                }
+            }
+            let columns = columns_of(stager.schema());
+            let (path, rows) = stager.finish()?;
+            Ok((path, rows, columns))
+        });
+        Ok(Self { tx, writer, schema })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub async fn write(&self, batch: RecordBatch) -> Result<()> {
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(Error::InvalidArgument(
+                "every batch of an upload must have the schema it started with".into(),
+            ));
+        }
+        if self.tx.send(Incoming::Batch(batch)).await.is_err() {
+            // The writer stopped: its error says why.
+            return Err(Error::Aborted("the dataset writer stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// The staged file, once every batch is written; `Err` with the writer's error if it failed.
+    pub async fn finish(self, name: String, condition: Condition) -> Result<Staged> {
+        let _ = self.tx.send(Incoming::End).await;
+        drop(self.tx);
+        let (path, rows, columns) = self.writer.await??;
+        Ok(Staged {
+            name,
+            condition,
+            path,
+            rows,
+            columns,
+        })
+    }
+
+    /// Stop; the partial file is removed. Returns the writer's own error, if it had one.
+    pub async fn abort(self) -> Option<Error> {
+        drop(self.tx);
+        match self.writer.await {
+            Ok(Err(Error::Aborted(_))) | Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(e.into()),
+        }
+    }
+}
+
+fn describe_fields(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Every header is checked before its data is read: one dataset the caller may not write fails

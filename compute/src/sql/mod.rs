@@ -141,12 +141,13 @@ impl Sandbox {
         Connection::open_in_memory_with_flags(config).map_err(setup)
     }
 
-    /// Run `sql`, handing the result's schema and then each batch to `sink`. A watchdog
+    /// Run `sql` with `params` bound to its placeholders, handing the result's schema and then each batch to `sink`. A watchdog
     /// interrupts the query after `timeout`, or as soon as `abandoned()` says nobody waits for
     /// the result any more (so a cancelled call stops burning CPU). `sink` returns false to stop.
     pub fn run(
         &self,
         sql: &str,
+        params: &[duckdb::types::Value],
         timeout: Duration,
         abandoned: &(dyn Fn() -> bool + Sync),
         mut sink: impl FnMut(Output) -> Result<bool>,
@@ -179,7 +180,9 @@ impl Sandbox {
             });
             let result = (|| {
                 let mut stmt = conn.prepare(sql).map_err(classify)?;
-                let mut stream = stmt.stream_arrow([]).map_err(classify)?;
+                let mut stream = stmt
+                    .stream_arrow(duckdb::params_from_iter(params))
+                    .map_err(classify)?;
                 if !sink(Output::Schema(stream.get_schema()))? {
                     return Ok(());
                 }
@@ -199,6 +202,56 @@ impl Sandbox {
                 (result, _) => result,
             }
         })
+    }
+}
+
+impl Sandbox {
+    /// What `sql` returns and what it takes, without running it: the schema of its result (run
+    /// with every parameter NULL and no row wanted) and DuckDB's types of its parameters.
+    pub fn describe(&self, sql: &str, timeout: Duration) -> Result<(SchemaRef, Vec<String>)> {
+        let conn = self
+            .conn
+            .as_ref()
+            .expect("an open sandbox has its connection");
+        let count = conn.prepare(sql).map_err(classify)?.parameter_count();
+        let mut types = Vec::with_capacity(count);
+        if count > 0 {
+            conn.execute_batch(&format!("PREPARE polarway_described AS {sql}"))
+                .map_err(classify)?;
+            let listed: duckdb::types::Value = conn
+                .query_row(
+                    "SELECT parameter_types FROM duckdb_prepared_statements() WHERE name = 'polarway_described'",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(|e| Error::internal("describing parameters", e))?;
+            let _ = conn.execute_batch("DEALLOCATE polarway_described");
+            if let duckdb::types::Value::List(items) = listed {
+                for item in items {
+                    types.push(match item {
+                        duckdb::types::Value::Text(t) => t,
+                        _ => "UNKNOWN".to_string(),
+                    });
+                }
+            }
+            types.resize(count, "UNKNOWN".to_string());
+        }
+        let nulls = vec![duckdb::types::Value::Null; count];
+        let mut schema = None;
+        self.run(
+            &format!("SELECT * FROM ({sql}) AS described LIMIT 0"),
+            &nulls,
+            timeout,
+            &|| false,
+            |out| {
+                if let Output::Schema(s) = out {
+                    schema = Some(s);
+                }
+                Ok(false)
+            },
+        )?;
+        let schema = schema.ok_or_else(|| Error::internal("describing a query", "no schema"))?;
+        Ok((schema, types))
     }
 }
 

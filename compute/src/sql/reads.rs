@@ -10,7 +10,7 @@
 //! appears in its SQL, its results or its errors. The private directory is not one DuckDB may
 //! write to (only the exact files are allowed) and goes when the query ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
@@ -30,6 +30,10 @@ pub struct Places<'a> {
     pub pins_root: &'a Path,
 }
 
+/// Dataset versions a query must read (a Flight ticket's snapshot); datasets not named here are
+/// read at their latest version.
+pub type Snapshot = BTreeMap<String, u64>;
+
 /// The pinned files of one query.
 pub struct Pinned {
     /// This query's directory of hard links (removed with it).
@@ -40,6 +44,8 @@ pub struct Pinned {
     pub tables: Vec<(String, String)>,
     /// For each path use of the query, in order, the files it reads.
     pub path_files: Vec<Vec<String>>,
+    /// The version of every dataset pinned: the query's snapshot.
+    pub versions: Snapshot,
 }
 
 impl Drop for Pinned {
@@ -57,6 +63,7 @@ impl Pinned {
             by_name: HashMap::new(),
             tables: vec![],
             path_files: vec![],
+            versions: Snapshot::new(),
         }
     }
 
@@ -78,8 +85,15 @@ fn fd_path(f: &File) -> String {
 
 const QUERY: &str = "Query";
 
-pub async fn resolve(places: &Places<'_>, reads: &Reads, access: &Access) -> Result<Pinned> {
+/// Pin what `reads` names: the versions in `snapshot` where it names them, the latest otherwise.
+pub async fn resolve(
+    places: &Places<'_>,
+    reads: &Reads,
+    access: &Access,
+    snapshot: &Snapshot,
+) -> Result<Pinned> {
     let mut pinned = Pinned::new(places.pins_root);
+    pinned.versions = snapshot.clone();
     for name in &reads.tables {
         access.check(QUERY, name)?;
         if validate_name(name).is_err() {
@@ -167,14 +181,19 @@ async fn pin_dataset(places: &Places<'_>, pinned: &mut Pinned, name: &str) -> Re
     validate_name(name)?;
     // A version can be pruned between finding and opening it: look again then.
     let mut last = None;
+    let wanted = pinned.versions.get(name).copied();
     for _ in 0..3 {
-        let manifest = places.catalog.latest(name).await?;
+        let manifest = match wanted {
+            Some(v) => places.catalog.get(name, Some(v)).await?,
+            None => places.catalog.latest(name).await?,
+        };
         let data = places.catalog.open(&manifest).await?;
         let pins = pinned.dir.clone();
         match tokio::task::spawn_blocking(move || open_object(data, &pins)).await? {
             Ok(file) => {
                 let path = pinned.hold(file);
                 pinned.by_name.insert(name.to_string(), path.clone());
+                pinned.versions.insert(name.to_string(), manifest.version);
                 return Ok(path);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = Some(e),
