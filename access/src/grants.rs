@@ -11,7 +11,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{is_polarway_method, AccessError, DATASETLESS_METHODS};
+use crate::{
+    is_flight_method, is_polarway_method, AccessError, DATASETLESS_METHODS, FLIGHT_AMOUNTS_TO,
+};
 
 /// The header that carries a caller's grants from the gateway to a worker.
 pub const GRANTS_HEADER: &str = "x-polarway-grants";
@@ -179,6 +181,16 @@ impl Access {
 /// A query's key is only a routing hint (its first table): the worker checks every dataset the
 /// SQL reads, so at the gateway Query needs the method alone.
 pub fn gateway_allows(grants: &Grants, method: &str, key: Option<&str>) -> Result<(), AccessError> {
+    if is_flight_method(method) {
+        // The key only routes a Flight call; the worker checks what its command touches.
+        return match FLIGHT_AMOUNTS_TO.iter().any(|m| grants.may_call(m)) {
+            true => Ok(()),
+            false => Err(AccessError::PermissionDenied(format!(
+                "{} may not use any dataset, so no Flight call",
+                grants.identity
+            ))),
+        };
+    }
     if !grants.may_call(method) {
         return Err(AccessError::PermissionDenied(format!(
             "{} may not call {method}",

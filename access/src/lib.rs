@@ -51,6 +51,18 @@ pub const WRITE_METHODS: &[&str] = &["Store", "StoreBatch", "Delete"];
 /// Calls that never name a dataset: granting the method is enough.
 pub const DATASETLESS_METHODS: &[&str] = &["Health", "CacheStats", "List"];
 
+/// The Arrow Flight service's methods, by their full names (`FLIGHT_SERVICE` + `DoGet`).
+pub const FLIGHT_SERVICE: &str = "arrow.flight.protocol.FlightService/";
+
+/// What a Flight call may amount to on a worker, which decides by its command (a SQL query is a
+/// Query, a PATH DoGet a Load, an ingest a Store, GetTables a List): a gateway lets a Flight call
+/// through when the caller may use one of these, and the worker enforces the one it is.
+pub const FLIGHT_AMOUNTS_TO: &[&str] = &["Query", "Load", "List", "Store", "Describe"];
+
+pub fn is_flight_method(method: &str) -> bool {
+    method.starts_with(FLIGHT_SERVICE)
+}
+
 /// Methods of the `polarway.v1.Polarway` service, by their short names (`Load`); everything else
 /// is named `package.Service/Method`.
 pub fn is_polarway_method(method: &str) -> bool {

@@ -284,6 +284,7 @@ impl Policy {
             });
         };
         let token = bearer(value)?;
+        let token = token.as_str();
         if let Some(id) = self.token_identity(token) {
             return Ok(id);
         }
@@ -325,22 +326,37 @@ impl Policy {
     }
 }
 
-/// The token of an `authorization: Bearer <token>` header.
-pub fn bearer(value: &http::HeaderValue) -> Result<&str, AccessError> {
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            AccessError::Unauthenticated(
-                "malformed authorization header: use `Bearer <token>`".into(),
-            )
-        })
+/// The token an `authorization` header presents: `Bearer <token>`, or `Basic` credentials whose
+/// password is the token (the user name is ignored), as Flight SQL clients (ADBC, JDBC) send a
+/// user name and password. Base64 with or without padding.
+pub fn bearer(value: &http::HeaderValue) -> Result<String, AccessError> {
+    let malformed = || {
+        AccessError::Unauthenticated(
+            "malformed authorization header: use `Bearer <token>` (or Basic with the token as the password)".into(),
+        )
+    };
+    let text = value.to_str().map_err(|_| malformed())?;
+    let (scheme, rest) = text.split_once(' ').ok_or_else(malformed)?;
+    let token = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().to_string()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine as _;
+        let lenient = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let decoded = lenient.decode(rest.trim()).map_err(|_| malformed())?;
+        let pair = String::from_utf8(decoded).map_err(|_| malformed())?;
+        let (_user, password) = pair.split_once(':').ok_or_else(malformed)?;
+        password.to_string()
+    } else {
+        return Err(malformed());
+    };
+    match token.is_empty() {
+        true => Err(malformed()),
+        false => Ok(token),
+    }
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {

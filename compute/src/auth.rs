@@ -85,6 +85,7 @@ impl Authenticator {
         let value = http::HeaderValue::from_bytes(header.as_bytes())
             .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
         let presented = bearer(&value).map_err(status)?;
+        let presented = presented.as_str();
         if self
             .token
             .as_deref()

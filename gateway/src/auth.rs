@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Request};
 use polarway_access::grants::{body_permission, gateway_allows};
+use polarway_access::policy::bearer;
 use polarway_access::{Policy, PolicyHandle, GRANTS_HEADER};
 use tonic::body::Body;
 use tower::{Layer, Service, ServiceExt};
@@ -60,6 +61,9 @@ impl Service<Request<Body>> for Auth {
         let metrics = self.metrics.clone();
         let method = rpc_name(req.uri().path()).to_string();
         Box::pin(async move {
+            if method == HANDSHAKE {
+                return handshake(req, &policy).await;
+            }
             let result = authorize(req, &policy, &method).await;
             if let Err(e) = &result {
                 let reason = match e {
@@ -74,6 +78,55 @@ impl Service<Request<Body>> for Auth {
             inner.oneshot(result?).await
         })
     }
+}
+
+/// Flight's Handshake, by its full name.
+const HANDSHAKE: &str = "arrow.flight.protocol.FlightService/Handshake";
+
+/// Flight's Handshake is answered here, since workers never see the caller's credentials: they
+/// are checked, and the bearer token to send on later calls comes back in the response headers
+/// and trailers, where Flight clients (ADBC, JDBC, pyarrow) look for it. A caller that sent a user
+/// name and the token as password (Basic) gets that token.
+async fn handshake(
+    req: Request<Body>,
+    policy: &Policy,
+) -> Result<http::Response<Body>, GatewayError> {
+    let identity = policy.authenticate(req.headers()).await?;
+    if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
+        info.set_identity(&identity.name);
+    }
+    let token = match req.headers().get(http::header::AUTHORIZATION) {
+        Some(v) => Some(bearer(v)?),
+        None => None,
+    };
+    let authorization = token
+        .map(|t| HeaderValue::from_str(&format!("Bearer {t}")))
+        .transpose()
+        .map_err(|e| GatewayError::Internal(format!("authorization header: {e}")))?;
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    if let Some(v) = &authorization {
+        trailers.insert(http::header::AUTHORIZATION, v.clone());
+    }
+    // One empty HandshakeResponse: a gRPC frame of length zero.
+    let frames = [
+        http_body::Frame::data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0])),
+        http_body::Frame::trailers(trailers),
+    ];
+    let body = http_body_util::StreamBody::new(futures::stream::iter(
+        frames.map(Ok::<_, std::convert::Infallible>),
+    ));
+    let mut response = http::Response::new(Body::new(body));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    if let Some(v) = authorization {
+        response
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, v);
+    }
+    Ok(response)
 }
 
 /// Authenticate the caller, check its grants against the call, and put them on the request.

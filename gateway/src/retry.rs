@@ -1,5 +1,5 @@
 //! Retries, as linkerd2-proxy does them: only idempotent calls (Load, Query without `into`, List,
-//! Describe, Health, CacheStats), only when the request body is small enough to keep (≤ 64 KiB;
+//! Describe, Health, CacheStats, and Flight's GetFlightInfo, GetSchema, DoGet, ListFlights), only when the request body is small enough to keep (≤ 64 KiB;
 //! unary requests are tiny), only when the worker failed before answering (a transport error, or
 //! a trailers-only UNAVAILABLE), each time on another worker, and within a retry budget (a share
 //! of recent calls) so that retries cannot multiply load during an outage.
@@ -28,7 +28,20 @@ use crate::{rpc_name, HttpService};
 /// Largest request body kept for a retry.
 pub const MAX_BUFFER: usize = 64 * 1024;
 
-const IDEMPOTENT: &[&str] = &["Load", "Query", "List", "Describe", "Health", "CacheStats"];
+const IDEMPOTENT: &[&str] = &[
+    "Load",
+    "Query",
+    "List",
+    "Describe",
+    "Health",
+    "CacheStats",
+    // Flight reads: a ticket names a fixed snapshot, so its DoGet reads the same on any worker.
+    "arrow.flight.protocol.FlightService/GetFlightInfo",
+    "arrow.flight.protocol.FlightService/GetSchema",
+    "arrow.flight.protocol.FlightService/DoGet",
+    "arrow.flight.protocol.FlightService/ListFlights",
+    "arrow.flight.protocol.FlightService/ListActions",
+];
 
 /// Workers already tried by this call (the route layer skips them).
 #[derive(Debug, Clone, Default)]

@@ -296,7 +296,7 @@ impl FlightSql {
         drop(_probe);
         let cancelled = self.running.flag(&claims.id, claims.exp);
         if cancelled.load(Ordering::SeqCst) {
-            return Err(Status::cancelled(
+            return Err(Status::aborted(
                 "this query was cancelled (CancelFlightInfo)",
             ));
         }
@@ -346,8 +346,14 @@ impl FlightSql {
                             Ok(reply.send(out).is_ok())
                         })
                     })();
-                    if let Err(e) = result {
-                        reply.fail(status(e));
+                    match result {
+                        Ok(()) => {}
+                        // ABORTED rather than CANCELLED: pyarrow turns a CANCELLED status into a
+                        // simulated Ctrl-C in the reading process's main thread.
+                        Err(_) if cancelled.load(Ordering::SeqCst) => reply.fail(Status::aborted(
+                            "the query was cancelled (CancelFlightInfo)",
+                        )),
+                        Err(e) => reply.fail(status(e)),
                     }
                 });
                 Ok(Response::new(flight_stream(stream)))
@@ -363,13 +369,14 @@ impl FlightSql {
         condition: Condition,
         append: bool,
         stream: PeekableFlightDataStream,
-    ) -> Result<crate::store::Manifest> {
+    ) -> Result<(crate::store::Manifest, u64)> {
         validate_name(name)?;
         access.check("Store", name)?;
         let mut batches =
             FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
         let max = self.w.max_upload_bytes;
         let mut total: u64 = 0;
+        let mut rows: u64 = 0;
         let mut stager: Option<store::BatchStager> = None;
         let mut condition = condition;
         let received: Result<()> = async {
@@ -393,6 +400,7 @@ impl FlightSql {
                     stager = Some(s);
                     condition = c;
                 }
+                rows += batch.num_rows() as u64;
                 stager.as_ref().expect("started").write(batch).await?;
             }
             Ok(())
@@ -421,7 +429,7 @@ impl FlightSql {
             }
         };
         let staged = stager.finish(name.to_string(), condition).await?;
-        store::commit_one(&self.w, staged, "Store").await
+        Ok((store::commit_one(&self.w, staged, "Store").await?, rows))
     }
 
     /// The writer for an upload; an append starts with the current version's rows and commits
@@ -479,11 +487,6 @@ fn if_version(md: &MetadataMap, options: &HashMap<String, String>) -> Result<Opt
             ))
         }),
     }
-}
-
-/// Conflicts of an ingest read as Flight SQL clients expect them.
-fn ingest_error(e: Error) -> Error {
-    e
 }
 
 #[tonic::async_trait]
@@ -851,12 +854,12 @@ impl FlightSqlService for FlightSql {
                 .await
                 .map_err(|e| self.denied("Store", e))?;
         }
-        let m = self
+        let (m, rows) = self
             .put(&cmd.table, &access, condition, append, request.into_inner())
             .await
-            .map_err(|e| self.denied("Store", ingest_error(e)))?;
-        tracing::info!(dataset = ?m.name, version = m.version, rows = m.rows, "ingested");
-        Ok(m.rows as i64)
+            .map_err(|e| self.denied("Store", e))?;
+        tracing::info!(dataset = ?m.name, version = m.version, rows, "ingested");
+        Ok(rows as i64)
     }
 
     async fn do_put_prepared_statement_query(
@@ -1014,7 +1017,7 @@ async fn handshake(
     let token = md
         .get("authorization")
         .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
-        .and_then(|v| polarway_access::policy::bearer(&v).ok().map(str::to_string));
+        .and_then(|v| polarway_access::policy::bearer(&v).ok());
     let mut response = Response::new(Box::pin(futures::stream::iter(vec![Ok(HandshakeResponse {
         protocol_version: 0,
         payload: Default::default(),
@@ -1079,7 +1082,7 @@ impl FlightSql {
             self.put(&name, &access, condition, false, request.into_inner())
                 .await
         };
-        let m = run.await.map_err(|e| self.denied("Store", e))?;
+        let (m, _) = run.await.map_err(|e| self.denied("Store", e))?;
         tracing::info!(dataset = ?m.name, version = m.version, rows = m.rows, "stored by DoPut");
         let meta = serde_json::json!({"name": m.name, "version": m.version, "rows": m.rows});
         Ok(Response::new(Box::pin(futures::stream::iter(vec![Ok(
@@ -1197,6 +1200,18 @@ impl FlightService for Flight {
         &self,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
+        // A ticket is an Any-packed Flight SQL message; anything else gets a plain answer rather
+        // than the protobuf decoder's.
+        let ticket = &request.get_ref().ticket;
+        let known = Any::decode(ticket.clone())
+            .ok()
+            .and_then(|any| arrow_flight::sql::Command::try_from(any).ok())
+            .is_some_and(|c| !matches!(c, arrow_flight::sql::Command::Unknown(_)));
+        if !known {
+            return Err(Status::invalid_argument(
+                "this is not a ticket this service issued: take tickets from GetFlightInfo's endpoints",
+            ));
+        }
         FlightService::do_get(&self.sql, request).await
     }
 
