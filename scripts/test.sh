@@ -33,6 +33,7 @@ export POLARWAY_BIN="$POLARWAY_RELEASE_DIR/polarway"
 export POLARWAY_GATEWAY_BIN="$POLARWAY_RELEASE_DIR/polarway-gateway"
 suite "Smoke: grpcurl, reflection, grpc.health.v1" bash scripts/smoke.sh
 suite "Python client" bash scripts/test-python.sh
+suite "Arrow Flight SQL: pyarrow.flight, ADBC and JDBC on workers and through the gateway" bash scripts/test-flight.sh
 suite "Go client" bash scripts/test-go.sh
 suite "TypeScript client" bash scripts/test-typescript.sh
 [ -f scripts/test-xlang.sh ] && suite "Cross-language: Go, TypeScript, Python, Rust on one server" bash scripts/test-xlang.sh

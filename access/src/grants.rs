@@ -255,6 +255,23 @@ pub fn body_permission(method: &str) -> &str {
 mod tests {
     use super::*;
 
+    #[test]
+    fn flight_calls_at_the_gateway() {
+        let get = "arrow.flight.protocol.FlightService/DoGet";
+        // A role that may use some dataset may make Flight calls (the worker checks each command);
+        // a role with no data method may not, whatever the key.
+        assert!(gateway_allows(&alice(), get, None).is_ok());
+        assert!(gateway_allows(&alice(), get, Some("bob_1")).is_ok());
+        let health_only = Grants {
+            identity: "probe".into(),
+            rules: vec![Rule {
+                methods: vec!["Health".into()],
+                datasets: vec!["*".into()],
+            }],
+        };
+        assert!(gateway_allows(&health_only, get, None).is_err());
+    }
+
     fn alice() -> Grants {
         Grants {
             identity: "alice".into(),

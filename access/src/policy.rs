@@ -309,7 +309,9 @@ impl Policy {
                 })?;
             return issuer.verify(token, &header).await.map(Arc::new);
         }
-        Err(AccessError::Unauthenticated("unknown token".into()))
+        Err(AccessError::Unauthenticated(
+            "unknown token (with a user name and password, the password must be the token)".into(),
+        ))
     }
 
     /// The union of the identity's roles.
@@ -374,6 +376,29 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_and_basic_credentials() {
+        let token = |v: &str| bearer(&http::HeaderValue::from_str(v).unwrap());
+        assert_eq!(token("Bearer t-1").unwrap(), "t-1");
+        assert_eq!(token("bearer  t-1 ").unwrap(), "t-1");
+        // "alice:t-1", padded and not; the user name is ignored, the password is the token.
+        assert_eq!(token("Basic YWxpY2U6dC0x").unwrap(), "t-1");
+        assert_eq!(token("Basic YWxpY2U6dDox").unwrap(), "t:1");
+        assert_eq!(token("Basic YTp0LTE=").unwrap(), "t-1");
+        assert_eq!(token("Basic YTp0LTE").unwrap(), "t-1");
+        for bad in [
+            "t-1",
+            "Bearer ",
+            "Basic",
+            "Basic !!!",
+            "Basic YWxpY2U=",
+            "Basic YTo=",
+            "Digest x",
+        ] {
+            assert!(token(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn roles_grant_methods_and_datasets() {

@@ -227,7 +227,9 @@ def test_adbc_prepared_statement_with_parameters(open_worker):
             assert cur.fetch_arrow_table().column("id").to_pylist() == ids
         cur.execute(f"SELECT count(*) AS n FROM {name} WHERE name = ?", parameters=("b",))
         assert cur.fetchall() == [(1,)]
-        cur.adbc_prepare(sql)
+        # The parameter is announced with the type of the column it is compared with.
+        assert cur.adbc_prepare(sql).types == [pa.int64()]
+        assert cur.adbc_prepare(f"SELECT ?::DATE AS d, upper(?) AS u FROM {name}").types == [pa.date32(), pa.string()]
         schema = cur.adbc_execute_schema(sql)
         assert schema.names == ["id", "name"]
 

@@ -15,6 +15,7 @@ pub mod ticket;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -216,12 +217,34 @@ impl FlightSql {
         sql: &str,
         access: &Access,
         md: &MetadataMap,
-    ) -> Result<(SchemaRef, Vec<String>)> {
-        let Planned { sql, pinned } = plan(&self.w, sql, access, &Snapshot::new()).await?;
+    ) -> Result<(SchemaRef, Vec<arrow::datatypes::DataType>)> {
+        let Planned {
+            sql,
+            pinned,
+            params: hints,
+        } = plan(&self.w, sql, access, &Snapshot::new()).await?;
+        // The columns of what it reads, to type parameters compared with them.
+        let mut columns = Vec::new();
+        for (name, version) in &pinned.versions {
+            let m = self.w.catalog.get(name, Some(*version)).await?;
+            for c in m.columns {
+                if let Ok(t) = arrow::datatypes::DataType::from_str(&c.data_type) {
+                    columns.push((c.name, t));
+                }
+            }
+        }
+        let types: Vec<_> = hints
+            .iter()
+            .map(|h| params::param_type(h, &columns))
+            .collect();
         let w = self.w.clone();
         let timeout = self.timeout(md);
-        tokio::task::spawn_blocking(move || open_sandbox(&w, &pinned)?.describe(&sql, timeout))
-            .await?
+        let nulls = vec![duckdb::types::Value::Null; types.len()];
+        let schema = tokio::task::spawn_blocking(move || {
+            open_sandbox(&w, &pinned)?.describe(&sql, &nulls, timeout)
+        })
+        .await??;
+        Ok((schema, types))
     }
 
     fn timeout(&self, md: &MetadataMap) -> std::time::Duration {
@@ -242,6 +265,7 @@ impl FlightSql {
             let Planned {
                 sql: rendered,
                 pinned,
+                ..
             } = plan(&self.w, &sql, &access, &Snapshot::new()).await?;
             let snapshot = pinned.versions.clone();
             let w = self.w.clone();
@@ -250,22 +274,8 @@ impl FlightSql {
                 Some(p) => params::values(&ticket::decode_params(p)?)?,
                 None => vec![],
             };
-            let schema = tokio::task::spawn_blocking(move || -> Result<SchemaRef> {
-                let sandbox = open_sandbox(&w, &pinned)?;
-                let mut schema = None;
-                sandbox.run(
-                    &format!("SELECT * FROM ({rendered}) AS described LIMIT 0"),
-                    &bound,
-                    timeout,
-                    &|| false,
-                    |out| {
-                        if let Output::Schema(s) = out {
-                            schema = Some(s);
-                        }
-                        Ok(false)
-                    },
-                )?;
-                schema.ok_or_else(|| Error::internal("describing a query", "no schema"))
+            let schema = tokio::task::spawn_blocking(move || {
+                open_sandbox(&w, &pinned)?.describe(&rendered, &bound, timeout)
             })
             .await??;
             let claims = Claims::new(
@@ -323,6 +333,7 @@ impl FlightSql {
                 let Planned {
                     sql: rendered,
                     pinned,
+                    ..
                 } = plan(&self.w, &sql, &access, &claims.snapshot)
                     .await
                     .map_err(|e| self.denied("Query", e))?;

@@ -8,6 +8,7 @@ use arrow::datatypes::*;
 use duckdb::types::{TimeUnit as DuckUnit, Value};
 
 use crate::error::{Error, Result};
+use crate::sql::gate::ParamHint;
 
 /// The IPC stream bytes of a parameter batch (exactly one row).
 pub fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>> {
@@ -117,9 +118,28 @@ fn value(array: &ArrayRef, row: usize) -> std::result::Result<Value, String> {
     })
 }
 
-/// The Arrow type a client should bind for a DuckDB parameter type (as `duckdb_prepared_statements()`
-/// names it). A parameter whose type DuckDB cannot tell from its use is offered as a string.
-pub fn arrow_type(duckdb_type: &str) -> DataType {
+/// The Arrow type to announce for a parameter: the type of the column it is compared with (among
+/// `columns`, the read datasets' columns, if the name is unambiguous), the type it is cast to, or a
+/// string, which DuckDB casts to whatever the query needs.
+pub fn param_type(hint: &ParamHint, columns: &[(String, DataType)]) -> DataType {
+    match hint {
+        ParamHint::Column(name) => {
+            let mut types = columns
+                .iter()
+                .filter(|(c, _)| c.eq_ignore_ascii_case(name))
+                .map(|(_, t)| t);
+            match types.next() {
+                Some(first) if types.all(|t| t == first) => first.clone(),
+                _ => DataType::Utf8,
+            }
+        }
+        ParamHint::Type(id) => duckdb_to_arrow(id),
+        ParamHint::Unknown => DataType::Utf8,
+    }
+}
+
+/// The Arrow type of a DuckDB type name, for the types a cast commonly names.
+fn duckdb_to_arrow(duckdb_type: &str) -> DataType {
     match duckdb_type {
         "BOOLEAN" => DataType::Boolean,
         "TINYINT" => DataType::Int8,
@@ -142,18 +162,17 @@ pub fn arrow_type(duckdb_type: &str) -> DataType {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         }
         "BLOB" => DataType::Binary,
-        _ if duckdb_type.starts_with("DECIMAL") => DataType::Float64,
         _ => DataType::Utf8,
     }
 }
 
-/// The parameter schema of a statement whose parameters DuckDB typed as `types`.
-pub fn schema(types: &[String]) -> Schema {
+/// The parameter schema of a statement whose parameters have `types`, in order.
+pub fn schema(types: &[DataType]) -> Schema {
     Schema::new(
         types
             .iter()
             .enumerate()
-            .map(|(i, t)| Field::new(format!("${}", i + 1), arrow_type(t), true))
+            .map(|(i, t)| Field::new(format!("${}", i + 1), t.clone(), true))
             .collect::<Vec<_>>(),
     )
 }
@@ -183,5 +202,26 @@ mod tests {
             RecordBatch::try_from_iter([("a", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef)])
                 .unwrap();
         assert!(matches!(to_ipc(&two), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn announced_types() {
+        let cols = [
+            ("id".to_string(), DataType::Int32),
+            (
+                "ts".to_string(),
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+            ),
+            ("k".to_string(), DataType::Int64),
+            ("K".to_string(), DataType::Utf8),
+        ];
+        let t = |h: ParamHint| param_type(&h, &cols);
+        assert_eq!(t(ParamHint::Column("ID".into())), DataType::Int32);
+        assert_eq!(t(ParamHint::Column("ts".into())), cols[1].1);
+        // Ambiguous (two tables, two types) or unknown: a string.
+        assert_eq!(t(ParamHint::Column("k".into())), DataType::Utf8);
+        assert_eq!(t(ParamHint::Column("nope".into())), DataType::Utf8);
+        assert_eq!(t(ParamHint::Type("BIGINT".into())), DataType::Int64);
+        assert_eq!(t(ParamHint::Unknown), DataType::Utf8);
     }
 }

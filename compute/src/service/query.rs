@@ -14,6 +14,7 @@ use super::{dataset_info, Admission, ResponseStream, Worker};
 use crate::error::{validate_name, Error, Result};
 use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{columns_of, ParquetStager};
+use crate::sql::gate::ParamHint;
 use crate::sql::reads::{resolve, Pinned, Places, Snapshot};
 use crate::sql::{Output, Sandbox};
 use crate::store::{dir::staging_name, Condition, Staged};
@@ -61,7 +62,7 @@ async fn run(
 ) -> std::result::Result<(), Failed> {
     let reply = Arc::new(reply);
     let failed = |e: Error| (e, reply.clone());
-    let Planned { sql, pinned } = plan(w, &req.sql, access, &Snapshot::new())
+    let Planned { sql, pinned, .. } = plan(w, &req.sql, access, &Snapshot::new())
         .await
         .map_err(failed)?;
     let worker = w.clone();
@@ -96,6 +97,8 @@ async fn run(
 pub struct Planned {
     pub sql: String,
     pub pinned: Pinned,
+    /// What the SQL says of each positional parameter's type.
+    pub params: Vec<ParamHint>,
 }
 
 /// Check `sql`, pin what it reads (the versions in `snapshot` where it names them), and render it.
@@ -109,10 +112,15 @@ pub async fn plan(w: &Worker, sql: &str, access: &Access, snapshot: &Snapshot) -
         pins_root: &w.pins_dir,
     };
     let pinned = resolve(&places, &checked.reads, access, snapshot).await?;
+    let params = checked.param_hints();
     let gate = w.sql_gate.clone();
     let files = pinned.path_files.clone();
     let sql = tokio::task::spawn_blocking(move || gate.render(&checked, &files)).await??;
-    Ok(Planned { sql, pinned })
+    Ok(Planned {
+        sql,
+        pinned,
+        params,
+    })
 }
 
 pub fn open_sandbox(w: &Worker, pinned: &Pinned) -> Result<Sandbox> {

@@ -78,6 +78,17 @@ pub struct Reads {
     pub paths: Vec<PathUse>,
 }
 
+/// What a query's text says about the type of one of its parameters (DuckDB leaves them
+/// unknown until values are bound; Flight SQL clients need a type to bind beforehand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamHint {
+    /// Compared with (or in an IN list or BETWEEN against) this column, by its last name part.
+    Column(String),
+    /// Cast to this DuckDB type (`?::BIGINT`), or used where DuckDB needs one (LIMIT: BIGINT).
+    Type(String),
+    Unknown,
+}
+
 /// A query that passed the gate: its tree, and what it reads.
 pub struct Checked {
     tree: Value,
@@ -231,6 +242,114 @@ impl Gate {
             ));
         }
         Ok(node)
+    }
+}
+
+impl Checked {
+    /// For each positional parameter (`?`, `$1`, ...) in order, what the query says of its type.
+    pub fn param_hints(&self) -> Vec<ParamHint> {
+        let mut count = 0;
+        count_params(&self.tree, &mut count);
+        let mut hints = vec![ParamHint::Unknown; count];
+        collect_hints(&self.tree, &mut hints);
+        hints
+    }
+}
+
+fn count_params(node: &Value, count: &mut usize) {
+    if let Some(i) = param_index(node) {
+        *count = (*count).max(i + 1);
+    }
+    match node {
+        Value::Object(map) => map.values().for_each(|v| count_params(v, count)),
+        Value::Array(items) => items.iter().for_each(|v| count_params(v, count)),
+        _ => {}
+    }
+}
+
+/// The positional index (0-based) of a PARAMETER node.
+fn param_index(node: &Value) -> Option<usize> {
+    (node["class"] == "PARAMETER")
+        .then(|| {
+            node["identifier"]
+                .as_str()?
+                .parse::<usize>()
+                .ok()?
+                .checked_sub(1)
+        })
+        .flatten()
+}
+
+fn hint_from(partner: &Value) -> ParamHint {
+    match (
+        partner["class"].as_str(),
+        partner["column_names"].as_array(),
+    ) {
+        (Some("COLUMN_REF"), Some(names)) => names
+            .last()
+            .and_then(Value::as_str)
+            .map_or(ParamHint::Unknown, |n| ParamHint::Column(n.to_string())),
+        _ => ParamHint::Unknown,
+    }
+}
+
+/// Walk the tree, noting each parameter's partner in comparisons, IN lists, BETWEEN, casts and
+/// LIMIT/OFFSET. The first informative use of a parameter wins.
+fn collect_hints(node: &Value, hints: &mut [ParamHint]) {
+    let mut note = |param: &Value, hint: ParamHint| {
+        if let Some(slot) = param_index(param).and_then(|i| hints.get_mut(i)) {
+            if *slot == ParamHint::Unknown {
+                *slot = hint;
+            }
+        }
+    };
+    match node {
+        Value::Object(map) => {
+            match (
+                map.get("class").and_then(Value::as_str),
+                map.get("type").and_then(Value::as_str),
+            ) {
+                (Some("COMPARISON"), _) => {
+                    note(&node["left"], hint_from(&node["right"]));
+                    note(&node["right"], hint_from(&node["left"]));
+                }
+                (Some("BETWEEN"), _) => {
+                    note(&node["lower"], hint_from(&node["input"]));
+                    note(&node["upper"], hint_from(&node["input"]));
+                }
+                (_, Some("COMPARE_IN" | "COMPARE_NOT_IN")) => {
+                    if let Some(children) = node["children"].as_array() {
+                        for c in children.iter().skip(1) {
+                            note(c, hint_from(&children[0]));
+                        }
+                    }
+                }
+                (Some("CAST"), _) => {
+                    // DuckDB 2 names the type in `type_expr` (with children for DECIMAL(p, s) and
+                    // the like, left unknown here); older trees in `cast_type`.
+                    let simple = node["type_expr"]["children"]
+                        .as_array()
+                        .is_none_or(|c| c.is_empty());
+                    let name = node["type_expr"]["type_name"]
+                        .as_str()
+                        .filter(|_| simple)
+                        .or_else(|| node["cast_type"]["id"].as_str());
+                    if let Some(name) = name {
+                        note(&node["child"], ParamHint::Type(name.to_uppercase()));
+                    }
+                }
+                (_, Some("LIMIT_MODIFIER")) => {
+                    note(&node["limit"], ParamHint::Type("BIGINT".into()));
+                    note(&node["offset"], ParamHint::Type("BIGINT".into()));
+                }
+                _ => {}
+            }
+            for v in map.values() {
+                collect_hints(v, hints);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_hints(v, hints)),
+        _ => {}
     }
 }
 
@@ -540,6 +659,37 @@ fn literal_strings(e: &Value) -> Option<Vec<String>> {
         return items.filter(|i| !i.is_empty());
     }
     None
+}
+
+#[cfg(test)]
+mod param_tests {
+    use super::*;
+
+    #[test]
+    fn parameter_hints_from_the_tree() {
+        let gate = Gate::new().unwrap();
+        let hints = |sql: &str| gate.check(sql).unwrap().param_hints();
+        use ParamHint::*;
+        assert_eq!(
+            hints("SELECT * FROM t WHERE id = ? AND ? < t.s AND x IN (?, ?) AND y BETWEEN ? AND 9"),
+            [
+                Column("id".into()),
+                Column("s".into()),
+                Column("x".into()),
+                Column("x".into()),
+                Column("y".into())
+            ]
+        );
+        assert_eq!(
+            hints("SELECT ?::BIGINT, upper(?) FROM t LIMIT ?"),
+            [Type("BIGINT".into()), Unknown, Type("BIGINT".into())]
+        );
+        assert_eq!(
+            hints("SELECT $2::DATE, $1 = a FROM t"),
+            [Column("a".into()), Type("DATE".into())]
+        );
+        assert!(hints("SELECT 1").is_empty());
+    }
 }
 
 #[cfg(test)]

@@ -206,41 +206,17 @@ impl Sandbox {
 }
 
 impl Sandbox {
-    /// What `sql` returns and what it takes, without running it: the schema of its result (run
-    /// with every parameter NULL and no row wanted) and DuckDB's types of its parameters.
-    pub fn describe(&self, sql: &str, timeout: Duration) -> Result<(SchemaRef, Vec<String>)> {
-        let conn = self
-            .conn
-            .as_ref()
-            .expect("an open sandbox has its connection");
-        let count = conn.prepare(sql).map_err(classify)?.parameter_count();
-        let mut types = Vec::with_capacity(count);
-        if count > 0 {
-            conn.execute_batch(&format!("PREPARE polarway_described AS {sql}"))
-                .map_err(classify)?;
-            let listed: duckdb::types::Value = conn
-                .query_row(
-                    "SELECT parameter_types FROM duckdb_prepared_statements() WHERE name = 'polarway_described'",
-                    [],
-                    |row| row.get(0),
-                )
-                .map_err(|e| Error::internal("describing parameters", e))?;
-            let _ = conn.execute_batch("DEALLOCATE polarway_described");
-            if let duckdb::types::Value::List(items) = listed {
-                for item in items {
-                    types.push(match item {
-                        duckdb::types::Value::Text(t) => t,
-                        _ => "UNKNOWN".to_string(),
-                    });
-                }
-            }
-            types.resize(count, "UNKNOWN".to_string());
-        }
-        let nulls = vec![duckdb::types::Value::Null; count];
+    /// The schema of what `sql` returns with `params` bound, without running it: no row is wanted.
+    pub fn describe(
+        &self,
+        sql: &str,
+        params: &[duckdb::types::Value],
+        timeout: Duration,
+    ) -> Result<SchemaRef> {
         let mut schema = None;
         self.run(
             &format!("SELECT * FROM ({sql}) AS described LIMIT 0"),
-            &nulls,
+            params,
             timeout,
             &|| false,
             |out| {
@@ -250,8 +226,7 @@ impl Sandbox {
                 Ok(false)
             },
         )?;
-        let schema = schema.ok_or_else(|| Error::internal("describing a query", "no schema"))?;
-        Ok((schema, types))
+        schema.ok_or_else(|| Error::internal("describing a query", "no schema"))
     }
 }
 
