@@ -16,7 +16,7 @@ use crate::auth::Authenticator;
 use crate::cache::Cache;
 use crate::coldview::ColdView;
 use crate::config::{HandleStoreKind, ServerArgs};
-use crate::flight::Flight;
+use crate::flight::{grpc::FlightGrpc, Flight};
 use crate::metrics::WorkerMetrics;
 use crate::service::{PolarwayService, Worker};
 use crate::sql::SqlLimits;
@@ -181,9 +181,13 @@ pub async fn run(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Flight clients send each record batch as one message, as large as the batch.
-    let flight = FlightServiceServer::new(Flight::new(worker, signer))
-        .max_decoding_message_size(FLIGHT_MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(FLIGHT_MAX_MESSAGE_BYTES);
+    let flight = Flight::new(worker, signer);
+    let flight = FlightGrpc::new(
+        FlightServiceServer::new(flight.clone())
+            .max_decoding_message_size(FLIGHT_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(FLIGHT_MAX_MESSAGE_BYTES),
+        flight,
+    );
 
     let metrics_layer = polarway_telemetry::GrpcMetricsLayer {
         metrics: worker_metrics,

@@ -9,6 +9,8 @@
 //! sharing the ticket key serves any ticket, and a ticket reads the dataset versions resolved when
 //! it was issued.
 
+pub mod encode;
+pub mod grpc;
 mod metadata;
 mod params;
 pub mod ticket;
@@ -21,7 +23,6 @@ use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
 use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
@@ -48,10 +49,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::{validate_name, Error, Result};
 use crate::service::query::{open_sandbox, plan, Planned};
-use crate::service::{client_deadline, load, reply, store, Admission, ResponseStream, Worker};
+use crate::service::{client_deadline, load, reply, store, Admission, Worker};
 use crate::sql::reads::Snapshot;
 use crate::sql::Output;
 use crate::store::Condition;
+use encode::Wire;
 use ticket::{Claims, Signer, What, HANDLE_TTL, TICKET_TTL};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
@@ -115,32 +117,30 @@ impl Flight {
     }
 }
 
-/// What a DoGet streams: DuckDB's or the loader's output, encoded as Flight data.
-fn flight_stream(output: ResponseStream<Output>) -> Stream_<FlightData> {
-    let stream = futures::stream::once(async move {
-        let (first, rest) = output.into_future().await;
-        match first {
-            Some(Ok(Output::Schema(schema))) => {
-                let batches = rest.map(|item| match item {
-                    Ok(Output::Batch(b)) => Ok(b),
-                    Ok(Output::Schema(_)) => Err(FlightError::protocol("a second schema")),
-                    Err(status) => Err(FlightError::Tonic(Box::new(status))),
-                });
-                FlightDataEncoderBuilder::new()
-                    .with_schema(schema)
-                    .build(batches)
-                    .map_err(Status::from)
-                    .boxed()
-            }
-            Some(Err(status)) => futures::stream::once(async { Err(status) }).boxed(),
-            _ => futures::stream::once(async {
-                Err(Status::internal("the result ended before its schema"))
-            })
-            .boxed(),
+/// What a DoGet streams (DuckDB's or the loader's output) as Flight data messages on a reply.
+struct FrameSender<'a> {
+    reply: &'a reply::Reply<Wire>,
+    encoder: encode::FrameEncoder,
+}
+
+impl<'a> FrameSender<'a> {
+    fn new(reply: &'a reply::Reply<Wire>) -> Self {
+        Self {
+            reply,
+            encoder: encode::FrameEncoder::new(),
         }
-    })
-    .flatten();
-    Box::pin(stream)
+    }
+
+    fn send(&mut self, out: Output) -> Result<()> {
+        match out {
+            Output::Schema(schema) => self.reply.send(self.encoder.schema(&schema)?),
+            Output::Batch(batch) => self
+                .encoder
+                .batch(&batch)?
+                .into_iter()
+                .try_for_each(|m| self.reply.send(m)),
+        }
+    }
 }
 
 fn status(e: Error) -> Status {
@@ -291,12 +291,12 @@ impl FlightSql {
             .map_err(|e| self.denied("Query", e))
     }
 
-    /// DoGet of a ticket this service issued.
-    async fn redeem(
+    /// DoGet of a ticket this service issued: its messages, their bodies still in pieces.
+    pub async fn redeem(
         &self,
         handle: &[u8],
         md: &MetadataMap,
-    ) -> std::result::Result<Response<Stream_<FlightData>>, Status> {
+    ) -> std::result::Result<Stream_<Wire>, Status> {
         // Admitted as any caller first: the ticket says which method it amounts to.
         let (_probe, access) = self.admit(md, None).await?;
         let claims = self
@@ -321,11 +321,12 @@ impl FlightSql {
                 let w = self.w.clone();
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    if let Err(e) = load::send(&w, opened, "Load", &mut |out| reply.send(out)) {
+                    let mut frames = FrameSender::new(&reply);
+                    if let Err(e) = load::send(&w, opened, "Load", &mut |out| frames.send(out)) {
                         reply.fail(status(e));
                     }
                 });
-                Ok(Response::new(flight_stream(stream)))
+                Ok(stream)
             }
             What::Sql { sql, params } => {
                 let (permit, access) = self.admit(md, Some("Query")).await?;
@@ -350,11 +351,12 @@ impl FlightSql {
                     let result = (|| -> Result<()> {
                         let sandbox = open_sandbox(&w, &pinned)?;
                         let stop = || reply.is_closed() || cancelled.load(Ordering::SeqCst);
+                        let mut frames = FrameSender::new(&reply);
                         sandbox.run(&rendered, &bound, timeout, &stop, |out| {
                             if let Output::Batch(b) = &out {
                                 w.metrics.rows_sent("Query", b.num_rows());
                             }
-                            Ok(reply.send(out).is_ok())
+                            Ok(frames.send(out).is_ok())
                         })
                     })();
                     match result {
@@ -367,7 +369,7 @@ impl FlightSql {
                         Err(e) => reply.fail(status(e)),
                     }
                 });
-                Ok(Response::new(flight_stream(stream)))
+                Ok(stream)
             }
         }
     }
@@ -654,8 +656,13 @@ impl FlightSqlService for FlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<Stream_<FlightData>>, Status> {
-        self.redeem(&ticket.statement_handle, request.metadata())
-            .await
+        // `grpc.rs` serves DoGet without copying bodies together; this is the path through tonic.
+        let stream = self
+            .redeem(&ticket.statement_handle, request.metadata())
+            .await?;
+        Ok(Response::new(Box::pin(
+            stream.map_ok(Wire::into_flight_data),
+        )))
     }
 
     async fn do_get_prepared_statement(
