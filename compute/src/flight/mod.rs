@@ -89,7 +89,39 @@ struct Running {
     by_id: Mutex<HashMap<String, (Arc<AtomicBool>, u64)>>,
 }
 
+/// A query running from a ticket: its cancel flag, registered until it ends.
+struct Run {
+    running: Arc<Running>,
+    id: String,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Run {
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Run {
+    /// A finished query is forgotten; a cancelled ticket stays known (until it expires) so a later
+    /// DoGet of it is refused.
+    fn drop(&mut self) {
+        if !self.is_cancelled() {
+            let mut map = self.running.by_id.lock().unwrap_or_else(|e| e.into_inner());
+            map.remove(&self.id);
+        }
+    }
+}
+
 impl Running {
+    fn start(self: &Arc<Self>, id: &str, exp: u64) -> Run {
+        Run {
+            running: self.clone(),
+            id: id.to_string(),
+            cancelled: self.flag(id, exp),
+        }
+    }
+
     fn flag(&self, id: &str, exp: u64) -> Arc<AtomicBool> {
         let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {
@@ -304,8 +336,8 @@ impl FlightSql {
             .open(handle, access.who())
             .map_err(|e| self.denied("Query", e))?;
         drop(_probe);
-        let cancelled = self.running.flag(&claims.id, claims.exp);
-        if cancelled.load(Ordering::SeqCst) {
+        let run = self.running.start(&claims.id, claims.exp);
+        if run.is_cancelled() {
             return Err(Status::aborted(
                 "this query was cancelled (CancelFlightInfo)",
             ));
@@ -322,7 +354,14 @@ impl FlightSql {
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     let mut frames = FrameSender::new(&reply);
-                    if let Err(e) = load::send(&w, opened, "Load", &mut |out| frames.send(out)) {
+                    let sent =
+                        load::send(&w, opened, "Load", &mut |out| match run.is_cancelled() {
+                            true => Err(Error::Aborted(
+                                "the load was cancelled (CancelFlightInfo)".into(),
+                            )),
+                            false => frames.send(out),
+                        });
+                    if let Err(e) = sent {
                         reply.fail(status(e));
                     }
                 });
@@ -350,7 +389,7 @@ impl FlightSql {
                     let _permit = permit;
                     let result = (|| -> Result<()> {
                         let sandbox = open_sandbox(&w, &pinned)?;
-                        let stop = || reply.is_closed() || cancelled.load(Ordering::SeqCst);
+                        let stop = || reply.is_closed() || run.is_cancelled();
                         let mut frames = FrameSender::new(&reply);
                         sandbox.run(&rendered, &bound, timeout, &stop, |out| {
                             if let Output::Batch(b) = &out {
@@ -363,7 +402,7 @@ impl FlightSql {
                         Ok(()) => {}
                         // ABORTED rather than CANCELLED: pyarrow turns a CANCELLED status into a
                         // simulated Ctrl-C in the reading process's main thread.
-                        Err(_) if cancelled.load(Ordering::SeqCst) => reply.fail(Status::aborted(
+                        Err(_) if run.is_cancelled() => reply.fail(Status::aborted(
                             "the query was cancelled (CancelFlightInfo)",
                         )),
                         Err(e) => reply.fail(status(e)),
