@@ -3,7 +3,8 @@
 One client process (pyarrow.flight) reads the same ~1 GiB table from both servers, interleaved
 (the order alternates each round so drift and noise hit both), after a warm-up read from each.
 Each read reports wall time, throughput and the CPU-seconds every process spent on it (client,
-server), read from /proc. It also stores the table with DoPut into both (Polarway: a durable
+server), read from /proc. With the `polarway` package importable, Polarway's Python client's
+`load(format="arrow")` is measured in the same rounds, over Flight and over polarway.v1. It also stores the table with DoPut into both (Polarway: a durable
 dataset version; the reference: zstd Parquet with fsync).
 
     python loadtest/bench/flight_doget.py --polarway-bin target/release/polarway [--rows N --cols C --runs R]
@@ -106,10 +107,26 @@ def main() -> None:
         timed(me, worker.pid, put(pw, "big"))  # the dataset the reads serve
         get_polarway(), get_reference()  # warm-up: Polarway's cache, both servers' allocators
         targets = [("polarway", worker.pid, get_polarway, pw), ("reference", ref.pid, get_reference, rf)]
+        # What a Python user of Polarway's client sees: load(format="arrow") over Flight (its
+        # default when the server offers it) and over polarway.v1 (flight=False).
+        clients = []
+        try:
+            import polarway
+
+            host, port = waddr.rsplit(":", 1)
+            for label, use_flight in (("python client", True), ("python client, gRPC", False)):
+                pc = polarway.DistributedClient(host, int(port), timeout=600, flight=use_flight)
+                pc.load("big", format="arrow")  # warm-up
+                results[label] = {"get": []}
+                clients.append((label, pc))
+        except ImportError:
+            print("(the polarway package is not installed: no Python client rows)", file=sys.stderr)
         for i in range(a.runs):
             order = targets if i % 2 == 0 else targets[::-1]
             for name, pid, get, client in order:
                 results[name]["get"].append(timed(me, pid, get))
+            for label, pc in clients:
+                results[label]["get"].append(timed(me, worker.pid, lambda: pc.load("big", format="arrow").nbytes))
             for name, pid, get, client in order:
                 results[name]["put"].append(timed(me, pid, put(client, f"up_{i}")))
     finally:
@@ -129,15 +146,15 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for op, label in (("get", "DoGet (warm)"), ("put", "DoPut (durable)")):
-        for name in ("polarway", "reference"):
+        for name in [n for n in results if results[n].get(op)]:
             s = med(name, op, "seconds")
             lines.append(f"| {label} | {name} | {s:.3f} | {gib / s:.2f} | {med(name, op, 'client_cpu') / gib:.2f} "
                          f"| {med(name, op, 'server_cpu') / gib:.2f} |")
-    for op in ("get", "put"):
-        ratio = med("reference", op, "seconds") / med("polarway", op, "seconds")
+    for name, op in [(n, op) for n in results if n != "reference" for op in ("get", "put") if results[n].get(op)]:
+        ratio = med("reference", op, "seconds") / med(name, op, "seconds")
         rounds = ", ".join(f"{r['seconds'] / p['seconds']:.2f}"
-                           for p, r in zip(results["polarway"][op], results["reference"][op]))
-        lines.append(f"\n{op}: Polarway throughput / reference throughput = **{ratio:.2f}x** (per round: {rounds})")
+                           for p, r in zip(results[name][op], results["reference"][op]))
+        lines.append(f"\n{op}, {name}: throughput / reference throughput = **{ratio:.2f}x** (per round: {rounds})")
     print("\n".join(lines))
     if a.json:
         with open(a.json, "w") as f:

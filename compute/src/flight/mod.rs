@@ -58,6 +58,10 @@ use ticket::{Claims, Signer, What, HANDLE_TTL, TICKET_TTL};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 
+/// A `polarway.v1.LoadRequest` packed in a command descriptor: a load with columns (what Polarway's
+/// own clients send to load over Flight).
+pub const LOAD_REQUEST_TYPE: &str = "type.googleapis.com/polarway.v1.LoadRequest";
+
 /// An ingest option (or call header) that makes the write conditional on the dataset's current
 /// version, as Store's `IfVersion`.
 pub const IF_VERSION_OPTION: &str = "polarway.if_version";
@@ -343,9 +347,13 @@ impl FlightSql {
             ));
         }
         match claims.what {
-            What::Load { name, version } => {
+            What::Load {
+                name,
+                version,
+                columns,
+            } => {
                 let (permit, access) = self.admit(md, Some("Load")).await?;
-                let opened = load::open(&self.w, &access, &name, Some(version), vec![])
+                let opened = load::open(&self.w, &access, &name, Some(version), columns)
                     .await
                     .map_err(|e| self.denied("Load", e))?;
                 let (reply, stream) =
@@ -1008,11 +1016,20 @@ impl FlightSqlService for FlightSql {
 
     async fn get_flight_info_fallback(
         &self,
-        _cmd: arrow_flight::sql::Command,
+        cmd: arrow_flight::sql::Command,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         if is_path(request.get_ref()) {
-            return self.path_info(request).await;
+            let target = path_target(request.get_ref()).map(|(n, v)| (n, v, vec![]));
+            return self.load_info(request, target).await;
+        }
+        if let arrow_flight::sql::Command::Unknown(any) = &cmd {
+            if any.type_url == LOAD_REQUEST_TYPE {
+                let target = polarway_proto::v1::LoadRequest::decode(any.value.clone())
+                    .map(|r| (r.name, r.version, r.columns))
+                    .map_err(|e| Error::InvalidArgument(format!("not a LoadRequest: {e}")));
+                return self.load_info(request, target).await;
+            }
         }
         Err(Status::invalid_argument(
             "unknown command: send a Flight SQL command or a PATH descriptor naming a dataset",
@@ -1088,31 +1105,46 @@ async fn handshake(
 }
 
 impl FlightSql {
-    /// GetFlightInfo of a PATH descriptor: a ticket for that dataset version.
-    async fn path_info(
+    /// GetFlightInfo of a dataset version (a PATH descriptor, or a `polarway.v1.LoadRequest`
+    /// command with columns): a ticket for it, its (projected) schema, and its `DatasetInfo` as the
+    /// info's `app_metadata`.
+    async fn load_info(
         &self,
         request: Request<FlightDescriptor>,
+        target: Result<(String, Option<u64>, Vec<String>)>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         let (_admitted, access) = self.admit(request.metadata(), Some("Load")).await?;
         let desc = request.into_inner();
         let run = async {
-            let (name, version) = path_target(&desc)?;
+            let (name, version, columns) = target?;
+            validate_name(&name)?;
             access.check("Load", &name)?;
             let m = self.w.catalog.get(&name, version).await?;
             let schema = metadata::dataset_schema(&self.w, &m).await?;
+            let schema = match crate::parquet_io::projection(&schema, &columns)?.0 {
+                Some(indices) => Arc::new(
+                    schema
+                        .project(&indices)
+                        .map_err(|e| Error::internal("projecting", e))?,
+                ),
+                None => schema,
+            };
+            let info = crate::service::dataset_info(&m, true).encode_to_vec();
             let claims = Claims::new(
                 What::Load {
                     name,
                     version: m.version,
+                    columns,
                 },
                 Snapshot::new(),
                 access.who(),
                 TICKET_TTL,
             );
-            let info = self.ticket_info(&claims, &schema, desc)?;
-            Ok(info
+            Ok(self
+                .ticket_info(&claims, &schema, desc)?
                 .with_total_records(m.rows as i64)
-                .with_total_bytes(m.bytes as i64))
+                .with_total_bytes(m.bytes as i64)
+                .with_app_metadata(info))
         };
         run.await
             .map(Response::new)

@@ -35,8 +35,14 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         params: Option<String>,
     },
-    /// A dataset version, as a PATH descriptor named it.
-    Load { name: String, version: u64 },
+    /// A dataset version (a PATH descriptor, or a `polarway.v1.LoadRequest` command), and the
+    /// columns wanted (all when empty).
+    Load {
+        name: String,
+        version: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        columns: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

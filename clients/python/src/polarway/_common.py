@@ -124,14 +124,22 @@ class Config:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.progress = progress
+        # What pyarrow's Flight client needs to reach the same server: None when the caller passed
+        # its own credentials object, which Flight cannot reuse.
+        self.flight_tls: Optional[dict] = {} if credentials is None else None
+        self.tls = credentials is not None
         if credentials is None and (tls or ca_cert or client_cert or client_key):
             if (client_cert is None) != (client_key is None):
                 raise ValueError("mutual TLS needs both client_cert and client_key")
+            root, key, chain = _read(ca_cert), _read(client_key), _read(client_cert)
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read(ca_cert),  # None: the system's roots
-                private_key=_read(client_key),
-                certificate_chain=_read(client_cert),
+                root_certificates=root,  # None: the system's roots
+                private_key=key,
+                certificate_chain=chain,
             )
+            self.tls = True
+            self.flight_tls = {k: v for k, v in (("tls_root_certs", root), ("cert_chain", chain),
+                                                 ("private_key", key), ("override_hostname", tls_server_name)) if v}
         self.credentials = credentials
         options: list[Tuple[str, Any]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -376,6 +384,10 @@ def load_request(name: str, columns: Optional[Iterable[str]], version: Optional[
 
 class Progress:
     """A tqdm bar counting rows, or nothing when disabled."""
+
+    @property
+    def enabled(self) -> bool:
+        return self._bar is not None
 
     def __init__(self, enabled: bool, desc: str, total: Optional[int]) -> None:
         self._bar = None

@@ -7,10 +7,13 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
+import pyarrow as pa
 
 from . import _common as c
 from ._common import DEFAULT, DatasetInfo, Format, PathOrBytes, StoreInput
-from .errors import from_rpc_error
+from ._flight import FlightPath, location as flight_location, next_batch as flight_next_batch
+from ._flight import read_all as flight_read_all
+from .errors import Unavailable, from_rpc_error
 from .v1 import polarway_pb2 as pb
 from .v1 import polarway_pb2_grpc as pb_grpc
 
@@ -77,6 +80,38 @@ class FrameStream(Iterator[Any]):
         self.close()
 
 
+class FlightFrameStream(FrameStream):
+    """``load_stream`` over Arrow Flight: the same iterator, fed by a DoGet reader."""
+
+    def __init__(self, reader: Any, dataset: pb.DatasetInfo, fmt: str, bar: c.Progress) -> None:
+        self.dataset = DatasetInfo._from_pb(dataset)
+        self._flight_reader = reader
+        self._fmt = fmt
+        self._bar = bar
+        self._done = False
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        try:
+            batch = flight_next_batch(self._flight_reader)
+        except BaseException:
+            self.close()
+            raise
+        if batch is None:
+            self._done = True
+            self._bar.close()
+            raise StopIteration
+        self._bar.update(batch.num_rows)
+        return c.convert(batch, self._fmt)
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._flight_reader.cancel()
+            self._bar.close()
+
+
 class DistributedClient:
     """A connection to a Polarway server (or a load balancer in front of several).
 
@@ -89,6 +124,10 @@ class DistributedClient:
     ``ca_cert``/``client_cert``/``client_key`` (paths or PEM bytes). ``auth_token`` is sent as
     ``authorization: Bearer <token>``. ``channel_options`` adds gRPC channel arguments;
     ``interceptors`` are gRPC client interceptors (logging, tracing, extra metadata).
+
+    ``load`` goes over Arrow Flight (pyarrow's C++ client) when the server offers it and the
+    connection can be described to Flight (not with a ``credentials`` object or interceptors);
+    ``flight=False`` keeps every call on gRPC. Results and errors are the same either way.
     """
 
     def __init__(
@@ -110,6 +149,7 @@ class DistributedClient:
         progress: bool = False,
         channel_options: Optional[Iterable[Tuple[str, Any]]] = None,
         interceptors: Sequence[Any] = (),
+        flight: bool = True,
     ) -> None:
         self._cfg = c.Config(
             host, port, timeout, credentials, auth_token, tls, ca_cert, client_cert, client_key,
@@ -122,6 +162,10 @@ class DistributedClient:
             self._channel = grpc.insecure_channel(cfg.target, options=cfg.channel_options)
         self._stub_channel = grpc.intercept_channel(self._channel, *interceptors) if interceptors else self._channel
         self._stub = pb_grpc.PolarwayStub(self._stub_channel)
+        # Loads over Arrow Flight when the server offers it (see _flight.py); interceptors see
+        # gRPC calls only, so a client with interceptors keeps every call on gRPC.
+        self._use_flight = flight and not interceptors and cfg.flight_tls is not None
+        self._flight: Optional[FlightPath] = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -145,6 +189,30 @@ class DistributedClient:
             return call()
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
+
+    def _flight_path(self) -> Optional[FlightPath]:
+        if not self._use_flight or (self._flight is not None and self._flight.supported is False):
+            return None
+        if self._flight is None:
+            try:
+                self._flight = FlightPath(flight_location(self._cfg.target, self._cfg.tls),
+                                          self._cfg.flight_tls or {}, self._cfg.metadata)
+            except ImportError:  # a pyarrow built without Flight
+                self._use_flight = False
+                return None
+        return self._flight
+
+    def _retrying_typed(self, call: Callable[[], T]) -> T:
+        """``_retrying`` for calls that raise typed errors (the Flight path)."""
+        delays = self._cfg.backoffs()
+        while True:
+            try:
+                return call()
+            except Unavailable:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                time.sleep(delay)
 
     def _progress(self, progress: Optional[bool], desc: str, total: Optional[int]) -> c.Progress:
         return c.Progress(self._cfg.progress if progress is None else progress, desc, total)
@@ -217,6 +285,23 @@ class DistributedClient:
         as a Polars DataFrame (``format="arrow"``: a pyarrow Table; ``"pandas"``: a pandas DataFrame)."""
         c.check_format(format)
         req = c.load_request(name, columns, version)
+        path = self._flight_path()
+        if path is not None:
+
+            def over_flight() -> Optional[pa.Table]:
+                started = path.start(req, self._cfg.resolve_timeout(timeout))
+                if started is None:
+                    return None
+                info, reader = started
+                bar = self._progress(progress, f"load {name}", info.rows)
+                try:
+                    return flight_read_all(reader, bar.update if bar.enabled else None)
+                finally:
+                    bar.close()
+
+            table = self._retrying_typed(over_flight)
+            if table is not None:
+                return c.convert(table, format)
 
         def attempt() -> Any:
             call = self._stub.Load(req, **self._kw(name, timeout))
@@ -246,6 +331,12 @@ class DistributedClient:
         before iteration. ``timeout`` bounds the whole stream (None: no deadline)."""
         c.check_format(format)
         req = c.load_request(name, columns, version)
+        path = self._flight_path()
+        if path is not None:
+            started = self._retrying_typed(lambda: path.start(req, self._cfg.resolve_timeout(timeout)))
+            if started is not None:
+                info, reader = started
+                return FlightFrameStream(reader, info, format, self._progress(progress, f"load {name}", info.rows))
 
         def start() -> Tuple[Any, pb.LoadResponse]:
             call = self._stub.Load(req, **self._kw(name, timeout))
@@ -306,6 +397,8 @@ class DistributedClient:
 
     def close(self) -> None:
         self._channel.close()
+        if self._flight is not None:
+            self._flight.close()
 
     def __enter__(self) -> "DistributedClient":
         return self
