@@ -111,6 +111,15 @@ def test_path_put_version_condition(open_worker):
     assert get(c, [name, "v2"]).equals(TABLE)
     with pytest.raises(pa.ArrowException):
         get(c, [name, "v9"])
+    # Messages that carry only app_metadata are let through (and ignored).
+    writer, reader = c.do_put(fl.FlightDescriptor.for_path(name), TABLE.schema)
+    writer.write_metadata(pa.py_buffer(b"note"))
+    writer.write_table(TABLE)
+    writer.write_metadata(pa.py_buffer(b"done"))
+    writer.done_writing()
+    reader.read()
+    writer.close()
+    assert get(c, [name]).equals(TABLE) and get(c, [name, "v3"]).equals(TABLE)
 
 
 def test_large_batch_and_stream(open_worker):

@@ -113,6 +113,10 @@ def test_a_client_with_its_own_credentials_object_stays_on_grpc(server, name):
      polarway.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     ("Flight returned unavailable error, with message: failed to connect to all addresses",
      polarway.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    ("gRPC returned aborted error, with message: dataset \"x\" is not at version 1. gRPC client debug context: y",
+     polarway.Aborted, grpc.StatusCode.ABORTED),
+    ("gRPC returned already exists error, with message: dataset \"x\" already exists",
+     polarway.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
 ])
 def test_flight_error_texts(text, cls, code):
     err = flight_error(pa.ArrowException(text))

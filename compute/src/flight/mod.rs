@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
-use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder, FlightRecordBatchStream};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
@@ -432,21 +432,36 @@ impl FlightSql {
     ) -> Result<(crate::store::Manifest, u64)> {
         validate_name(name)?;
         access.check("Store", name)?;
-        let mut batches =
-            FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
+        // Messages with only app_metadata never reach the decoder, which takes every message for
+        // an IPC one.
+        let data = stream.filter_map(|item| async move {
+            match item {
+                Ok(d) if d.data_header.is_empty() => None,
+                other => Some(other.map_err(FlightError::from)),
+            }
+        });
+        let mut messages = FlightDataDecoder::new(data);
         let max = self.w.max_upload_bytes;
-        let mut total: u64 = 0;
-        let mut rows: u64 = 0;
+        let (mut total, mut rows) = (0u64, 0u64);
+        let mut schema: Option<SchemaRef> = None;
         let mut stager: Option<store::BatchStager> = None;
         let mut condition = condition;
         let received: Result<()> = async {
-            while let Some(batch) = batches.next().await {
-                let batch = batch.map_err(|e| match e {
+            while let Some(message) = messages.next().await {
+                let message = message.map_err(|e| match e {
                     FlightError::Tonic(s) => Error::Status(*s),
                     other => Error::InvalidArgument(format!(
                         "the uploaded Arrow data is invalid: {other}"
                     )),
                 })?;
+                let batch = match message.payload {
+                    DecodedPayload::Schema(s) => {
+                        schema = Some(s);
+                        continue;
+                    }
+                    DecodedPayload::RecordBatch(batch) => batch,
+                    DecodedPayload::None => continue,
+                };
                 total += batch.get_array_memory_size() as u64;
                 if total > max {
                     return Err(Error::ResourceExhausted(format!(
@@ -478,7 +493,7 @@ impl FlightSql {
             Some(s) => s,
             // No batch: the schema alone (an empty dataset).
             None => {
-                let schema = batches.schema().cloned().ok_or_else(|| {
+                let schema = schema.ok_or_else(|| {
                     Error::InvalidArgument("the upload carried no Arrow schema".into())
                 })?;
                 let (s, c) = self

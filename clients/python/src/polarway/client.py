@@ -125,7 +125,7 @@ class DistributedClient:
     ``authorization: Bearer <token>``. ``channel_options`` adds gRPC channel arguments;
     ``interceptors`` are gRPC client interceptors (logging, tracing, extra metadata).
 
-    ``load`` goes over Arrow Flight (pyarrow's C++ client) when the server offers it and the
+    ``load`` and ``load_stream`` go over Arrow Flight (pyarrow's C++ client) when the server offers it and the
     connection can be described to Flight (not with a ``credentials`` object or interceptors);
     ``flight=False`` keeps every call on gRPC. Results and errors are the same either way.
     """
