@@ -18,7 +18,7 @@ use crate::coldview::ColdView;
 use crate::config::{HandleStoreKind, ServerArgs};
 use crate::flight::{grpc::FlightGrpc, Flight};
 use crate::metrics::WorkerMetrics;
-use crate::service::{PolarwayService, Worker};
+use crate::service::{grpc::PolarwayGrpc, PolarwayService, Worker};
 use crate::sql::SqlLimits;
 use crate::store::disk_cache::DiskCache;
 use crate::store::s3::{S3Backend, S3Options};
@@ -31,6 +31,7 @@ const FLIGHT_MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// HTTP/2 windows sized for bulk transfers: the defaults (64 KiB) throttle large loads.
 const STREAM_WINDOW: u32 = 8 << 20;
 const CONNECTION_WINDOW: u32 = 32 << 20;
+const MAX_FRAME: u32 = 1 << 20;
 
 pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
     std::fs::create_dir_all(&args.data_dir)
@@ -177,9 +178,13 @@ pub async fn run(
     }
     let worker_metrics = worker.metrics.grpc.clone();
     let worker = Arc::new(worker);
-    let service = PolarwayServer::new(PolarwayService::new(worker.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let polarway = PolarwayService::new(worker.clone());
+    let service = PolarwayGrpc::new(
+        PolarwayServer::new(polarway.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        polarway,
+    );
     // Flight clients send each record batch as one message, as large as the batch.
     let flight = Flight::new(worker, signer);
     let flight = FlightGrpc::new(
@@ -204,6 +209,8 @@ pub async fn run(
         })
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        // Clients may send 1 MiB DATA frames (uploads in fewer, larger frames).
+        .max_frame_size(MAX_FRAME)
         .layer(metrics_layer);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;

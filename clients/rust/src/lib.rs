@@ -114,6 +114,8 @@ impl ClientBuilder {
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))
             .initial_stream_window_size(8u32 << 20)
             .initial_connection_window_size(32u32 << 20)
+            // Servers may send 1 MiB DATA frames: a 1 GiB load is then 1,024 frames, not 65,536.
+            .max_frame_size(1u32 << 20)
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
             let read = |p: &PathBuf| {

@@ -18,6 +18,9 @@ use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{projection, ParquetBatches};
 use crate::sql::Output;
 use crate::store::Manifest;
+use crate::wire;
+use arrow::ipc::writer::StreamEncoder;
+use polarway_proto::CHUNK_TARGET_BYTES;
 
 pub async fn load(
     w: Arc<Worker>,
@@ -36,6 +39,115 @@ pub async fn load(
         }
     });
     Ok(stream)
+}
+
+/// Load as `service::grpc` serves it: the same messages as `load`, each IPC chunk made of pieces
+/// of Arrow's own buffers (`crate::wire`), so the worker copies no data on the way out.
+pub async fn load_pieces(
+    w: Arc<Worker>,
+    access: &Access,
+    req: pb::LoadRequest,
+    permit: Admission,
+) -> Result<ResponseStream<wire::Message>> {
+    let opened = open(&w, access, &req.name, req.version, req.columns).await?;
+    let info = dataset_info(&opened.manifest, true);
+    let (reply, stream) = reply::channel(w.stall_timeout(), w.metrics.stalled("Load"));
+    let worker = w.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        if let Err(e) = send_pieces(&worker, opened, info, &reply) {
+            reply.fail(Status::from(e));
+        }
+    });
+    Ok(stream)
+}
+
+/// LoadResponse's `ipc` field.
+const IPC_FIELD: u32 = 2;
+
+/// Blocking: the dataset info first, then the IPC stream in chunks of at most
+/// `CHUNK_TARGET_BYTES`, each cut from the encoder's pieces without copying.
+fn send_pieces(
+    w: &Worker,
+    opened: Opened,
+    info: pb::DatasetInfo,
+    reply: &Reply<wire::Message>,
+) -> Result<()> {
+    use prost::Message as _;
+    let head = pb::LoadResponse {
+        dataset: Some(info),
+        ipc: Default::default(),
+    };
+    reply.send(wire::Message {
+        head: head.encode_to_vec().into(),
+        field: IPC_FIELD,
+        pieces: vec![],
+    })?;
+    let chunk = |pieces: Vec<bytes::Bytes>| wire::Message {
+        head: bytes::Bytes::new(),
+        field: IPC_FIELD,
+        pieces,
+    };
+    let mut encoder: Option<StreamEncoder> = None;
+    let mut chunks = Chunker::default();
+    let ipc = |e: arrow::error::ArrowError| Error::internal("encoding Arrow IPC", e);
+    send(w, opened, "Load", &mut |out| {
+        match out {
+            Output::Schema(schema) => encoder = Some(StreamEncoder::try_new(&schema).map_err(ipc)?),
+            Output::Batch(batch) => {
+                let pieces = encoder
+                    .as_mut()
+                    .expect("schema comes first")
+                    .encode(&batch)
+                    .map_err(ipc)?;
+                // Each batch goes out at once (a stream's reader sees it without waiting for more).
+                for c in chunks.push(pieces).into_iter().chain(chunks.flush()) {
+                    reply.send(chunk(c))?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(enc) = encoder {
+        for c in chunks
+            .push(enc.finish().map_err(ipc)?)
+            .into_iter()
+            .chain(chunks.flush())
+        {
+            reply.send(chunk(c))?;
+        }
+    }
+    Ok(())
+}
+
+/// Cuts a run of buffers into chunks of `CHUNK_TARGET_BYTES` (slices, not copies).
+#[derive(Default)]
+struct Chunker {
+    current: Vec<bytes::Bytes>,
+    len: usize,
+}
+
+impl Chunker {
+    fn push(&mut self, buffers: Vec<arrow::buffer::Buffer>) -> Vec<Vec<bytes::Bytes>> {
+        let mut full = Vec::new();
+        for buffer in buffers {
+            let mut piece = bytes::Bytes::from_owner(buffer);
+            while !piece.is_empty() {
+                let take = (CHUNK_TARGET_BYTES - self.len).min(piece.len());
+                self.current.push(piece.split_to(take));
+                self.len += take;
+                if self.len == CHUNK_TARGET_BYTES {
+                    full.extend(self.flush());
+                }
+            }
+        }
+        full
+    }
+
+    fn flush(&mut self) -> Option<Vec<bytes::Bytes>> {
+        self.len = 0;
+        (!self.current.is_empty()).then(|| std::mem::take(&mut self.current))
+    }
 }
 
 /// A dataset version ready to stream: where its batches come from and how to project them.

@@ -1,6 +1,7 @@
 //! The `polarway.v1.Polarway` gRPC service: one module per RPC family, sharing `Worker` state.
 
 mod catalog;
+pub mod grpc;
 pub mod load;
 pub mod query;
 pub mod reply;
@@ -132,6 +133,18 @@ impl PolarwayService {
         method: &str,
     ) -> Result<(Admission, Access), Status> {
         self.worker.admit(req.metadata(), Some(method)).await
+    }
+
+    /// Load as `grpc.rs` serves it (the body's chunks as pieces of Arrow's buffers).
+    pub async fn load_pieces(
+        &self,
+        md: &tonic::metadata::MetadataMap,
+        req: pb::LoadRequest,
+    ) -> Result<ResponseStream<crate::wire::Message>, Status> {
+        let (permit, access) = self.worker.admit(md, Some("Load")).await?;
+        load::load_pieces(self.worker.clone(), &access, req, permit)
+            .await
+            .map_err(|e| self.fail("Load", e))
     }
 
     /// A failed call's status; refusals are counted by reason.
