@@ -33,8 +33,8 @@ def test_loads_go_over_flight_and_match_grpc(server, name):
         c.store(name, df)
         c.store(name, df.head(10))
         assert c.load(name).equals(df.head(10))
-        assert c._flight is not None and c._flight.supported, "the load did not go over Flight"
-        assert grpc_only._flight is None
+        assert c._flight.path is not None and c._flight.path.supported, "the load did not go over Flight"
+        assert grpc_only._flight.get() is None
         for kwargs in ({}, {"version": 1}, {"columns": ["s", "i"]}, {"version": 1, "columns": ["t"]}):
             for fmt in ("polars", "arrow"):
                 over_flight = c.load(name, format=fmt, **kwargs)
@@ -50,6 +50,19 @@ def test_loads_go_over_flight_and_match_grpc(server, name):
             assert first.columns == ["i"]
         # Closing a stream early cancels it; the client goes on.
         assert c.load(name, columns=["i"])["i"].to_list() == list(range(10))
+
+
+async def test_async_loads_go_over_flight(server, name):
+    df = frame(20_000)
+    with server.client() as c:
+        c.store(name, df)
+    async with server.aclient() as a, server.aclient(flight=False) as grpc_only:
+        assert (await a.load(name)).equals(df)
+        assert a._flight.path is not None and a._flight.path.supported
+        assert (await a.load(name, columns=["i"], format="arrow")).equals(await grpc_only.load(name, columns=["i"], format="arrow"))
+        with pytest.raises(polarway.NotFound):
+            await a.load(f"{name}_missing")
+        assert grpc_only._flight.get() is None
 
 
 def test_errors_over_flight_are_the_grpc_errors(start_server, name):
@@ -71,7 +84,7 @@ def test_errors_over_flight_are_the_grpc_errors(start_server, name):
                 errors.append(e.value)
             assert errors[0].code == errors[1].code
             assert errors[0].message.split(";")[0] == errors[1].message.split(";")[0]
-        assert good._flight is not None and good._flight.supported
+        assert good._flight.path is not None and good._flight.path.supported
     for token in (None, "wrong"):
         with s.client(auth_token=token) as c:
             with pytest.raises(polarway.Unauthenticated) as e:
@@ -86,7 +99,7 @@ def test_flight_over_tls_and_mutual_tls(start_server, name, tmp_path):
     with s.client(ca_cert=certs["ca"], client_cert=certs["client_cert"], client_key=certs["client_key"]) as c:
         c.store(name, pl.DataFrame({"a": [1, 2, 3]}))
         assert c.load(name)["a"].to_list() == [1, 2, 3]
-        assert c._flight is not None and c._flight.supported
+        assert c._flight.path is not None and c._flight.path.supported
     # Without a client certificate the server refuses the connection, over Flight as over gRPC.
     with s.client(ca_cert=certs["ca"], retries=0) as c:
         with pytest.raises(polarway.PolarwayError):
@@ -97,7 +110,7 @@ def test_a_client_with_its_own_credentials_object_stays_on_grpc(server, name):
     with server.client(credentials=grpc.local_channel_credentials()) as c:
         c.store(name, pl.DataFrame({"a": [1]}))
         assert c.load(name)["a"].to_list() == [1]
-        assert c._flight is None
+        assert c._flight.get() is None
 
 
 @pytest.mark.parametrize("text,cls,code", [

@@ -146,3 +146,43 @@ def next_batch(reader: Any) -> Optional[pa.RecordBatch]:
 
 def location(target: str, tls: bool) -> str:
     return f"{'grpc+tls' if tls else 'grpc+tcp'}://{target}"
+
+
+class FlightSlot:
+    """A client's Flight path, made on first use; None when Flight is off or unavailable."""
+
+    def __init__(self, cfg: Any, enabled: bool) -> None:
+        self._cfg = cfg
+        self._enabled = enabled and cfg.flight_tls is not None
+        self.path: Optional[FlightPath] = None
+
+    def get(self) -> Optional[FlightPath]:
+        if not self._enabled or (self.path is not None and self.path.supported is False):
+            return None
+        if self.path is None:
+            try:
+                self.path = FlightPath(location(self._cfg.target, self._cfg.tls), self._cfg.flight_tls or {},
+                                       self._cfg.metadata)
+            except ImportError:  # a pyarrow built without Flight
+                self._enabled = False
+                return None
+        return self.path
+
+    def close(self) -> None:
+        if self.path is not None:
+            self.path.close()
+
+
+def load_table(path: FlightPath, req: pb.LoadRequest, timeout: Optional[float],
+               progress: Callable[[Optional[int]], Any]) -> Optional[pa.Table]:
+    """A whole load over Flight (blocking), or None when the server has no Flight service.
+    ``progress(total)`` makes the progress bar."""
+    started = path.start(req, timeout)
+    if started is None:
+        return None
+    info, reader = started
+    bar = progress(info.rows)
+    try:
+        return read_all(reader, bar.update if bar.enabled else None)
+    finally:
+        bar.close()

@@ -10,7 +10,8 @@ import grpc.aio
 
 from . import _common as c
 from ._common import DEFAULT, DatasetInfo, Format, PathOrBytes, StoreInput
-from .errors import PolarwayError, from_rpc_error
+from ._flight import FlightSlot, load_table
+from .errors import PolarwayError, Unavailable, from_rpc_error
 from .v1 import polarway_pb2 as pb
 from .v1 import polarway_pb2_grpc as pb_grpc
 
@@ -141,6 +142,7 @@ class AsyncDistributedClient:
         progress: bool = False,
         channel_options: Optional[Iterable[Tuple[str, Any]]] = None,
         interceptors: Sequence[Any] = (),
+        flight: bool = True,
     ) -> None:
         self._interceptors = list(interceptors) or None
         self._cfg = c.Config(
@@ -151,6 +153,9 @@ class AsyncDistributedClient:
         self._stub: Any = None
         self._upload_channel: Optional[grpc.Channel] = None
         self._upload_stub: Any = None
+        # Whole loads over Arrow Flight, as DistributedClient does (run in a thread: pyarrow's
+        # Flight client blocks).
+        self._flight = FlightSlot(self._cfg, flight and not interceptors)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -183,6 +188,18 @@ class AsyncDistributedClient:
             return await call()
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
+
+    async def _retrying_typed(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``_retrying`` for calls that raise typed errors (the Flight path)."""
+        delays = self._cfg.backoffs()
+        while True:
+            try:
+                return await call()
+            except Unavailable:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
 
     def _progress(self, progress: Optional[bool], desc: str, total: Optional[int]) -> c.Progress:
         return c.Progress(self._cfg.progress if progress is None else progress, desc, total)
@@ -280,6 +297,13 @@ class AsyncDistributedClient:
     ) -> Any:
         c.check_format(format)
         req = c.load_request(name, columns, version)
+        path = self._flight.get()
+        if path is not None:
+            table = await self._retrying_typed(lambda: asyncio.to_thread(
+                load_table, path, req, self._cfg.resolve_timeout(timeout),
+                lambda rows: self._progress(progress, f"load {name}", rows)))
+            if table is not None:
+                return c.convert(table, format)
         stub = await self._get_stub()
 
         async def attempt() -> list[bytes]:
@@ -373,6 +397,7 @@ class AsyncDistributedClient:
         if self._upload_channel is not None:
             self._upload_channel.close()
             self._upload_channel = self._upload_stub = None
+        self._flight.close()
 
     async def __aenter__(self) -> "AsyncDistributedClient":
         return self

@@ -11,8 +11,7 @@ import pyarrow as pa
 
 from . import _common as c
 from ._common import DEFAULT, DatasetInfo, Format, PathOrBytes, StoreInput
-from ._flight import FlightPath, location as flight_location, next_batch as flight_next_batch
-from ._flight import read_all as flight_read_all
+from ._flight import FlightSlot, load_table, next_batch as flight_next_batch
 from .errors import Unavailable, from_rpc_error
 from .v1 import polarway_pb2 as pb
 from .v1 import polarway_pb2_grpc as pb_grpc
@@ -164,8 +163,7 @@ class DistributedClient:
         self._stub = pb_grpc.PolarwayStub(self._stub_channel)
         # Loads over Arrow Flight when the server offers it (see _flight.py); interceptors see
         # gRPC calls only, so a client with interceptors keeps every call on gRPC.
-        self._use_flight = flight and not interceptors and cfg.flight_tls is not None
-        self._flight: Optional[FlightPath] = None
+        self._flight = FlightSlot(cfg, flight and not interceptors)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -189,18 +187,6 @@ class DistributedClient:
             return call()
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
-
-    def _flight_path(self) -> Optional[FlightPath]:
-        if not self._use_flight or (self._flight is not None and self._flight.supported is False):
-            return None
-        if self._flight is None:
-            try:
-                self._flight = FlightPath(flight_location(self._cfg.target, self._cfg.tls),
-                                          self._cfg.flight_tls or {}, self._cfg.metadata)
-            except ImportError:  # a pyarrow built without Flight
-                self._use_flight = False
-                return None
-        return self._flight
 
     def _retrying_typed(self, call: Callable[[], T]) -> T:
         """``_retrying`` for calls that raise typed errors (the Flight path)."""
@@ -285,21 +271,10 @@ class DistributedClient:
         as a Polars DataFrame (``format="arrow"``: a pyarrow Table; ``"pandas"``: a pandas DataFrame)."""
         c.check_format(format)
         req = c.load_request(name, columns, version)
-        path = self._flight_path()
+        path = self._flight.get()
         if path is not None:
-
-            def over_flight() -> Optional[pa.Table]:
-                started = path.start(req, self._cfg.resolve_timeout(timeout))
-                if started is None:
-                    return None
-                info, reader = started
-                bar = self._progress(progress, f"load {name}", info.rows)
-                try:
-                    return flight_read_all(reader, bar.update if bar.enabled else None)
-                finally:
-                    bar.close()
-
-            table = self._retrying_typed(over_flight)
+            table = self._retrying_typed(lambda: load_table(
+                path, req, self._cfg.resolve_timeout(timeout), lambda rows: self._progress(progress, f"load {name}", rows)))
             if table is not None:
                 return c.convert(table, format)
 
@@ -331,7 +306,7 @@ class DistributedClient:
         before iteration. ``timeout`` bounds the whole stream (None: no deadline)."""
         c.check_format(format)
         req = c.load_request(name, columns, version)
-        path = self._flight_path()
+        path = self._flight.get()
         if path is not None:
             started = self._retrying_typed(lambda: path.start(req, self._cfg.resolve_timeout(timeout)))
             if started is not None:
@@ -397,8 +372,7 @@ class DistributedClient:
 
     def close(self) -> None:
         self._channel.close()
-        if self._flight is not None:
-            self._flight.close()
+        self._flight.close()
 
     def __enter__(self) -> "DistributedClient":
         return self
