@@ -31,6 +31,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+# How each measured path reads in the report.
+LABELS = {
+    "polarway": "pyarrow.flight <- Polarway",
+    "reference": "pyarrow.flight <- pyarrow.flight server",
+    "python client": "Polarway Python client (Flight) <- Polarway",
+    "python client, gRPC": "Polarway Python client (polarway.v1) <- Polarway",
+}
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     with open(f"/proc/{pid}/stat") as f:
@@ -142,19 +151,19 @@ def main() -> None:
         f"Table: {a.rows:,} rows x {a.cols} float64 columns ({table.nbytes / 2**30:.2f} GiB in memory); "
         f"{a.runs} interleaved rounds after a warm-up; medians. Client: pyarrow {pa.__version__} pyarrow.flight.",
         "",
-        "| operation | server | seconds | GiB/s | client CPU-s/GiB | server CPU-s/GiB |",
+        "| operation | client <- server | seconds | GiB/s | client CPU-s/GiB | server CPU-s/GiB |",
         "|---|---|---|---|---|---|",
     ]
     for op, label in (("get", "DoGet (warm)"), ("put", "DoPut (durable)")):
         for name in [n for n in results if results[n].get(op)]:
             s = med(name, op, "seconds")
-            lines.append(f"| {label} | {name} | {s:.3f} | {gib / s:.2f} | {med(name, op, 'client_cpu') / gib:.2f} "
+            lines.append(f"| {label} | {LABELS.get(name, name)} | {s:.3f} | {gib / s:.2f} | {med(name, op, 'client_cpu') / gib:.2f} "
                          f"| {med(name, op, 'server_cpu') / gib:.2f} |")
     for name, op in [(n, op) for n in results if n != "reference" for op in ("get", "put") if results[n].get(op)]:
         ratio = med("reference", op, "seconds") / med(name, op, "seconds")
         rounds = ", ".join(f"{r['seconds'] / p['seconds']:.2f}"
                            for p, r in zip(results[name][op], results["reference"][op]))
-        lines.append(f"\n{op}, {name}: throughput / reference throughput = **{ratio:.2f}x** (per round: {rounds})")
+        lines.append(f"\n{op}, {LABELS.get(name, name)}: throughput / reference throughput = **{ratio:.2f}x** (per round: {rounds})")
     print("\n".join(lines))
     if a.json:
         with open(a.json, "w") as f:

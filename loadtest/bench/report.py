@@ -17,6 +17,7 @@ def main():
     p.add_argument("--machine", required=True)
     p.add_argument("--commands", required=True)
     p.add_argument("--errors", help="failed small calls, one line each (section 4)")
+    p.add_argument("--flight", help="flight_doget.py's Markdown report (section 7)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
 
@@ -177,6 +178,17 @@ def main():
         w(f"| {v} | {med('routing', v, 'hit_rate'):.3f} | {med('routing', v, 'calls_per_s'):.0f} | "
           f"{med('routing', v, 'p50'):.3f} | {med('routing', v, 'p99'):.3f} |")
     w("")
+
+    if a.flight and os.path.exists(a.flight):
+        w("## 7. Arrow Flight: Polarway's Flight service and Python client vs pyarrow.flight's server")
+        w("")
+        w("`loadtest/bench/flight_doget.py`: one pyarrow.flight client reads the same table from Polarway's Flight "
+          "service and from Arrow's C++ Flight server (the table in memory), interleaved; Polarway's Python client's "
+          "`load(format=\"arrow\")` over Flight and over polarway.v1 in the same rounds; DoPut into both (Polarway: a "
+          "durable version; the reference: zstd Parquet with fsync).")
+        w("")
+        w(open(a.flight).read().rstrip("\n"))
+        w("")
 
     w("## Commands")
     w("")

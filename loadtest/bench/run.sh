@@ -33,11 +33,13 @@ for b in polarway polarway-gateway polarway-loadtest; do
 done
 
 venv="$HOME/.cache/polarway/bench-venv"
-if ! "$venv/bin/python" -c 'import pyarrow.flight, duckdb' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import pyarrow.flight, duckdb, numpy' 2>/dev/null; then
   ensure_python_venv
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'pyarrow==26.0.1' 'duckdb==2.0.0'
+  "$venv/bin/pip" install -q --disable-pip-version-check 'pyarrow==26.0.1' 'duckdb==2.0.0' numpy
 fi
+# Polarway's Python client as this checkout has it (section 7 measures what its users see).
+"$venv/bin/pip" install -q --disable-pip-version-check ./clients/python
 PY="$venv/bin/python"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx-light
 command -v openssl >/dev/null 2>&1 || apt_install openssl
@@ -327,7 +329,14 @@ for i in $(seq "$RUNS"); do
 done
 note "polarway-loadtest --spawn-cluster 3 --cache-size 0.05 --routing hash|round-robin -s loadtest/scenarios/zipf-cache.toml --set run.duration_secs=$ZIPF_SECS --set run.warmup_calls=60   # x$RUNS"
 
+# ---- 7. Arrow Flight: Polarway's Flight service and Python client vs pyarrow.flight's own server
+echo "== 7. Flight DoGet/DoPut and the Python client, interleaved with the pyarrow.flight server"
+"$PY" loadtest/bench/flight_doget.py --polarway-bin "$REL/polarway" --rows "$BIG_ROWS" --cols "$BIG_COLS" \
+  --runs "$RUNS" >"$work/flight.md"
+note "python loadtest/bench/flight_doget.py --polarway-bin \$REL/polarway --rows $BIG_ROWS --cols $BIG_COLS --runs $RUNS"
+
 echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/machine.tsv"
 echo "== writing $OUT"
-"$PY" loadtest/bench/report.py --figures "$FIG" --machine "$work/machine.tsv" --commands "$CMDS" --errors "$work/errors.md" --out "$OUT"
+"$PY" loadtest/bench/report.py --figures "$FIG" --machine "$work/machine.tsv" --commands "$CMDS" --errors "$work/errors.md" \
+  --flight "$work/flight.md" --out "$OUT"
 echo "done: $OUT"
