@@ -43,6 +43,11 @@ name = "admin"
 token = "admin-token"
 roles = ["admin"]
 
+[[identity]]
+name = "lister"
+token = "lister-token"
+roles = ["lister"]
+
 [roles.alice]
 methods = ["*"]
 datasets = ["alice_*"]
@@ -53,6 +58,10 @@ datasets = ["bob_*"]
 
 [roles.admin]
 methods = ["*"]
+datasets = ["*"]
+
+[roles.lister]
+methods = ["List"]
 datasets = ["*"]
 """
 
@@ -141,7 +150,7 @@ def open_worker(tmp_root: str) -> Iterator[Deployment]:
 
 @pytest.fixture(scope="session")
 def gateway(tmp_root: str) -> Iterator[Deployment]:
-    """Two workers over one shared store behind a gateway with a policy (alice, bob, admin tokens)
+    """Two workers over one shared store behind a gateway with a policy (alice, bob, admin, lister tokens)
     and TLS. The workers take only the gateway's token and enforce the grants it forwards."""
     state = os.path.join(tmp_root, "shared-state")
     certs = make_certs(Path(tmp_root) / "certs")

@@ -362,6 +362,25 @@ def test_gateway_tenant_isolation(gateway):
         list(c.list_flights(options=options("nobody")))
 
 
+def test_listing_shows_columns_only_to_who_may_describe(gateway):
+    c, name = client(gateway), unique("alice")
+    put(c, name, TABLE, token="admin-token")
+    # Listed, as by the native List, without columns; and no data.
+    with adbc(gateway, token="lister-token") as conn, conn.cursor() as cur:
+        tables = [t for cat in conn.adbc_get_objects(table_name_filter=name).read_all().to_pylist()
+                  for s in cat["catalog_db_schemas"] for t in s["db_schema_tables"]]
+        assert [t["table_name"] for t in tables] == [name] and not tables[0]["table_columns"]
+        with pytest.raises(adbc_driver_manager.Error):
+            cur.execute(f"SELECT * FROM {name}")
+    listed = [f for f in c.list_flights(options=options("lister-token")) if f.descriptor.path[0] == name.encode()]
+    assert len(listed) == 1 and len(listed[0].schema) == 0
+    with pytest.raises(pa.ArrowException):
+        get(c, [name], token="lister-token")
+    # Who may describe it sees its columns.
+    full = [f for f in c.list_flights(options=options("admin-token")) if f.descriptor.path[0] == name.encode()]
+    assert full[0].schema.equals(TABLE.schema)
+
+
 def test_ticket_is_served_by_any_worker_at_its_snapshot(gateway):
     """GetFlightInfo on worker A, a newer Store, DoGet on worker B: B returns A's snapshot."""
     a, b = (fl.connect(f"grpc://{w.addr}") for w in gateway.workers)

@@ -212,6 +212,15 @@ pub async fn dataset_schema(w: &Arc<Worker>, m: &Manifest) -> Result<SchemaRef> 
     Ok(opened.schema().clone())
 }
 
+/// A listed dataset's columns, for a caller who may also Describe it (as the native List, which
+/// names datasets without their columns); an empty schema otherwise.
+async fn schema_for(w: &Arc<Worker>, access: &Access, m: &Manifest) -> Result<SchemaRef> {
+    match access.allows("Describe", &m.name) {
+        true => dataset_schema(w, m).await,
+        false => Ok(Arc::new(Schema::empty())),
+    }
+}
+
 /// The datasets `access` may list, latest versions, by name.
 async fn listed(w: &Worker, access: &Access) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
@@ -237,7 +246,7 @@ pub async fn tables(
     let mut builder = query.into_builder();
     for m in listed(w, access).await? {
         let schema = match include_schema {
-            true => dataset_schema(w, &m).await?,
+            true => schema_for(w, access, &m).await?,
             false => Arc::new(Schema::empty()),
         };
         builder
@@ -253,7 +262,7 @@ pub async fn tables(
 pub async fn list_flights(w: &Arc<Worker>, access: &Access) -> Result<Vec<FlightInfo>> {
     let mut out = Vec::new();
     for m in listed(w, access).await? {
-        let schema = dataset_schema(w, &m).await?;
+        let schema = schema_for(w, access, &m).await?;
         let desc = FlightDescriptor::new_path(vec![m.name.clone(), format!("v{}", m.version)]);
         out.push(
             FlightInfo::new()
