@@ -16,9 +16,9 @@ use crate::auth::Authenticator;
 use crate::cache::Cache;
 use crate::coldview::ColdView;
 use crate::config::{HandleStoreKind, ServerArgs};
-use crate::flight::{grpc::FlightGrpc, Flight};
+use crate::flight::Flight;
 use crate::metrics::WorkerMetrics;
-use crate::service::{grpc::PolarwayGrpc, PolarwayService, Worker};
+use crate::service::{PolarwayService, Worker};
 use crate::sql::SqlLimits;
 use crate::store::disk_cache::DiskCache;
 use crate::store::s3::{S3Backend, S3Options};
@@ -179,7 +179,7 @@ pub async fn run(
     let worker_metrics = worker.metrics.grpc.clone();
     let worker = Arc::new(worker);
     let polarway = PolarwayService::new(worker.clone());
-    let service = PolarwayGrpc::new(
+    let service = crate::service::grpc::service(
         PolarwayServer::new(polarway.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -187,7 +187,7 @@ pub async fn run(
     );
     // Flight clients send each record batch as one message, as large as the batch.
     let flight = Flight::new(worker, signer);
-    let flight = FlightGrpc::new(
+    let flight = crate::flight::grpc::service(
         FlightServiceServer::new(flight.clone())
             .max_decoding_message_size(FLIGHT_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(FLIGHT_MAX_MESSAGE_BYTES),

@@ -4,12 +4,59 @@
 //! is made of (Arrow's own buffers), which HTTP/2 sends as they are. Everything else about the call
 //! (admission, errors, trailers) stays as tonic would do it.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::task::{Context, Poll};
+
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use tonic::body::Body;
+use tonic::server::NamedService;
 use tonic::Status;
+
+/// A tonic service with one method (`path`) answered by `handler` beneath tonic's codec; every
+/// other method goes to `inner`, as tonic serves it.
+#[derive(Clone)]
+pub struct Intercept<S, H> {
+    pub inner: S,
+    pub path: &'static str,
+    pub handler: H,
+}
+
+impl<S: NamedService, H> NamedService for Intercept<S, H> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, H, F> tower::Service<http::Request<Body>> for Intercept<S, H>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    H: Fn(http::Request<Body>) -> F,
+    F: Future<Output = Result<http::Response<Body>, Status>> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        if req.uri().path() != self.path {
+            let mut inner = self.inner.clone();
+            return Box::pin(async move { inner.call(req).await });
+        }
+        let answer = (self.handler)(req);
+        Box::pin(async move { Ok(answer.await.unwrap_or_else(|s| s.into_http())) })
+    }
+}
 
 /// A unary request of a bulk stream is small (a Ticket, a LoadRequest).
 const MAX_REQUEST_BYTES: usize = 1 << 20;

@@ -1,13 +1,9 @@
 //! DoGet served beneath tonic's codec (`crate::wire`): each Flight data message goes out with its
 //! body as the Arrow buffers it is made of. Every other Flight call goes through tonic as usual.
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::sql::{Any, TicketStatementQuery};
 use arrow_flight::Ticket;
-use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use prost::Message;
 use tonic::body::Body;
@@ -19,43 +15,27 @@ use super::encode::Wire;
 use super::{Flight, Stream_};
 use crate::wire;
 
-const DO_GET: &str = "/arrow.flight.protocol.FlightService/DoGet";
 /// FlightData's `data_body` field.
 const DATA_BODY_FIELD: u32 = 1000;
 
 /// The Flight service as tonic serves it, with DoGet answered by `do_get` below.
-#[derive(Clone)]
-pub struct FlightGrpc {
+pub fn service(
     server: FlightServiceServer<Flight>,
     flight: Flight,
-}
-
-impl FlightGrpc {
-    pub fn new(server: FlightServiceServer<Flight>, flight: Flight) -> Self {
-        Self { server, flight }
-    }
-}
-
-impl NamedService for FlightGrpc {
-    const NAME: &'static str = <FlightServiceServer<Flight> as NamedService>::NAME;
-}
-
-impl tower::Service<http::Request<Body>> for FlightGrpc {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        if req.uri().path() != DO_GET {
-            let mut server = self.server.clone();
-            return Box::pin(async move { server.call(req).await });
-        }
-        let flight = self.flight.clone();
-        Box::pin(async move { Ok(do_get(flight, req).await.unwrap_or_else(|s| s.into_http())) })
+) -> impl tower::Service<
+    http::Request<Body>,
+    Response = http::Response<Body>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + NamedService
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    wire::Intercept {
+        inner: server,
+        path: "/arrow.flight.protocol.FlightService/DoGet",
+        handler: move |req| do_get(flight.clone(), req),
     }
 }
 

@@ -14,7 +14,6 @@ use super::reply::{self, Reply};
 use super::{dataset_info, Admission, ResponseStream, Worker};
 use crate::cache::CachedTable;
 use crate::error::{Error, Result};
-use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{projection, ParquetBatches};
 use crate::sql::Output;
 use crate::store::Manifest;
@@ -22,28 +21,10 @@ use crate::wire;
 use arrow::ipc::writer::StreamEncoder;
 use polarway_proto::CHUNK_TARGET_BYTES;
 
+/// Load: the dataset info, then the IPC stream in chunks, each made of pieces of Arrow's own
+/// buffers (`crate::wire`), so the worker copies no data on the way out. `service::grpc` frames
+/// them as they are; tonic's own Load path (`into_response`) joins each chunk's pieces.
 pub async fn load(
-    w: Arc<Worker>,
-    access: &Access,
-    req: pb::LoadRequest,
-    permit: Admission,
-) -> Result<ResponseStream<pb::LoadResponse>> {
-    let opened = open(&w, access, &req.name, req.version, req.columns).await?;
-    let info = dataset_info(&opened.manifest, true);
-    let (reply, stream) = reply::channel(w.stall_timeout(), w.metrics.stalled("Load"));
-    let worker = w.clone();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        if let Err(e) = send_ipc(&worker, opened, info, &reply) {
-            reply.fail(Status::from(e));
-        }
-    });
-    Ok(stream)
-}
-
-/// Load as `service::grpc` serves it: the same messages as `load`, each IPC chunk made of pieces
-/// of Arrow's own buffers (`crate::wire`), so the worker copies no data on the way out.
-pub async fn load_pieces(
     w: Arc<Worker>,
     access: &Access,
     req: pb::LoadRequest,
@@ -60,6 +41,17 @@ pub async fn load_pieces(
         }
     });
     Ok(stream)
+}
+
+/// One message of `load` as a `LoadResponse` (its pieces joined in one buffer).
+pub fn into_response(m: wire::Message) -> Result<pb::LoadResponse, Status> {
+    use prost::Message as _;
+    let mut response = pb::LoadResponse::decode(m.head)
+        .map_err(|e| Status::internal(format!("re-reading a load message: {e}")))?;
+    if !m.pieces.is_empty() {
+        response.ipc = m.pieces.concat().into();
+    }
+    Ok(response)
 }
 
 /// LoadResponse's `ipc` field.
@@ -226,43 +218,6 @@ impl Source {
             Source::Cached(t) => &t.schema,
             Source::Parquet { batches, .. } => batches.schema(),
         }
-    }
-}
-
-/// Blocking: the dataset info first, then the IPC chunks of its batches.
-fn send_ipc(
-    w: &Worker,
-    opened: Opened,
-    info: pb::DatasetInfo,
-    reply: &Reply<pb::LoadResponse>,
-) -> Result<()> {
-    let chunks = |chunks: Vec<bytes::Bytes>| {
-        chunks
-            .into_iter()
-            .try_for_each(|ipc| reply.send(pb::LoadResponse { dataset: None, ipc }))
-    };
-    reply.send(pb::LoadResponse {
-        dataset: Some(info),
-        ipc: Default::default(),
-    })?;
-    let mut encoder: Option<ChunkEncoder> = None;
-    send(w, opened, "Load", &mut |out| match out {
-        Output::Schema(schema) => {
-            let mut enc = ChunkEncoder::new(&schema)?;
-            chunks(enc.take_chunks())?;
-            encoder = Some(enc);
-            Ok(())
-        }
-        Output::Batch(batch) => chunks(
-            encoder
-                .as_mut()
-                .expect("schema comes first")
-                .write(&batch)?,
-        ),
-    })?;
-    match encoder {
-        Some(enc) => chunks(enc.finish()?),
-        None => Ok(()),
     }
 }
 

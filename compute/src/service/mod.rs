@@ -10,7 +10,7 @@ pub mod store;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use polarway_access::Access;
 use polarway_proto::v1::{self as pb, polarway_server::Polarway};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -142,7 +142,7 @@ impl PolarwayService {
         req: pb::LoadRequest,
     ) -> Result<ResponseStream<crate::wire::Message>, Status> {
         let (permit, access) = self.worker.admit(md, Some("Load")).await?;
-        load::load_pieces(self.worker.clone(), &access, req, permit)
+        load::load(self.worker.clone(), &access, req, permit)
             .await
             .map_err(|e| self.fail("Load", e))
     }
@@ -245,11 +245,12 @@ impl Polarway for PolarwayService {
         &self,
         req: Request<pb::LoadRequest>,
     ) -> Result<Response<Self::LoadStream>, Status> {
-        let (permit, access) = self.admit(&req, "Load").await?;
-        let stream = load::load(self.worker.clone(), &access, req.into_inner(), permit)
-            .await
-            .map_err(|e| self.fail("Load", e))?;
-        Ok(Response::new(stream))
+        // `grpc.rs` serves Load without joining the pieces; this is the path through tonic.
+        let (md, _, req) = req.into_parts();
+        let stream = self.load_pieces(&md, req).await?;
+        Ok(Response::new(Box::pin(
+            stream.map(|m| m.and_then(load::into_response)),
+        )))
     }
 
     type QueryStream = ResponseStream<pb::QueryResponse>;
