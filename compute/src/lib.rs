@@ -20,7 +20,7 @@
 //! - `store/`: the version protocol (`mod.rs`) over a `Backend`: `memory.rs`, `dir.rs`
 //!   (`external`, a shared directory), `s3.rs` (with the disk tier `disk_cache.rs`).
 //! - `coldview.rs`: `<data-dir>/cold`, where each dataset's latest version appears for outside tools.
-//! - `wire.rs`: bulk responses (Flight's DoGet, Load) framed beneath tonic, Arrow buffers uncopied.
+//! - `wire.rs`: Flight's DoGet framed beneath tonic, Arrow buffers uncopied.
 //! - `error.rs`: the error type and its one mapping to gRPC status codes.
 //! - `metrics.rs`: Prometheus metrics; the per-call series come from polarway-telemetry's layer,
 //!   which `server.rs` puts around every service.

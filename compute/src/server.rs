@@ -179,12 +179,11 @@ pub async fn run(
     let worker_metrics = worker.metrics.grpc.clone();
     let worker = Arc::new(worker);
     let polarway = PolarwayService::new(worker.clone());
-    let service = crate::service::grpc::service(
-        PolarwayServer::new(polarway.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        polarway,
-    );
+    // Load goes through tonic: framed beneath it (`crate::wire`, as Flight's DoGet is), a load
+    // in flight could be cut short by a graceful shutdown (see the issue note).
+    let service = PolarwayServer::new(polarway)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // Flight clients send each record batch as one message, as large as the batch.
     let flight = Flight::new(worker, signer);
     let flight = crate::flight::grpc::service(

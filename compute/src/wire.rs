@@ -1,4 +1,4 @@
-//! gRPC responses framed beneath tonic's codec, for the bulk streams (Flight's DoGet, Load).
+//! gRPC responses framed beneath tonic's codec, for Flight's DoGet.
 //! tonic encodes every response message into a buffer of its own, which would copy each Arrow
 //! body once more; here a message whose bulk is one bytes field goes out as the pieces that field
 //! is made of (Arrow's own buffers), which HTTP/2 sends as they are. Everything else about the call
@@ -58,7 +58,7 @@ where
     }
 }
 
-/// A unary request of a bulk stream is small (a Ticket, a LoadRequest).
+/// A unary request of a bulk stream is small (a Ticket).
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 /// One response message: its other fields, encoded, and one bytes field made of `pieces`.

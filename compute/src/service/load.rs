@@ -22,8 +22,7 @@ use arrow::ipc::writer::StreamEncoder;
 use polarway_proto::CHUNK_TARGET_BYTES;
 
 /// Load: the dataset info, then the IPC stream in chunks, each made of pieces of Arrow's own
-/// buffers (`crate::wire`), so the worker copies no data on the way out. `service::grpc` frames
-/// them as they are; tonic's own Load path (`into_response`) joins each chunk's pieces.
+/// buffers (`crate::wire`); tonic's Load handler joins each chunk's pieces (`into_response`).
 pub async fn load(
     w: Arc<Worker>,
     access: &Access,

@@ -1,7 +1,6 @@
 //! The `polarway.v1.Polarway` gRPC service: one module per RPC family, sharing `Worker` state.
 
 mod catalog;
-pub mod grpc;
 pub mod load;
 pub mod query;
 pub mod reply;
@@ -135,7 +134,7 @@ impl PolarwayService {
         self.worker.admit(req.metadata(), Some(method)).await
     }
 
-    /// Load as `grpc.rs` serves it (the body's chunks as pieces of Arrow's buffers).
+    /// Load's messages, each IPC chunk as pieces of Arrow's buffers.
     pub async fn load_pieces(
         &self,
         md: &tonic::metadata::MetadataMap,
@@ -245,7 +244,7 @@ impl Polarway for PolarwayService {
         &self,
         req: Request<pb::LoadRequest>,
     ) -> Result<Response<Self::LoadStream>, Status> {
-        // `grpc.rs` serves Load without joining the pieces; this is the path through tonic.
+        // tonic encodes each message: the pieces are joined here.
         let (md, _, req) = req.into_parts();
         let stream = self.load_pieces(&md, req).await?;
         Ok(Response::new(Box::pin(
