@@ -1,7 +1,9 @@
 """The query reference: the same SQL in local DuckDB (Python) over the same Parquet. Prints JSON.
 
+Usage:
     python duckdb_query.py --parquet FILE --sql "SELECT ... FROM {table} ..." --runs 5
 """
+
 import argparse
 import json
 import time

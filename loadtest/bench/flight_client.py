@@ -1,8 +1,10 @@
 """The Flight reference's client (pyarrow.flight: Arrow's C++ Flight client). Prints JSON.
 
+Usage:
     python flight_client.py get --addr 127.0.0.1:P --runs 3 [--tls-ca CA]
     python flight_client.py put --addr 127.0.0.1:P --runs 3 --parquet table.parquet
 """
+
 import argparse
 import json
 import time

@@ -4,13 +4,15 @@ One client process (pyarrow.flight) reads the same ~1 GiB table from both server
 (the order alternates each round so drift and noise hit both), after a warm-up read from each.
 Each read reports wall time, throughput and the CPU-seconds every process spent on it (client,
 server), read from /proc. With the `polarway` package importable, Polarway's Python client's
-`load(format="arrow")` is measured in the same rounds, over Flight and over polarway.v1. It also stores the table with DoPut into both (Polarway: a durable
-dataset version; the reference: zstd Parquet with fsync).
+`load(format="arrow")` is measured in the same rounds, over Flight and over polarway.v1. It also
+stores the table with DoPut into both (Polarway: a durable dataset version; the reference: zstd
+Parquet with fsync).
 
     python loadtest/bench/flight_doget.py --polarway-bin target/release/polarway [--rows N --cols C --runs R]
 
 Prints a Markdown report (and writes JSON with --json FILE).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +66,12 @@ def timed(client_pid: int, server_pid: int, fn) -> dict:
     c0, s0, t0 = time.process_time(), cpu_seconds(server_pid), time.perf_counter()
     nbytes = fn()
     wall = time.perf_counter() - t0
-    return {"seconds": wall, "bytes": nbytes, "client_cpu": time.process_time() - c0,
-            "server_cpu": cpu_seconds(server_pid) - s0}
+    return {
+        "seconds": wall,
+        "bytes": nbytes,
+        "client_cpu": time.process_time() - c0,
+        "server_cpu": cpu_seconds(server_pid) - s0,
+    }
 
 
 def main() -> None:
@@ -85,11 +91,34 @@ def main() -> None:
     os.makedirs(os.path.join(work, "put"))
 
     # The worker keeps tables of up to a quarter of its cache decoded in memory, as the reference does.
-    worker, waddr = start([a.polarway_bin, "server", "--grpc-port", "0", "--metrics-enabled", "false",
-                           "--data-dir", os.path.join(work, "data"), "--cache-size", "6"],
-                          "polarway", os.path.join(work, "worker.log"))
-    ref, raddr = start([sys.executable, os.path.join(HERE, "flight_server.py"), "--parquet", parquet,
-                        "--put-dir", os.path.join(work, "put")], "flight", os.path.join(work, "ref.log"))
+    worker, waddr = start(
+        [
+            a.polarway_bin,
+            "server",
+            "--grpc-port",
+            "0",
+            "--metrics-enabled",
+            "false",
+            "--data-dir",
+            os.path.join(work, "data"),
+            "--cache-size",
+            "6",
+        ],
+        "polarway",
+        os.path.join(work, "worker.log"),
+    )
+    ref, raddr = start(
+        [
+            sys.executable,
+            os.path.join(HERE, "flight_server.py"),
+            "--parquet",
+            parquet,
+            "--put-dir",
+            os.path.join(work, "put"),
+        ],
+        "flight",
+        os.path.join(work, "ref.log"),
+    )
     try:
         pw = flight.connect(f"grpc+tcp://{waddr}")
         rf = flight.connect(f"grpc+tcp://{raddr}")
@@ -103,6 +132,7 @@ def main() -> None:
                 reader.read()
                 writer.close()
                 return table.nbytes
+
             return go
 
         def get_polarway():
@@ -145,8 +175,10 @@ def main() -> None:
         subprocess.run(["rm", "-rf", work])
 
     gib = table.nbytes / 2**30
+
     def med(name, op, key):
         return statistics.median(r[key] for r in results[name][op])
+
     lines = [
         f"Table: {a.rows:,} rows x {a.cols} float64 columns ({table.nbytes / 2**30:.2f} GiB in memory); "
         f"{a.runs} interleaved rounds after a warm-up; medians. Client: pyarrow {pa.__version__} pyarrow.flight.",
@@ -157,13 +189,17 @@ def main() -> None:
     for op, label in (("get", "DoGet (warm)"), ("put", "DoPut (durable)")):
         for name in [n for n in results if results[n].get(op)]:
             s = med(name, op, "seconds")
-            lines.append(f"| {label} | {LABELS.get(name, name)} | {s:.3f} | {gib / s:.2f} | {med(name, op, 'client_cpu') / gib:.2f} "
-                         f"| {med(name, op, 'server_cpu') / gib:.2f} |")
+            cpu = f"{med(name, op, 'client_cpu') / gib:.2f} | {med(name, op, 'server_cpu') / gib:.2f}"
+            lines.append(f"| {label} | {LABELS.get(name, name)} | {s:.3f} | {gib / s:.2f} | {cpu} |")
     for name, op in [(n, op) for n in results if n != "reference" for op in ("get", "put") if results[n].get(op)]:
         ratio = med("reference", op, "seconds") / med(name, op, "seconds")
-        rounds = ", ".join(f"{r['seconds'] / p['seconds']:.2f}"
-                           for p, r in zip(results[name][op], results["reference"][op]))
-        lines.append(f"\n{op}, {LABELS.get(name, name)}: throughput / reference throughput = **{ratio:.2f}x** (per round: {rounds})")
+        rounds = ", ".join(
+            f"{r['seconds'] / p['seconds']:.2f}" for p, r in zip(results[name][op], results["reference"][op])
+        )
+        lines.append(
+            f"\n{op}, {LABELS.get(name, name)}: throughput / reference throughput = **{ratio:.2f}x** "
+            f"(per round: {rounds})"
+        )
     print("\n".join(lines))
     if a.json:
         with open(a.json, "w") as f:

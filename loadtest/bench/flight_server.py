@@ -6,6 +6,7 @@ fsync included. Prints `flight: listening on PORT` once ready.
 
     python flight_server.py --parquet table.parquet --put-dir DIR [--tls-cert C --tls-key K]
 """
+
 import argparse
 import os
 import sys

@@ -74,8 +74,14 @@ class Proc:
         self._log = open(self.log_path, "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLARWAY_")}
         env["RUST_LOG"] = "warn"
-        self.proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-                                     env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            list(cmd),
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         lines: "queue.Queue[Optional[str]]" = queue.Queue()
 
         def pump() -> None:
@@ -116,8 +122,16 @@ class Proc:
 def worker(tmp: str, name: str, args: Sequence[str] = (), state: Optional[str] = None) -> Proc:
     if not os.path.exists(WORKER_BIN):
         pytest.fail(f"polarway binary not found at {WORKER_BIN} (cargo build --release --workspace)")
-    cmd = [WORKER_BIN, "server", "--grpc-port", "0", "--metrics-enabled", "false",
-           "--data-dir", os.path.join(tmp, name)]
+    cmd = [
+        WORKER_BIN,
+        "server",
+        "--grpc-port",
+        "0",
+        "--metrics-enabled",
+        "false",
+        "--data-dir",
+        os.path.join(tmp, name),
+    ]
     if state:
         cmd += ["--handle-store", "external", "--state-dir", state]
     return Proc([*cmd, *args], tmp, name)
@@ -158,9 +172,24 @@ def gateway(tmp_root: str) -> Iterator[Deployment]:
     policy.write_text(POLICY)
     workers = [worker(tmp_root, f"gw-worker-{i}", ["--auth-token", GATEWAY_TOKEN], state=state) for i in range(2)]
     backends = [a for w in workers for a in ("--backend", f"http://{w.addr}")]
-    gw_cmd = [GATEWAY_BIN, "--grpc-port", "0", "--metrics-enabled", "false", "--policy", str(policy),
-              "--backend-token", GATEWAY_TOKEN, "--tls-cert", str(certs["server_cert"]),
-              "--tls-key", str(certs["server_key"]), "--health-interval", "0.5", *backends]
+    gw_cmd = [
+        GATEWAY_BIN,
+        "--grpc-port",
+        "0",
+        "--metrics-enabled",
+        "false",
+        "--policy",
+        str(policy),
+        "--backend-token",
+        GATEWAY_TOKEN,
+        "--tls-cert",
+        str(certs["server_cert"]),
+        "--tls-key",
+        str(certs["server_key"]),
+        "--health-interval",
+        "0.5",
+        *backends,
+    ]
     gw = Proc(gw_cmd, tmp_root, "gateway")
     yield Deployment(f"grpc+tls://{gw.addr}", [gw, *workers], ca=certs["ca"], workers=workers)
     for p in [gw, *workers]:

@@ -44,6 +44,7 @@ def put(c: fl.FlightClient, name, table: pa.Table, token: str | None = None, pat
     meta = reader.read()
     writer.close()
     import json
+
     return json.loads(meta.to_pybytes())
 
 
@@ -77,11 +78,13 @@ def adbc(dep, token: str | None = None, **db_kwargs):
     return flight_sql.connect(dep.uri, db_kwargs=kwargs, autocommit=True)
 
 
-TABLE = pa.table({
-    "id": pa.array([1, 2, 3, 4], pa.int64()),
-    "name": ["a", "b", "c", None],
-    "score": [0.5, 1.5, 2.5, 3.5],
-})
+TABLE = pa.table(
+    {
+        "id": pa.array([1, 2, 3, 4], pa.int64()),
+        "name": ["a", "b", "c", None],
+        "score": [0.5, 1.5, 2.5, 3.5],
+    }
+)
 
 
 # --- plain Flight (pyarrow.flight) -------------------------------------------------------------
@@ -161,7 +164,7 @@ def test_tampered_ticket_is_refused(open_worker):
     # Change a byte of the SQL inside the ticket (the signature no longer matches).
     i = ticket.find(b"SELECT")
     assert i > 0
-    forged = ticket[:i] + b"select" + ticket[i + 6:]
+    forged = ticket[:i] + b"select" + ticket[i + 6 :]
     with pytest.raises(pa.ArrowException) as e:
         c.do_get(fl.Ticket(forged)).read_all()
     assert "altered" in str(e.value) or "not one this service issued" in str(e.value)
@@ -195,8 +198,11 @@ def test_cancel_running_query(open_worker):
     info = c.get_flight_info(sql_descriptor("SELECT count(*) FROM range(100000000000) t(x) WHERE x % 7 = 3"))
     # The DoGet runs in another process: pyarrow raises KeyboardInterrupt in the main thread of
     # the process whose read was cancelled.
-    reader = subprocess.Popen([sys.executable, "-c", READ_IN_ANOTHER_PROCESS, open_worker.uri,
-                               info.endpoints[0].ticket.ticket.hex()], stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READ_IN_ANOTHER_PROCESS, open_worker.uri, info.endpoints[0].ticket.ticket.hex()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)
     assert list(c.do_action(fl.Action("CancelFlightInfo", pack_field(1, info.serialize()))))
     try:
@@ -290,8 +296,13 @@ def test_adbc_ddl_and_dml_are_refused_at_execute(open_worker):
     c, name = client(open_worker), unique()
     put(c, name, TABLE)
     with adbc(open_worker) as conn, conn.cursor() as cur:
-        for stmt in (f"CREATE TABLE {unique()} (a INTEGER)", f"INSERT INTO {name} VALUES (5, 'e', 1.0)",
-                     f"DROP TABLE {name}", f"SELECT 1; DROP TABLE {name}", "COPY (SELECT 1) TO '/tmp/x.csv'"):
+        for stmt in (
+            f"CREATE TABLE {unique()} (a INTEGER)",
+            f"INSERT INTO {name} VALUES (5, 'e', 1.0)",
+            f"DROP TABLE {name}",
+            f"SELECT 1; DROP TABLE {name}",
+            "COPY (SELECT 1) TO '/tmp/x.csv'",
+        ):
             with pytest.raises(adbc_driver_manager.Error) as e:
                 cur.execute(stmt)
             assert "read-only" in str(e.value) or "one SELECT" in str(e.value), stmt
@@ -335,26 +346,37 @@ def test_gateway_tenant_isolation(gateway):
     put(c, alice_t, TABLE, token="alice-token")
     put(c, bob_t, pa.table({"secret": [424242]}), token="bob-token")
     with adbc(gateway, token="alice-token") as conn, conn.cursor() as cur:
-        for sql in (f"SELECT * FROM {bob_t}", f"SELECT * FROM {alice_t} JOIN {bob_t} ON true",
-                    f"WITH x AS (SELECT * FROM {bob_t}) SELECT * FROM x"):
+        for sql in (
+            f"SELECT * FROM {bob_t}",
+            f"SELECT * FROM {alice_t} JOIN {bob_t} ON true",
+            f"WITH x AS (SELECT * FROM {bob_t}) SELECT * FROM x",
+        ):
             with pytest.raises(adbc_driver_manager.Error) as e:
                 cur.execute(sql)
             assert "424242" not in str(e.value)
-        names = [t["table_name"] for cat in conn.adbc_get_objects().read_all().to_pylist()
-                 for s in cat["catalog_db_schemas"] for t in s["db_schema_tables"]]
+        names = [
+            t["table_name"]
+            for cat in conn.adbc_get_objects().read_all().to_pylist()
+            for s in cat["catalog_db_schemas"]
+            for t in s["db_schema_tables"]
+        ]
         assert alice_t in names and not any(n.startswith("bob_") for n in names)
         with pytest.raises(adbc_driver_manager.Error):
             conn.adbc_get_table_schema(bob_t)
     # PATH descriptors and writes follow the same roles.
-    for call in (lambda: get(c, [bob_t], token="alice-token"),
-                 lambda: put(c, unique("bob"), TABLE, token="alice-token")):
+    for call in (
+        lambda: get(c, [bob_t], token="alice-token"),
+        lambda: put(c, unique("bob"), TABLE, token="alice-token"),
+    ):
         with pytest.raises(pa.ArrowException) as e:
             call()
         assert "424242" not in str(e.value)
     assert not [f for f in c.list_flights(options=options("alice-token")) if f.descriptor.path[0].startswith(b"bob_")]
     # Bob's ticket is bob's: alice presenting it is refused.
     bobs = c.get_flight_info(sql_descriptor(f"SELECT * FROM {bob_t}"), options=options("bob-token"))
-    assert c.do_get(bobs.endpoints[0].ticket, options=options("bob-token")).read_all().column("secret").to_pylist() == [424242]
+    assert c.do_get(bobs.endpoints[0].ticket, options=options("bob-token")).read_all().column("secret").to_pylist() == [
+        424242
+    ]
     with pytest.raises(pa.ArrowException) as e:
         c.do_get(bobs.endpoints[0].ticket, options=options("alice-token")).read_all()
     assert "424242" not in str(e.value)
@@ -367,8 +389,12 @@ def test_listing_shows_columns_only_to_who_may_describe(gateway):
     put(c, name, TABLE, token="admin-token")
     # Listed, as by the native List, without columns; and no data.
     with adbc(gateway, token="lister-token") as conn, conn.cursor() as cur:
-        tables = [t for cat in conn.adbc_get_objects(table_name_filter=name).read_all().to_pylist()
-                  for s in cat["catalog_db_schemas"] for t in s["db_schema_tables"]]
+        tables = [
+            t
+            for cat in conn.adbc_get_objects(table_name_filter=name).read_all().to_pylist()
+            for s in cat["catalog_db_schemas"]
+            for t in s["db_schema_tables"]
+        ]
         assert [t["table_name"] for t in tables] == [name] and not tables[0]["table_columns"]
         with pytest.raises(adbc_driver_manager.Error):
             cur.execute(f"SELECT * FROM {name}")

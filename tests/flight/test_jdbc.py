@@ -32,17 +32,20 @@ ROWS = [
 
 def table(rows=ROWS) -> pa.Table:
     ids, bigs, names, scores = zip(*rows)
-    return pa.table({
-        "id": pa.array(ids, pa.int32()),
-        "big": pa.array(bigs, pa.int64()),
-        "name": pa.array(names, pa.string()),
-        "score": pa.array(scores, pa.float64()),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int32()),
+            "big": pa.array(bigs, pa.int64()),
+            "name": pa.array(names, pa.string()),
+            "score": pa.array(scores, pa.float64()),
+        }
+    )
 
 
 def row_args(rows=ROWS) -> list:
-    return ["row=" + "|".join(r"\N" if v is None else repr(v) if isinstance(v, float) else str(v) for v in r)
-            for r in rows]
+    return [
+        "row=" + "|".join(r"\N" if v is None else repr(v) if isinstance(v, float) else str(v) for v in r) for r in rows
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +54,9 @@ def jdbc_cmd() -> list:
     java, mvn = shutil.which("java"), shutil.which("mvn")
     if not java or not mvn:
         pytest.fail("the JDBC tests need a JDK 17+ and Maven on PATH (apt-get install openjdk-17-jdk-headless maven)")
-    build = subprocess.run([mvn, "-B", "-q", "package"], cwd=PROJECT, capture_output=True, text=True,
-                           timeout=BUILD_TIMEOUT)
+    build = subprocess.run(
+        [mvn, "-B", "-q", "package"], cwd=PROJECT, capture_output=True, text=True, timeout=BUILD_TIMEOUT
+    )
     assert build.returncode == 0, f"mvn package failed:\n{build.stdout[-4000:]}\n{build.stderr[-4000:]}"
     classpath = (PROJECT / "target/classpath.txt").read_text().strip()
     jar = PROJECT / "target/flight-jdbc-check-1.jar"
@@ -64,8 +68,9 @@ def run_checks(cmd: Sequence[str], url: str, args: Sequence[str]) -> subprocess.
     # Java decodes its arguments and encodes its output in the locale's charset: under C or POSIX a
     # non-ASCII expected value would arrive as '?'.
     env = {**os.environ, "LC_ALL": "C.UTF-8"}
-    return subprocess.run([*cmd, url, *args], capture_output=True, text=True, encoding="utf-8", env=env,
-                          timeout=RUN_TIMEOUT)
+    return subprocess.run(
+        [*cmd, url, *args], capture_output=True, text=True, encoding="utf-8", env=env, timeout=RUN_TIMEOUT
+    )
 
 
 # connect, executeQuery, resultSetMetaData, getCatalogs, getSchemas, getTables, getColumns, getTypeInfo and
@@ -83,8 +88,9 @@ def assert_all_ok(res: subprocess.CompletedProcess, expected_checks: int) -> Non
 
 def put(uri: str, name: str, data: pa.Table, token: Optional[str] = None, ca: Optional[Path] = None) -> None:
     kwargs = {"tls_root_certs": ca.read_bytes()} if ca else {}
-    options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())] if token else [],
-                                       timeout=30)
+    options = flight.FlightCallOptions(
+        headers=[(b"authorization", f"Bearer {token}".encode())] if token else [], timeout=30
+    )
     with flight.connect(uri, **kwargs) as client:
         writer, reader = client.do_put(flight.FlightDescriptor.for_path(name), data.schema, options=options)
         writer.write_table(data)
@@ -98,6 +104,7 @@ def unique(prefix: str) -> str:
 
 
 # --- plaintext, one worker without authentication ---
+
 
 def test_plaintext_checks(open_worker, jdbc_cmd):
     name = unique("jdbc")
@@ -118,6 +125,7 @@ def test_checks_can_fail(open_worker, jdbc_cmd):
 
 
 # --- the gateway: TLS trusted through the test CA, identities from the policy ---
+
 
 def gateway_url(gw, auth: str, trust: bool = True) -> str:
     tls = f"useEncryption=true&tlsRootCerts={gw.ca}" if trust else "useEncryption=true"
@@ -143,16 +151,18 @@ class TestGateway:
         """Basic auth with the token as the password; the handshake answers with a bearer token the driver reuses."""
         name = unique("jdbc")
         put(gateway.uri, name, table(), token="admin-token", ca=gateway.ca)
-        res = run_checks(jdbc_cmd, gateway_url(gateway, "user=anything&password=admin-token"),
-                         [f"table={name}", *row_args()])
+        res = run_checks(
+            jdbc_cmd, gateway_url(gateway, "user=anything&password=admin-token"), [f"table={name}", *row_args()]
+        )
         assert_all_ok(res, BASE_CHECKS)
 
     def test_alice_cannot_see_bob(self, gateway, jdbc_cmd):
         mine, theirs = unique("alice"), unique("bob")
         put(gateway.uri, mine, table(), token="alice-token", ca=gateway.ca)
         put(gateway.uri, theirs, table(), token="bob-token", ca=gateway.ca)
-        res = run_checks(jdbc_cmd, gateway_url(gateway, "token=alice-token"),
-                         [f"table={mine}", *row_args(), f"denied={theirs}"])
+        res = run_checks(
+            jdbc_cmd, gateway_url(gateway, "token=alice-token"), [f"table={mine}", *row_args(), f"denied={theirs}"]
+        )
         assert_all_ok(res, BASE_CHECKS + 2)
         # Flight's Java client names gRPC's PERMISSION_DENIED "UNAUTHORIZED".
         assert "[UNAUTHORIZED]" in line(res, f"denied query {theirs}"), res.stdout
@@ -165,7 +175,8 @@ class TestGateway:
 
     def test_certificate_is_verified(self, gateway, jdbc_cmd):
         """Without the test CA the driver (trusting only the system's CAs) must refuse the gateway's certificate."""
-        res = run_checks(jdbc_cmd, gateway_url(gateway, "token=admin-token", trust=False),
-                         [f"table={unique('jdbc')}", *row_args()])
+        res = run_checks(
+            jdbc_cmd, gateway_url(gateway, "token=admin-token", trust=False), [f"table={unique('jdbc')}", *row_args()]
+        )
         assert res.returncode == 1, res.stdout + res.stderr
         assert "SSLHandshakeException" in line(res, "connect"), res.stdout

@@ -32,8 +32,16 @@ START_TIMEOUT = 60.0  # seconds for the "listening" line (the server starts in w
 class Server:
     """One `polarway server` process. `args` are extra flags; `prefix` wraps the command (unshare)."""
 
-    def __init__(self, args: Sequence[str] = (), *, port: int = 0, data_dir: Optional[str] = None,
-                 env: Optional[dict] = None, prefix: Optional[Sequence[str]] = None, wait: bool = True) -> None:
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        *,
+        port: int = 0,
+        data_dir: Optional[str] = None,
+        env: Optional[dict] = None,
+        prefix: Optional[Sequence[str]] = None,
+        wait: bool = True,
+    ) -> None:
         if not os.path.exists(BIN):
             pytest.fail(f"polarway binary not found at {BIN} (cargo build --release --workspace, or set POLARWAY_BIN)")
         self.tmp = tempfile.mkdtemp(prefix="polarway-py-")
@@ -44,8 +52,14 @@ class Server:
         self.stderr_path = os.path.join(self.tmp, "stderr.log")
         self._stderr = open(self.stderr_path, "wb")
         full_env = {**os.environ, "RUST_LOG": "warn", **(env or {})}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
-                                     env=full_env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            start_new_session=True,
+        )
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         self.port = port
@@ -139,8 +153,18 @@ def bind_mounted(source: str, target: str) -> list[str]:
     """A command prefix that runs the command in a private mount namespace where `source` is
     mounted at `target` (so the guide's absolute paths like /data work without touching the host;
     `target` must exist as an empty directory)."""
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh", source, target]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind "$1" "$2" && shift 2 && exec "$@"',
+        "sh",
+        source,
+        target,
+    ]
 
 
 def free_port() -> int:

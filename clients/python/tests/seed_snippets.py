@@ -40,7 +40,7 @@ result = client.query("""
 print(result)
 '''
 
-PARALLEL_LOADS = '''\
+PARALLEL_LOADS = """\
 import asyncio
 from polarway import AsyncDistributedClient
 
@@ -57,25 +57,25 @@ async def load_all():
     return results
 
 results = asyncio.run(load_all())
-'''
+"""
 
-BATCH_STORE = '''\
+BATCH_STORE = """\
 # Batch store (single RPC)
 client.store_batch({
     "trades_20260203": trades_df,
     "quotes_20260203": quotes_df,
     "orders_20260203": orders_df
 })
-'''
+"""
 
-STREAMING = '''\
+STREAMING = """\
 # Stream large result in chunks
 for batch in client.load_stream("huge_dataset"):
     process_batch(batch)
     # Memory freed after each iteration
-'''
+"""
 
-TLS_CLIENT = '''\
+TLS_CLIENT = """\
 import grpc
 
 credentials = grpc.ssl_channel_credentials(
@@ -89,29 +89,29 @@ client = DistributedClient(
     port=50052,
     credentials=credentials
 )
-'''
+"""
 
-TOKEN_CLIENT = '''\
+TOKEN_CLIENT = """\
 client = DistributedClient(
     host="polarway-server.example.com",
     port=50052,
     auth_token="your-secret-token"
 )
-'''
+"""
 
-HEALTH_CHECK = '''\
+HEALTH_CHECK = """\
 # Check server health
 health = client.health_check()
 print(health)  # "OK" or error
-'''
+"""
 
-SLOW_QUERIES = '''\
+SLOW_QUERIES = """\
 # Enable query timing
 client = DistributedClient(host="localhost", port=50052, timeout=300)
 
 # Check cache stats
 stats = client.cache_stats()
 print(f"Hit rate: {stats['hit_rate']:.1%}")
-'''
+"""
 
 ALL = [CLIENT_USAGE, PARALLEL_LOADS, BATCH_STORE, STREAMING, TLS_CLIENT, TOKEN_CLIENT, HEALTH_CHECK, SLOW_QUERIES]

@@ -36,8 +36,13 @@ def test_invalid_argument(client, name):
 
 
 def test_not_found(client, name):
-    for call in (lambda: client.load(name), lambda: client.describe(name), lambda: client.delete(name),
-                 lambda: client.load_stream(name), lambda: client.query(f"SELECT * FROM {name}")):
+    for call in (
+        lambda: client.load(name),
+        lambda: client.describe(name),
+        lambda: client.delete(name),
+        lambda: client.load_stream(name),
+        lambda: client.query(f"SELECT * FROM {name}"),
+    ):
         with pytest.raises(polarway.NotFound) as err:
             call()
         assert err.value.code in (grpc.StatusCode.NOT_FOUND,) and name in err.value.message
@@ -60,13 +65,16 @@ def test_condition_failures(client, name):
     assert client.describe(name).version == 1  # neither failed store wrote anything
 
 
-@pytest.mark.parametrize("sql", [
-    "COPY (SELECT 1) TO '/tmp/polarway-py-escape.csv'",
-    "SELECT * FROM read_csv('/etc/passwd')",
-    "ATTACH '/tmp/polarway-py-escape.db' AS x",
-    "SET memory_limit = '100GB'",
-    "INSTALL httpfs",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT 1) TO '/tmp/polarway-py-escape.csv'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "ATTACH '/tmp/polarway-py-escape.db' AS x",
+        "SET memory_limit = '100GB'",
+        "INSTALL httpfs",
+    ],
+)
 def test_permission_denied(client, sql):
     with pytest.raises(polarway.PermissionDenied) as err:
         client.query(sql)
@@ -75,7 +83,11 @@ def test_permission_denied(client, sql):
 
 def test_unauthenticated(start_server, name):
     server = start_server("--auth-token", "s3cret")
-    with server.client() as anonymous, server.client(auth_token="wrong") as wrong, server.client(auth_token="s3cret") as good:
+    with (
+        server.client() as anonymous,
+        server.client(auth_token="wrong") as wrong,
+        server.client(auth_token="s3cret") as good,
+    ):
         for c in (anonymous, wrong):
             with pytest.raises(polarway.Unauthenticated) as err:
                 c.list()

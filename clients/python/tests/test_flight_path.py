@@ -16,15 +16,19 @@ from polarway._flight import flight_error
 
 
 def frame(n: int = 50_000) -> pl.DataFrame:
-    return pl.DataFrame({
-        "i": pl.Series(range(n), dtype=pl.Int64),
-        "u": pl.Series([i % 250 for i in range(n)], dtype=pl.UInt8),
-        "f": [i / 3 for i in range(n)],
-        "s": [None if i % 7 == 0 else f"v{i}" for i in range(n)],
-        "c": pl.Series(["a", "b", "c", "d"] * (n // 4), dtype=pl.Categorical),
-        "t": pl.Series([dt.datetime(2026, 1, 1) + dt.timedelta(seconds=i) for i in range(n)]).dt.replace_time_zone("UTC"),
-        "l": [[i, i + 1] for i in range(n)],
-    })
+    return pl.DataFrame(
+        {
+            "i": pl.Series(range(n), dtype=pl.Int64),
+            "u": pl.Series([i % 250 for i in range(n)], dtype=pl.UInt8),
+            "f": [i / 3 for i in range(n)],
+            "s": [None if i % 7 == 0 else f"v{i}" for i in range(n)],
+            "c": pl.Series(["a", "b", "c", "d"] * (n // 4), dtype=pl.Categorical),
+            "t": pl.Series([dt.datetime(2026, 1, 1) + dt.timedelta(seconds=i) for i in range(n)]).dt.replace_time_zone(
+                "UTC"
+            ),
+            "l": [[i, i + 1] for i in range(n)],
+        }
+    )
 
 
 def test_loads_go_over_flight_and_match_grpc(server, name):
@@ -59,7 +63,9 @@ async def test_async_loads_go_over_flight(server, name):
     async with server.aclient() as a, server.aclient(flight=False) as grpc_only:
         assert (await a.load(name)).equals(df)
         assert a._flight.path is not None and a._flight.path.supported
-        assert (await a.load(name, columns=["i"], format="arrow")).equals(await grpc_only.load(name, columns=["i"], format="arrow"))
+        assert (await a.load(name, columns=["i"], format="arrow")).equals(
+            await grpc_only.load(name, columns=["i"], format="arrow")
+        )
         with pytest.raises(polarway.NotFound):
             await a.load(f"{name}_missing")
         assert grpc_only._flight.get() is None
@@ -94,8 +100,9 @@ def test_errors_over_flight_are_the_grpc_errors(start_server, name):
 
 def test_flight_over_tls_and_mutual_tls(start_server, name, tmp_path):
     certs = make_certs(tmp_path)
-    s = start_server("--tls-cert", str(certs["server_cert"]), "--tls-key", str(certs["server_key"]),
-                     "--tls-ca", str(certs["ca"]))
+    s = start_server(
+        "--tls-cert", str(certs["server_cert"]), "--tls-key", str(certs["server_key"]), "--tls-ca", str(certs["ca"])
+    )
     with s.client(ca_cert=certs["ca"], client_cert=certs["client_cert"], client_key=certs["client_key"]) as c:
         c.store(name, pl.DataFrame({"a": [1, 2, 3]}))
         assert c.load(name)["a"].to_list() == [1, 2, 3]
@@ -113,24 +120,52 @@ def test_a_client_with_its_own_credentials_object_stays_on_grpc(server, name):
         assert c._flight.get() is None
 
 
-@pytest.mark.parametrize("text,cls,code", [
-    ("Flight returned not found error, with message: there is no dataset \"x\". gRPC client debug context: UNKNOWN:...",
-     polarway.NotFound, grpc.StatusCode.NOT_FOUND),
-    ("Flight returned invalid argument error, with message: bad name. gRPC client debug context: x",
-     polarway.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    ("Flight returned unauthorized error, with message: alice may not call Load on dataset \"b\"",
-     polarway.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    ("Flight returned resource exhausted error, with message: too many calls",
-     polarway.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    ("Flight returned timeout error, with message: Deadline Exceeded",
-     polarway.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
-    ("Flight returned unavailable error, with message: failed to connect to all addresses",
-     polarway.Unavailable, grpc.StatusCode.UNAVAILABLE),
-    ("gRPC returned aborted error, with message: dataset \"x\" is not at version 1. gRPC client debug context: y",
-     polarway.Aborted, grpc.StatusCode.ABORTED),
-    ("gRPC returned already exists error, with message: dataset \"x\" already exists",
-     polarway.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-])
+@pytest.mark.parametrize(
+    "text,cls,code",
+    [
+        (
+            'Flight returned not found error, with message: there is no dataset "x". '
+            "gRPC client debug context: UNKNOWN:...",
+            polarway.NotFound,
+            grpc.StatusCode.NOT_FOUND,
+        ),
+        (
+            "Flight returned invalid argument error, with message: bad name. gRPC client debug context: x",
+            polarway.InvalidArgument,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            'Flight returned unauthorized error, with message: alice may not call Load on dataset "b"',
+            polarway.PermissionDenied,
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (
+            "Flight returned resource exhausted error, with message: too many calls",
+            polarway.ResourceExhausted,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        ),
+        (
+            "Flight returned timeout error, with message: Deadline Exceeded",
+            polarway.DeadlineExceeded,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        ),
+        (
+            "Flight returned unavailable error, with message: failed to connect to all addresses",
+            polarway.Unavailable,
+            grpc.StatusCode.UNAVAILABLE,
+        ),
+        (
+            'gRPC returned aborted error, with message: dataset "x" is not at version 1. gRPC client debug context: y',
+            polarway.Aborted,
+            grpc.StatusCode.ABORTED,
+        ),
+        (
+            'gRPC returned already exists error, with message: dataset "x" already exists',
+            polarway.AlreadyExists,
+            grpc.StatusCode.ALREADY_EXISTS,
+        ),
+    ],
+)
 def test_flight_error_texts(text, cls, code):
     err = flight_error(pa.ArrowException(text))
     assert isinstance(err, cls) and err.code == code

@@ -13,7 +13,8 @@ GENERATED = ["polarway_pb2.py", "polarway_pb2.pyi", "polarway_pb2_grpc.py"]
 def test_stubs_match_the_proto(tmp_path):
     subprocess.run(
         ["bash", str(HERE / "scripts/gen_proto.sh"), str(tmp_path)],
-        check=True, env={**os.environ, "PYTHON": sys.executable},
+        check=True,
+        env={**os.environ, "PYTHON": sys.executable},
     )
     committed = HERE / "src/polarway/v1"
     for f in GENERATED:

@@ -53,9 +53,11 @@ def test_load_stream_5m_rows_with_bounded_memory(server, name, capsys):
         assert whole.height == ROWS
         del whole
     with capsys.disabled():
-        print(f"\n[memory] load_stream of {rows:,} rows in {frames} frames: dataset {arrow_bytes / 2**20:.0f} MiB "
-              f"in memory, largest frame {largest / 2**20:.1f} MiB, client RSS growth {growth / 2**20:.1f} MiB "
-              f"(a whole load: {held / 2**20:.0f} MiB)")
+        print(
+            f"\n[memory] load_stream of {rows:,} rows in {frames} frames: dataset {arrow_bytes / 2**20:.0f} MiB "
+            f"in memory, largest frame {largest / 2**20:.1f} MiB, client RSS growth {growth / 2**20:.1f} MiB "
+            f"(a whole load: {held / 2**20:.0f} MiB)"
+        )
     assert rows == ROWS and id_sum == ROWS * (ROWS - 1) // 2
     assert frames > 1
     assert arrow_bytes > 200 * 2**20

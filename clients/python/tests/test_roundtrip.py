@@ -37,15 +37,42 @@ def wide_polars() -> pl.DataFrame:
             pl.Series("str", ["BTC", "ünïcødé ✓", "", None], pl.String),
             pl.Series("bin", [b"\x00\x01", b"", b"\xff" * 10, None], pl.Binary),
             pl.Series("date", [dt.date(1970, 1, 1), dt.date(2026, 2, 3), dt.date(1900, 12, 31), None], pl.Date),
-            pl.Series("dt_us", [dt.datetime(2026, 2, 3, 12, 0, 0, 123456), dt.datetime(1970, 1, 1), dt.datetime(2100, 1, 1), None], pl.Datetime("us")),
-            pl.Series("dt_ns_utc", [dt.datetime(2026, 2, 3, tzinfo=UTC), dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2026, 2, 1, 23, 59, tzinfo=UTC), None], pl.Datetime("ns", "UTC")),
-            pl.Series("dt_ms_paris", [dt.datetime(2026, 2, 3, tzinfo=UTC)] * 3 + [None], pl.Datetime("ms", "UTC")).dt.convert_time_zone("Europe/Paris"),
-            pl.Series("dur", [dt.timedelta(seconds=1), dt.timedelta(days=-3), dt.timedelta(microseconds=7), None], pl.Duration("us")),
+            pl.Series(
+                "dt_us",
+                [dt.datetime(2026, 2, 3, 12, 0, 0, 123456), dt.datetime(1970, 1, 1), dt.datetime(2100, 1, 1), None],
+                pl.Datetime("us"),
+            ),
+            pl.Series(
+                "dt_ns_utc",
+                [
+                    dt.datetime(2026, 2, 3, tzinfo=UTC),
+                    dt.datetime(2000, 1, 1, tzinfo=UTC),
+                    dt.datetime(2026, 2, 1, 23, 59, tzinfo=UTC),
+                    None,
+                ],
+                pl.Datetime("ns", "UTC"),
+            ),
+            pl.Series(
+                "dt_ms_paris", [dt.datetime(2026, 2, 3, tzinfo=UTC)] * 3 + [None], pl.Datetime("ms", "UTC")
+            ).dt.convert_time_zone("Europe/Paris"),
+            pl.Series(
+                "dur",
+                [dt.timedelta(seconds=1), dt.timedelta(days=-3), dt.timedelta(microseconds=7), None],
+                pl.Duration("us"),
+            ),
             pl.Series("time", [dt.time(0, 0), dt.time(23, 59, 59, 999999), dt.time(12, 30), None], pl.Time),
-            pl.Series("dec", [decimal.Decimal("1.25"), decimal.Decimal("-99999999.99"), decimal.Decimal("0.00"), None], pl.Decimal(10, 2)),
+            pl.Series(
+                "dec",
+                [decimal.Decimal("1.25"), decimal.Decimal("-99999999.99"), decimal.Decimal("0.00"), None],
+                pl.Decimal(10, 2),
+            ),
             pl.Series("list_i64", [[1, 2, 3], [], None, [None, 4]], pl.List(pl.Int64)),
             pl.Series("list_str", [["a"], ["b", None], [], None], pl.List(pl.String)),
-            pl.Series("struct", [{"a": 1, "b": "x"}, {"a": None, "b": "y"}, {"a": 3, "b": None}, None], pl.Struct({"a": pl.Int64, "b": pl.String})),
+            pl.Series(
+                "struct",
+                [{"a": 1, "b": "x"}, {"a": None, "b": "y"}, {"a": 3, "b": None}, None],
+                pl.Struct({"a": pl.Int64, "b": pl.String}),
+            ),
             pl.Series("cat", ["BTC", "ETH", "BTC", None], pl.Categorical),
             pl.Series("null", [None, None, None, None], pl.Null),
         ]
@@ -64,8 +91,13 @@ def test_polars_every_dtype(client, name):
 def test_polars_many_rows_many_chunks(client, name):
     """A frame whose IPC stream spans many 1 MiB chunks and many record batches."""
     n = 600_000
-    df = pl.DataFrame({"id": pl.int_range(n, eager=True), "x": pl.int_range(n, eager=True).cast(pl.Float64) / 7,
-                       "sym": pl.Series(["BTC", "ETH", "SOL"] * (n // 3))})
+    df = pl.DataFrame(
+        {
+            "id": pl.int_range(n, eager=True),
+            "x": pl.int_range(n, eager=True).cast(pl.Float64) / 7,
+            "sym": pl.Series(["BTC", "ETH", "SOL"] * (n // 3)),
+        }
+    )
     assert client.store(name, df).rows == n
     assert_frame_equal(client.load(name), df)
 
@@ -98,7 +130,10 @@ ARROW_TYPES = [
     (pa.date32(), [dt.date(2026, 2, 3), None, dt.date(1969, 12, 31)]),
     (pa.timestamp("s"), [dt.datetime(2026, 2, 3), None, dt.datetime(1970, 1, 1)]),
     (pa.timestamp("ms", tz="UTC"), [dt.datetime(2026, 2, 3, tzinfo=UTC), None, dt.datetime(1970, 1, 1, tzinfo=UTC)]),
-    (pa.timestamp("us", tz="America/New_York"), [dt.datetime(2026, 2, 3, tzinfo=UTC), None, dt.datetime(1999, 1, 1, tzinfo=UTC)]),
+    (
+        pa.timestamp("us", tz="America/New_York"),
+        [dt.datetime(2026, 2, 3, tzinfo=UTC), None, dt.datetime(1999, 1, 1, tzinfo=UTC)],
+    ),
     (pa.timestamp("ns"), [dt.datetime(2026, 2, 3, 1, 2, 3), None, dt.datetime(2262, 1, 1)]),
     (pa.time32("ms"), [dt.time(1, 2, 3), None, dt.time(0)]),
     (pa.time64("us"), [dt.time(1, 2, 3, 4), None, dt.time(0)]),
@@ -129,7 +164,10 @@ def test_arrow_types(client, name, typ, values):
 
 def test_arrow_record_batch_reader_is_streamed(client, name):
     schema = pa.schema([("id", pa.int64()), ("s", pa.string())])
-    batches = (pa.record_batch([pa.array(range(i * 1000, (i + 1) * 1000)), pa.array([f"r{i}"] * 1000)], schema=schema) for i in range(50))
+    batches = (
+        pa.record_batch([pa.array(range(i * 1000, (i + 1) * 1000)), pa.array([f"r{i}"] * 1000)], schema=schema)
+        for i in range(50)
+    )
     reader = pa.RecordBatchReader.from_batches(schema, batches)
     assert client.store(name, reader).rows == 50_000
     loaded = client.load(name, format="arrow")
@@ -171,7 +209,9 @@ def test_pandas_roundtrip(client, name):
 
 def test_projection_and_versions(client, name):
     v1 = client.store(name, pl.DataFrame({"a": [1, 2], "b": ["x", "y"], "c": [True, False]}))
-    v2 = client.store(name, pl.DataFrame({"a": [3], "b": ["z"], "c": [None]}, schema={"a": pl.Int64, "b": pl.String, "c": pl.Boolean}))
+    v2 = client.store(
+        name, pl.DataFrame({"a": [3], "b": ["z"], "c": [None]}, schema={"a": pl.Int64, "b": pl.String, "c": pl.Boolean})
+    )
     assert (v1.version, v2.version) == (1, 2)
     assert client.load(name, columns=["c", "a"]).columns == ["c", "a"]
     assert client.load(name, ["b"], version=1)["b"].to_list() == ["x", "y"]
@@ -258,8 +298,12 @@ def test_progress_bars(client, name, capsys):
     assert f"store {name}" in err and f"load {name}" in err and "10.0k" in err
 
 
-class Recorder(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-               grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+class Recorder(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
     """Records each call's method and metadata as it leaves the client (the call goes on to the
     real server unchanged)."""
 
@@ -300,9 +344,18 @@ def test_routing_key_and_token_on_every_call(start_server, name):
         c.delete(name)
     keys = [(m, md.get("x-polarway-key")) for m, md in rec.calls]
     assert keys == [
-        ("Health", None), ("Store", name), ("StoreBatch", f"{name}_2"), ("Load", name), ("Load", name),
-        ("Query", name), ("Query", f"{name}_q"), ("Query", None), ("Describe", name), ("List", None),
-        ("CacheStats", None), ("Delete", name),
+        ("Health", None),
+        ("Store", name),
+        ("StoreBatch", f"{name}_2"),
+        ("Load", name),
+        ("Load", name),
+        ("Query", name),
+        ("Query", f"{name}_q"),
+        ("Query", None),
+        ("Describe", name),
+        ("List", None),
+        ("CacheStats", None),
+        ("Delete", name),
     ]
     assert all(md["authorization"] == "Bearer tok" and len(md["x-request-id"]) == 32 for _, md in rec.calls)
 
@@ -365,14 +418,17 @@ async def test_async_big_stream(server, name):
         assert total == n * (n - 1) // 2 and count >= 1
 
 
-@pytest.mark.parametrize("sql,into,key", [
-    ("SELECT * FROM trades_20260203", None, "trades_20260203"),
-    ("select a\nfrom   \"my.data-set\" t join b on true", None, "my.data-set"),
-    ("SELECT symbol FROM parquet_scan('/data/cold/trades_*.parquet') GROUP BY symbol", None, ""),
-    ("SELECT 1", None, ""),
-    ("SELECT * FROM a", "result_1", "result_1"),
-    ("WITH x AS (SELECT 1) SELECT * FROM x", None, "x"),
-])
+@pytest.mark.parametrize(
+    "sql,into,key",
+    [
+        ("SELECT * FROM trades_20260203", None, "trades_20260203"),
+        ('select a\nfrom   "my.data-set" t join b on true', None, "my.data-set"),
+        ("SELECT symbol FROM parquet_scan('/data/cold/trades_*.parquet') GROUP BY symbol", None, ""),
+        ("SELECT 1", None, ""),
+        ("SELECT * FROM a", "result_1", "result_1"),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", None, "x"),
+    ],
+)
 def test_query_routing_key(sql, into, key):
     from polarway._common import query_routing_key
 

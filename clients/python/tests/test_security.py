@@ -53,8 +53,14 @@ def test_tls_refuses_plaintext_and_unknown_ca(start_server, certs, tmp_path, nam
 
 def test_mutual_tls(start_server, certs, name):
     server = start_server(*tls_args(certs, mutual=True))
-    with polarway.DistributedClient("127.0.0.1", server.port, tls=True, ca_cert=certs["ca"],
-                                    client_cert=certs["client_cert"], client_key=certs["client_key"]) as c:
+    with polarway.DistributedClient(
+        "127.0.0.1",
+        server.port,
+        tls=True,
+        ca_cert=certs["ca"],
+        client_cert=certs["client_cert"],
+        client_key=certs["client_key"],
+    ) as c:
         roundtrip(c, name)
     creds = grpc.ssl_channel_credentials(
         root_certificates=certs["ca"].read_bytes(),

@@ -74,11 +74,15 @@ def data_server(tmp_path_factory):
 
 # An earlier day of trades, with the `timestamp` column the guide's query filters on (one row
 # before the cutoff).
-EARLIER_TRADES = pl.DataFrame({
-    "symbol": ["BTC", "ETH", "SOL", "BTC"],
-    "price": [48000, 2900, 90, 52000],
-    "timestamp": pl.Series(["2026-01-31 10:00", "2026-02-02 09:00", "2026-02-02 09:30", "2026-02-02 10:00"]).str.to_datetime(),
-})
+EARLIER_TRADES = pl.DataFrame(
+    {
+        "symbol": ["BTC", "ETH", "SOL", "BTC"],
+        "price": [48000, 2900, 90, 52000],
+        "timestamp": pl.Series(
+            ["2026-01-31 10:00", "2026-02-02 09:00", "2026-02-02 09:30", "2026-02-02 10:00"]
+        ).str.to_datetime(),
+    }
+)
 GUIDE_FRAME = """df = pl.DataFrame({
     "symbol": ["BTC", "ETH", "SOL"],
     "price": [50000, 3000, 100]
@@ -117,8 +121,10 @@ def test_client_usage(data_server):
 
 
 def test_parallel_loads(data_server):
-    frames = {n: pl.DataFrame({"symbol": ["BTC", "ETH"], "v": [i, i + 1]}) for i, n in
-              enumerate(["trades_20260203", "quotes_20260203", "orders_20260203"])}
+    frames = {
+        n: pl.DataFrame({"symbol": ["BTC", "ETH"], "v": [i, i + 1]})
+        for i, n in enumerate(["trades_20260203", "quotes_20260203", "orders_20260203"])
+    }
     with polarway.DistributedClient("127.0.0.1", data_server.port) as c:
         c.store_batch(frames)
     ns: dict = {}
@@ -138,7 +144,11 @@ def test_batch_store(data_server):
     before = {d.name: d.version for d in ns["client"].list()}
     run(seed.BATCH_STORE, ns)
     c = ns["client"]
-    for n, df in (("trades_20260203", ns["trades_df"]), ("quotes_20260203", ns["quotes_df"]), ("orders_20260203", ns["orders_df"])):
+    for n, df in (
+        ("trades_20260203", ns["trades_df"]),
+        ("quotes_20260203", ns["quotes_df"]),
+        ("orders_20260203", ns["orders_df"]),
+    ):
         assert_frame_equal(c.load(n), df)
         assert c.describe(n).version == before.get(n, 0) + 1
     c.close()
@@ -161,14 +171,24 @@ def test_tls_client(tmp_path):
     certs = tmp_path / "certs"
     make_certs(certs)
     with mount_point("/certs"):
-        server = Server(["--tls-cert", "/certs/server.crt", "--tls-key", "/certs/server.key", "--tls-ca", "/certs/ca.crt"],
-                        prefix=bind_mounted(str(certs), "/certs"))
+        server = Server(
+            ["--tls-cert", "/certs/server.crt", "--tls-key", "/certs/server.key", "--tls-ca", "/certs/ca.crt"],
+            prefix=bind_mounted(str(certs), "/certs"),
+        )
         try:
-            script = ("from polarway import DistributedClient\n" + adapt(seed.TLS_CLIENT, server.port, host="localhost")
-                      + "print(client.health_check())\nimport polars as pl\n"
-                      + "client.store('tls_check', pl.DataFrame({'a': [1, 2]}))\nprint(client.load('tls_check')['a'].to_list())\n")
-            out = subprocess.run([*bind_mounted(str(certs), "/certs"), sys.executable, "-c", script],
-                                 capture_output=True, text=True, timeout=120)
+            script = (
+                "from polarway import DistributedClient\n"
+                + adapt(seed.TLS_CLIENT, server.port, host="localhost")
+                + "print(client.health_check())\nimport polars as pl\n"
+                + "client.store('tls_check', pl.DataFrame({'a': [1, 2]}))\n"
+                + "print(client.load('tls_check')['a'].to_list())\n"
+            )
+            out = subprocess.run(
+                [*bind_mounted(str(certs), "/certs"), sys.executable, "-c", script],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
         finally:
             server.stop()
     assert out.returncode == 0, out.stderr

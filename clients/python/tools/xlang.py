@@ -61,8 +61,13 @@ def wide_table() -> pa.Table:
         "list_i64": pa.array([[1, 2, 3], [], None, [I64_MIN, None], [0]], pa.list_(pa.int64())),
         "list_str": pa.array([["a", "b"], None, [], [None, "ü"], ["x"]], pa.list_(pa.string())),
         "point": pa.array(
-            [{"x": 10, "label": "BTC"}, {"x": None, "label": "only label"}, None, {"x": -1, "label": None},
-             {"x": 0, "label": ""}],
+            [
+                {"x": 10, "label": "BTC"},
+                {"x": None, "label": "only label"},
+                None,
+                {"x": -1, "label": None},
+                {"x": 0, "label": ""},
+            ],
             pa.struct([("x", pa.int32()), ("label", pa.string())]),
         ),
         "cat": pa.array(["buy", "sell", None, "buy", ""], pa.string()).dictionary_encode(),
@@ -206,7 +211,9 @@ def main(argv: list[str]) -> int:
             if command in ("store", "copy"):
                 data = client.load(name, format="arrow") if command == "copy" else wide_table()
                 info = client.store(dst or name, data)
-                print(json.dumps({"name": info.name, "version": info.version, "rows": info.rows}, separators=(",", ":")))
+                print(
+                    json.dumps({"name": info.name, "version": info.version, "rows": info.rows}, separators=(",", ":"))
+                )
             else:
                 sys.stdout.write(dump(client.load(name, format="arrow")))
     except PolarwayError as e:

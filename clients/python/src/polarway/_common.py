@@ -138,8 +138,16 @@ class Config:
                 certificate_chain=chain,
             )
             self.tls = True
-            self.flight_tls = {k: v for k, v in (("tls_root_certs", root), ("cert_chain", chain),
-                                                 ("private_key", key), ("override_hostname", tls_server_name)) if v}
+            self.flight_tls = {
+                k: v
+                for k, v in (
+                    ("tls_root_certs", root),
+                    ("cert_chain", chain),
+                    ("private_key", key),
+                    ("override_hostname", tls_server_name),
+                )
+                if v
+            }
         self.credentials = credentials
         options: list[Tuple[str, Any]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -270,7 +278,9 @@ class _Sink:
             yield out
 
 
-def ipc_chunks(source: ArrowSource, on_rows: Callable[[int], Any] = lambda n: None, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
+def ipc_chunks(
+    source: ArrowSource, on_rows: Callable[[int], Any] = lambda n: None, chunk: int = CHUNK_BYTES
+) -> Iterator[bytes]:
     """The source's Arrow IPC stream, cut into chunks of at most ``chunk`` bytes as it is written."""
     sink = _Sink()
     with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), source.schema) as writer:
@@ -412,7 +422,9 @@ class Progress:
             self._bar.close()
 
 
-def store_requests(name: str, cond: Optional[pb.Condition], source: ArrowSource, bar: Progress) -> Iterator[pb.StoreRequest]:
+def store_requests(
+    name: str, cond: Optional[pb.Condition], source: ArrowSource, bar: Progress
+) -> Iterator[pb.StoreRequest]:
     yield pb.StoreRequest(header=pb.StoreHeader(name=name, condition=cond))
     for chunk in ipc_chunks(source, bar.update):
         yield pb.StoreRequest(ipc=chunk)

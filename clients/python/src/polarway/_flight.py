@@ -16,12 +16,16 @@ import grpc
 import pyarrow as pa
 from google.protobuf import any_pb2
 
-from .errors import PolarwayError, _BY_CODE
+from .errors import _BY_CODE, PolarwayError
 from .v1 import polarway_pb2 as pb
 
 # A pyarrow Flight error's text: "Flight (or gRPC) returned <what> error, with message: <message>. gRPC
 # client debug context: ...".
-_MESSAGE = re.compile(r"(?:Flight|gRPC) returned (?P<what>[a-z ]+?) error, with message: (?P<msg>.*?)(?:\. gRPC client debug context:.*)?$", re.S)
+_MESSAGE = re.compile(
+    r"(?:Flight|gRPC) returned (?P<what>[a-z ]+?) error, with message: (?P<msg>.*?)"
+    r"(?:\. gRPC client debug context:.*)?$",
+    re.S,
+)
 _BY_WHAT = {
     "invalid argument": grpc.StatusCode.INVALID_ARGUMENT,
     "not found": grpc.StatusCode.NOT_FOUND,
@@ -52,14 +56,16 @@ def flight_error(err: BaseException) -> PolarwayError:
     m = _MESSAGE.search(text)
     code = _BY_WHAT.get(m.group("what")) if m else None
     if code is None:
-        for cls, c in ((flight.FlightUnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
-                       (flight.FlightUnauthorizedError, grpc.StatusCode.PERMISSION_DENIED),
-                       (flight.FlightUnavailableError, grpc.StatusCode.UNAVAILABLE),
-                       (flight.FlightTimedOutError, grpc.StatusCode.DEADLINE_EXCEEDED),
-                       (flight.FlightCancelledError, grpc.StatusCode.CANCELLED),
-                       (pa.ArrowKeyError, grpc.StatusCode.NOT_FOUND),
-                       (pa.ArrowInvalid, grpc.StatusCode.INVALID_ARGUMENT),
-                       (pa.ArrowNotImplementedError, grpc.StatusCode.UNIMPLEMENTED)):
+        for cls, c in (
+            (flight.FlightUnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+            (flight.FlightUnauthorizedError, grpc.StatusCode.PERMISSION_DENIED),
+            (flight.FlightUnavailableError, grpc.StatusCode.UNAVAILABLE),
+            (flight.FlightTimedOutError, grpc.StatusCode.DEADLINE_EXCEEDED),
+            (flight.FlightCancelledError, grpc.StatusCode.CANCELLED),
+            (pa.ArrowKeyError, grpc.StatusCode.NOT_FOUND),
+            (pa.ArrowInvalid, grpc.StatusCode.INVALID_ARGUMENT),
+            (pa.ArrowNotImplementedError, grpc.StatusCode.UNIMPLEMENTED),
+        ):
             if isinstance(err, cls):
                 code = c
                 break
@@ -161,8 +167,9 @@ class FlightSlot:
             return None
         if self.path is None:
             try:
-                self.path = FlightPath(location(self._cfg.target, self._cfg.tls), self._cfg.flight_tls or {},
-                                       self._cfg.metadata)
+                self.path = FlightPath(
+                    location(self._cfg.target, self._cfg.tls), self._cfg.flight_tls or {}, self._cfg.metadata
+                )
             except ImportError:  # a pyarrow built without Flight
                 self._enabled = False
                 return None
@@ -173,8 +180,9 @@ class FlightSlot:
             self.path.close()
 
 
-def load_table(path: FlightPath, req: pb.LoadRequest, timeout: Optional[float],
-               progress: Callable[[Optional[int]], Any]) -> Optional[pa.Table]:
+def load_table(
+    path: FlightPath, req: pb.LoadRequest, timeout: Optional[float], progress: Callable[[Optional[int]], Any]
+) -> Optional[pa.Table]:
     """A whole load over Flight (blocking), or None when the server has no Flight service.
     ``progress(total)`` makes the progress bar."""
     started = path.start(req, timeout)

@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 import grpc
 import grpc.aio
@@ -24,7 +37,9 @@ class AsyncFrameStream(AsyncIterator[Any]):
     iteration, or on ``await stream`` / ``async with stream`` (which raise NotFound & co. early and
     set ``dataset``)."""
 
-    def __init__(self, client: "AsyncDistributedClient", req: pb.LoadRequest, fmt: str, timeout: Any, progress: Optional[bool]) -> None:
+    def __init__(
+        self, client: "AsyncDistributedClient", req: pb.LoadRequest, fmt: str, timeout: Any, progress: Optional[bool]
+    ) -> None:
         self._client = client
         self._req = req
         self._fmt = fmt
@@ -146,8 +161,21 @@ class AsyncDistributedClient:
     ) -> None:
         self._interceptors = list(interceptors) or None
         self._cfg = c.Config(
-            host, port, timeout, credentials, auth_token, tls, ca_cert, client_cert, client_key,
-            tls_server_name, retries, backoff, max_backoff, progress, channel_options,
+            host,
+            port,
+            timeout,
+            credentials,
+            auth_token,
+            tls,
+            ca_cert,
+            client_cert,
+            client_key,
+            tls_server_name,
+            retries,
+            backoff,
+            max_backoff,
+            progress,
+            channel_options,
         )
         self._channel: Optional[grpc.aio.Channel] = None
         self._stub: Any = None
@@ -163,9 +191,13 @@ class AsyncDistributedClient:
         if self._stub is None:
             cfg = self._cfg
             if cfg.credentials is not None:
-                self._channel = grpc.aio.secure_channel(cfg.target, cfg.credentials, options=cfg.channel_options, interceptors=self._interceptors)
+                self._channel = grpc.aio.secure_channel(
+                    cfg.target, cfg.credentials, options=cfg.channel_options, interceptors=self._interceptors
+                )
             else:
-                self._channel = grpc.aio.insecure_channel(cfg.target, options=cfg.channel_options, interceptors=self._interceptors)
+                self._channel = grpc.aio.insecure_channel(
+                    cfg.target, options=cfg.channel_options, interceptors=self._interceptors
+                )
             self._stub = pb_grpc.PolarwayStub(self._channel)
         return self._stub
 
@@ -299,9 +331,15 @@ class AsyncDistributedClient:
         req = c.load_request(name, columns, version)
         path = self._flight.get()
         if path is not None:
-            table = await self._retrying_typed(lambda: asyncio.to_thread(
-                load_table, path, req, self._cfg.resolve_timeout(timeout),
-                lambda rows: self._progress(progress, f"load {name}", rows)))
+            table = await self._retrying_typed(
+                lambda: asyncio.to_thread(
+                    load_table,
+                    path,
+                    req,
+                    self._cfg.resolve_timeout(timeout),
+                    lambda rows: self._progress(progress, f"load {name}", rows),
+                )
+            )
             if table is not None:
                 return c.convert(table, format)
         stub = await self._get_stub()

@@ -7,11 +7,11 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
-import pyarrow as pa
 
 from . import _common as c
 from ._common import DEFAULT, DatasetInfo, Format, PathOrBytes, StoreInput
-from ._flight import FlightSlot, load_table, next_batch as flight_next_batch
+from ._flight import FlightSlot, load_table
+from ._flight import next_batch as flight_next_batch
 from .errors import Unavailable, from_rpc_error
 from .v1 import polarway_pb2 as pb
 from .v1 import polarway_pb2_grpc as pb_grpc
@@ -151,8 +151,21 @@ class DistributedClient:
         flight: bool = True,
     ) -> None:
         self._cfg = c.Config(
-            host, port, timeout, credentials, auth_token, tls, ca_cert, client_cert, client_key,
-            tls_server_name, retries, backoff, max_backoff, progress, channel_options,
+            host,
+            port,
+            timeout,
+            credentials,
+            auth_token,
+            tls,
+            ca_cert,
+            client_cert,
+            client_key,
+            tls_server_name,
+            retries,
+            backoff,
+            max_backoff,
+            progress,
+            channel_options,
         )
         cfg = self._cfg
         if cfg.credentials is not None:
@@ -273,8 +286,14 @@ class DistributedClient:
         req = c.load_request(name, columns, version)
         path = self._flight.get()
         if path is not None:
-            table = self._retrying_typed(lambda: load_table(
-                path, req, self._cfg.resolve_timeout(timeout), lambda rows: self._progress(progress, f"load {name}", rows)))
+            table = self._retrying_typed(
+                lambda: load_table(
+                    path,
+                    req,
+                    self._cfg.resolve_timeout(timeout),
+                    lambda rows: self._progress(progress, f"load {name}", rows),
+                )
+            )
             if table is not None:
                 return c.convert(table, format)
 
