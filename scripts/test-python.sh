@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The Python client's suite: installs the package (and test tools) into a virtualenv, then runs
-# pytest against the real `polarway` binary on loopback ports.
+# The Python client's suite: installs the package (and test tools) into a virtualenv, checks every
+# Python file of the repository with ruff (lint and format), then runs pytest against the real
+# `polarway` binary on loopback ports.
 #   POLARWAY_BIN    server binary (default: $CARGO_TARGET_DIR/release/polarway)
 #   POLARWAY_VENV   virtualenv to use/create (default: ~/.cache/polarway/venv)
 #   extra arguments go to pytest, e.g. `bash scripts/test-python.sh -k tls`
@@ -30,6 +31,20 @@ echo "== installing clients/python[all] and test tools into $venv"
 "$py" -m pip install -q --disable-pip-version-check \
   "./clients/python[all]" -r clients/python/requirements-dev.txt
 mark_done python-client "$venv"   # scripts/test-xlang.sh of the same run reuses this install
+
+# Every Python file of the repository (client, tests, tools, tests/flight, loadtest/bench), with the
+# settings of clients/python/pyproject.toml ([tool.ruff]; the generated stubs are excluded there).
+ruff="$venv/bin/ruff"
+cfg=clients/python/pyproject.toml
+echo "== ruff check, ruff format --check (all Python files)"
+if ! "$ruff" check --config "$cfg" .; then
+  echo "ruff check found problems: fix them (most with \`$ruff check --config $cfg --fix .\`)" >&2
+  exit 1
+fi
+if ! "$ruff" format --check --config "$cfg" .; then
+  echo "the files above are not ruff-formatted: run \`$ruff format --config $cfg .\`" >&2
+  exit 1
+fi
 
 echo "== pytest clients/python/tests (server: $POLARWAY_BIN)"
 cd clients/python
