@@ -62,3 +62,13 @@ ensure_moto() {
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]==5.2.5'
 }
+
+# check_gofmt DIR: fail, listing them, if Go files under DIR are not as gofmt writes them.
+check_gofmt() {
+  local files
+  files="$(gofmt -l "$1")"
+  [ -z "$files" ] && return 0
+  printf '%s\n' "$files" >&2
+  echo "the Go files above are not gofmt-formatted: run gofmt -w $1" >&2
+  exit 1
+}

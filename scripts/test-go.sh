@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Go client (clients/go): check the generated code is fresh, vet, and run the suite against the
-# real server binary on loopback ($POLARWAY_BIN, default $CARGO_TARGET_DIR/release/polarway).
+# Go client (clients/go): check the generated code is fresh, gofmt and go vet, and run the suite
+# against the real server binary on loopback ($POLARWAY_BIN, default $CARGO_TARGET_DIR/release/polarway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -29,6 +29,8 @@ for f in polarway.pb.go polarway_grpc.pb.go; do
   fi
 done
 
+echo "== Go: gofmt -l clients/go"
+check_gofmt clients/go
 cd clients/go
 echo "== Go: go mod download, go vet"
 go mod download

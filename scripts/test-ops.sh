@@ -18,7 +18,8 @@ done
 ensure_moto
 MOTO="${POLARWAY_MOTO_SERVER:-$HOME/.cache/polarway/tools-venv/bin/moto_server}"
 
-echo "== ops: go vet, build the validator (scripts/validate-ops)"
+echo "== ops: gofmt, go vet, build the validator (scripts/validate-ops)"
+check_gofmt scripts/validate-ops
 (cd scripts/validate-ops && go mod download && go vet ./... && go build -o "$CARGO_TARGET_DIR/validate-ops" .)
 # kubectl, when the machine has it, renders the kustomization offline (not required).
 if command -v kubectl >/dev/null 2>&1; then
