@@ -24,5 +24,5 @@ else
   npm run --silent build
   mark_done typescript-build "$PWD"
 fi
-npm run --silent typecheck   # the examples type-check against the built declarations
+npm run --silent typecheck   # the examples, tests and tools type-check against the built declarations
 node --test --test-concurrency=1 test/*.test.mjs

@@ -33,7 +33,7 @@ after(async () => {
 
 /** Assert `promise` rejects with `Cls`, the given gRPC code, and a message matching `message`. */
 async function rejectsWith(promise, Cls, code, message) {
-  await assert.rejects(promise, (e) => {
+  await assert.rejects(promise, (/** @type {PolarwayError} */ e) => {
     assert.ok(e instanceof Cls, `expected ${Cls.name}, got ${e?.constructor?.name}: ${e?.message}`);
     assert.ok(e instanceof PolarwayError);
     assert.equal(e.code, code);
@@ -55,7 +55,7 @@ describe('server errors', () => {
     await client.store(name, { a: [1] });
     await rejectsWith(client.load(name, { version: 7 }), NotFoundError, status.NOT_FOUND, /7/);
     await rejectsWith(client.describe(name, { version: 7 }), NotFoundError, status.NOT_FOUND, /7/);
-    await assert.rejects(client.load(name, { columns: ['nope'] }), (e) => {
+    await assert.rejects(client.load(name, { columns: ['nope'] }), (/** @type {PolarwayError} */ e) => {
       // An unknown column is a bad request or a missing thing, depending on how one reads it.
       assert.ok(e instanceof NotFoundError || e instanceof InvalidArgumentError, e.message);
       assert.match(e.details, /nope/);
@@ -73,7 +73,7 @@ describe('server errors', () => {
   test('NOT_FOUND: a query over an unknown table, with the server\'s whole message', async () => {
     await rejectsWith(client.query('SELECT * FROM no_such_table_xyz'), NotFoundError, status.NOT_FOUND, /no_such_table_xyz/);
     // grpc-js leaves reserved characters percent-encoded in messages; the client decodes them.
-    await assert.rejects(client.query('SELECT * FROM no_such_table_xyz'), (e) => !/%[0-9A-F]{2}/.test(e.details));
+    await assert.rejects(client.query('SELECT * FROM no_such_table_xyz'), (/** @type {PolarwayError} */ e) => !/%[0-9A-F]{2}/.test(e.details));
   });
 
   test('ALREADY_EXISTS and ABORTED: failed conditions', async () => {
@@ -92,7 +92,7 @@ describe('server errors', () => {
       'INSTALL httpfs',
       "SET enable_external_access = true",
     ]) {
-      await assert.rejects(client.query(sql), (e) => {
+      await assert.rejects(client.query(sql), (/** @type {PolarwayError} */ e) => {
         assert.ok(e instanceof PermissionDeniedError, `${sql}: ${e.constructor.name}: ${e.message}`);
         assert.equal(e.code, status.PERMISSION_DENIED);
         assert.ok(e.details.length > 0);

@@ -18,6 +18,8 @@ const LISTENING = /^polarway: listening on (\S+):(\d+)$/;
  * Start `polarway server` with `--grpc-port 0` (or `port`) in a fresh temp dir.
  * `wrap(argv)` may turn the command into another one (e.g. a mount namespace); `dataDir` overrides
  * the data dir argument. Resolves once the server printed its listening line (at most 30 s).
+ * @param {{ args?: string[], port?: number, wrap?: (argv: string[], dir: string) => string[],
+ *           dataDir?: string, env?: Record<string, string> }} [options]
  */
 export async function startServer({ args = [], port = 0, wrap, dataDir, env = {} } = {}) {
   if (!existsSync(POLARWAY_BIN)) throw new Error(`polarway binary not found at ${POLARWAY_BIN} (cargo build --release --workspace, or set POLARWAY_BIN)`);
@@ -78,7 +80,7 @@ export function freePort() {
     const s = createServer();
     s.once('error', reject);
     s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
+      const { port } = /** @type {import('node:net').AddressInfo} */ (s.address());
       s.close(() => resolve(port));
     });
   });

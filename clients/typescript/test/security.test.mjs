@@ -7,6 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { PolarwayClient, UnauthenticatedError, UnavailableError, status } from '../dist/index.js';
 import { makeCertificates, rows, startServer, uniqueName } from './helpers.mjs';
 
+/** @typedef {import('../dist/index.js').PolarwayError} PolarwayError */
+
 let certDir;
 let certs;
 
@@ -30,7 +32,7 @@ async function roundTrip(client) {
 /** The error a client gets when it cannot complete a TLS handshake. */
 async function refused(client) {
   try {
-    await assert.rejects(client.list(), (e) => {
+    await assert.rejects(client.list(), (/** @type {PolarwayError} */ e) => {
       assert.ok(e instanceof UnavailableError, `${e.constructor.name}: ${e.message}`);
       return true;
     });
@@ -145,7 +147,7 @@ describe('bearer token', () => {
       try {
         assert.equal(await client.healthCheck(), 'OK');
         for (const call of [() => client.list(), () => client.load('x'), () => client.store('x', { a: [1] }), () => client.query('SELECT 1')]) {
-          await assert.rejects(call(), (e) => {
+          await assert.rejects(call(), (/** @type {PolarwayError} */ e) => {
             assert.ok(e instanceof UnauthenticatedError, `${e.constructor.name}: ${e.message}`);
             assert.equal(e.code, status.UNAUTHENTICATED);
             assert.ok(!e.message.includes('s3cret-token'));

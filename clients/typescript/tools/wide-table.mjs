@@ -20,6 +20,7 @@ const col = (type, values) => A.vectorFromArray(values, type);
 
 /** Columns (name -> Vector) of `n` rows: row i is null in column j when (i + j) % 3 == 0. */
 export function wideColumns(n = 7) {
+  /** @type {Record<string, [A.DataType, (i: number) => unknown]>} */
   const spec = {
     i8: [new A.Int8(), (i) => (i % 2 ? -128 : 127) + (i % 2 ? i : -i)],
     i16: [new A.Int16(), (i) => (i % 2 ? -32768 : 32767) + (i % 2 ? i : -i)],
