@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
+import pyarrow as pa
 
 from . import _common as c
 from ._common import DEFAULT, DatasetInfo, Format, PathOrBytes, StoreInput
@@ -17,22 +18,68 @@ from .v1 import polarway_pb2 as pb
 from .v1 import polarway_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
+S = TypeVar("S", bound="_BatchStream")
 
 
-class FrameStream(Iterator[Any]):
+class _BatchStream(Iterator[Any]):
+    """What both ``load_stream`` paths share: one frame per record batch, the progress bar, and
+    ``close()``. A subclass reads with ``_next_batch()`` (None at the end) and cancels with
+    ``_cancel()``."""
+
+    def __init__(self, dataset: pb.DatasetInfo, fmt: str, bar: c.Progress) -> None:
+        self.dataset = DatasetInfo._from_pb(dataset)
+        self._fmt = fmt
+        self._bar = bar
+        self._done = False
+
+    def _next_batch(self) -> Optional[pa.RecordBatch]:
+        raise NotImplementedError
+
+    def _cancel(self) -> None:
+        raise NotImplementedError
+
+    def __iter__(self: S) -> S:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        try:
+            batch = self._next_batch()
+        except BaseException:
+            self.close()
+            raise
+        if batch is None:
+            self._done = True
+            self._bar.close()
+            raise StopIteration
+        self._bar.update(batch.num_rows)
+        return c.convert(batch, self._fmt)
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._cancel()
+            self._bar.close()
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class FrameStream(_BatchStream):
     """What ``load_stream`` returns: an iterator of frames, one per record batch, decoded as the
     response arrives. Each frame is yours alone: drop it and its memory is freed. ``dataset``
     describes the version being streamed. ``close()`` (or leaving a ``with`` block) cancels the
     rest of the stream."""
 
     def __init__(self, call: Any, first: pb.LoadResponse, fmt: str, bar: c.Progress) -> None:
-        self.dataset = DatasetInfo._from_pb(first.dataset)
+        super().__init__(first.dataset, fmt, bar)
         self._call = call
-        self._fmt = fmt
-        self._bar = bar
         self._pending = first.ipc or None
         self._reader: Any = None
-        self._done = False
 
     def _next_chunk(self) -> Optional[bytes]:
         if self._pending is not None:
@@ -46,69 +93,27 @@ class FrameStream(Iterator[Any]):
             raise from_rpc_error(e) from None
         return None
 
-    def __iter__(self) -> "FrameStream":
-        return self
+    def _next_batch(self) -> Optional[pa.RecordBatch]:
+        if self._reader is None:
+            self._reader = c.open_reader(self._next_chunk)
+        return c.read_next(self._reader)
 
-    def __next__(self) -> Any:
-        if self._done:
-            raise StopIteration
-        try:
-            if self._reader is None:
-                self._reader = c.open_reader(self._next_chunk)
-            batch = c.read_next(self._reader)
-        except BaseException:
-            self.close()
-            raise
-        if batch is None:
-            self._done = True
-            self._bar.close()
-            raise StopIteration
-        self._bar.update(batch.num_rows)
-        return c.convert(batch, self._fmt)
-
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._call.cancel()
-            self._bar.close()
-
-    def __enter__(self) -> "FrameStream":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def _cancel(self) -> None:
+        self._call.cancel()
 
 
 class FlightFrameStream(FrameStream):
     """``load_stream`` over Arrow Flight: the same iterator, fed by a DoGet reader."""
 
     def __init__(self, reader: Any, dataset: pb.DatasetInfo, fmt: str, bar: c.Progress) -> None:
-        self.dataset = DatasetInfo._from_pb(dataset)
+        _BatchStream.__init__(self, dataset, fmt, bar)  # not FrameStream's: there is no gRPC call
         self._flight_reader = reader
-        self._fmt = fmt
-        self._bar = bar
-        self._done = False
 
-    def __next__(self) -> Any:
-        if self._done:
-            raise StopIteration
-        try:
-            batch = flight_next_batch(self._flight_reader)
-        except BaseException:
-            self.close()
-            raise
-        if batch is None:
-            self._done = True
-            self._bar.close()
-            raise StopIteration
-        self._bar.update(batch.num_rows)
-        return c.convert(batch, self._fmt)
+    def _next_batch(self) -> Optional[pa.RecordBatch]:
+        return flight_next_batch(self._flight_reader)
 
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._flight_reader.cancel()
-            self._bar.close()
+    def _cancel(self) -> None:
+        self._flight_reader.cancel()
 
 
 class DistributedClient:
