@@ -361,15 +361,9 @@ pub fn bearer(value: &http::HeaderValue) -> Result<String, AccessError> {
     }
 }
 
-fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return None;
-    }
+fn parse_sha256(digits: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(digits.trim(), &mut out).ok()?;
     Some(out)
 }
 

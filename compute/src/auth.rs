@@ -12,6 +12,7 @@
 //! narrow the call further. They never widen it, so a caller forging the header gains nothing.
 
 use polarway_access::{policy::bearer, Access, AccessError, Grants, PolicyHandle, GRANTS_HEADER};
+use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
@@ -89,7 +90,7 @@ impl Authenticator {
         if self
             .token
             .as_deref()
-            .is_some_and(|t| constant_time_eq(presented.as_bytes(), t.as_bytes()))
+            .is_some_and(|t| bool::from(presented.as_bytes().ct_eq(t.as_bytes())))
         {
             return Ok(Access::everything());
         }
@@ -102,15 +103,6 @@ impl Authenticator {
         let identity = policy.authenticate(&headers).await.map_err(status)?;
         Ok(Access::of(policy.grants(&identity)))
     }
-}
-
-/// Compare without an early exit, so timing does not reveal how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= (a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff)) as usize;
-    }
-    diff == 0
 }
 
 #[cfg(test)]

@@ -7,15 +7,19 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::store::{dir::staging_name, Catalog, ObjectData};
+use crate::scratch::staging_name;
+use crate::store::{Catalog, Manifest, ObjectData};
 
 pub struct ColdView {
     dir: PathBuf,
     /// Data key currently published per dataset, for views that are copies.
     copied: Mutex<HashMap<String, String>>,
+    /// The newest version published (or deleted) per dataset.
+    newest: Mutex<HashMap<String, u64>>,
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ColdView {
@@ -29,6 +33,8 @@ impl ColdView {
         Ok(Self {
             dir,
             copied: Default::default(),
+            newest: Default::default(),
+            turns: Default::default(),
         })
     }
 
@@ -40,26 +46,60 @@ impl ColdView {
         self.dir.join(format!("{name}.parquet"))
     }
 
-    /// Make `<cold>/<name>.parquet` the latest version of `name` (or remove it if `name` is gone).
-    /// Re-checks after publishing, so that racing writers converge on the newest version.
-    pub async fn refresh(&self, catalog: &Catalog, name: &str) -> Result<()> {
-        for _ in 0..4 {
-            let manifest = match catalog.latest(name).await {
-                Ok(m) => m,
-                Err(Error::NotFound(_)) => return self.remove(name).await,
-                Err(e) => return Err(e),
-            };
-            let key = manifest.data.clone().unwrap_or_default();
-            match catalog.open(&manifest).await {
-                Ok(data) => self.publish(name, &key, data).await?,
-                Err(Error::NotFound(_)) => continue,
-                Err(e) => return Err(e),
-            }
-            if catalog.latest(name).await.map(|m| m.version).ok() == Some(manifest.version) {
-                return Ok(());
-            }
+    /// Make `<cold>/<name>.parquet` the version `m` just committed, unless this worker has
+    /// published a newer version of it already (writers that race converge on the newest). The
+    /// manifest is the one the commit made, so no listing of the store is needed.
+    pub async fn publish_version(&self, catalog: &Catalog, m: &Manifest) -> Result<()> {
+        let turn = self.turn(&m.name);
+        let _turn = turn.lock().await;
+        if self.newest(&m.name).is_some_and(|v| v >= m.version) {
+            return Ok(());
         }
+        let data = match catalog.open(m).await {
+            Ok(data) => data,
+            // Pruned already: a newer version was committed, and its writer publishes it.
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.publish(&m.name, m.data.as_deref().unwrap_or_default(), data)
+            .await?;
+        self.set_newest(&m.name, m.version);
         Ok(())
+    }
+
+    /// `name` was deleted: its view goes, and versions below the deletion are never published
+    /// again. `marker` is the deletion's version.
+    pub async fn withdraw(&self, name: &str, marker: u64) -> Result<()> {
+        let turn = self.turn(name);
+        let _turn = turn.lock().await;
+        self.set_newest(name, marker);
+        self.copied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        match tokio::fs::remove_file(self.path(name)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// One publication of a dataset at a time, in the order they arrive.
+    fn turn(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if turns.len() > 10_000 {
+            turns.retain(|_, t| Arc::strong_count(t) > 1);
+        }
+        turns.entry(name.to_string()).or_default().clone()
+    }
+
+    fn newest(&self, name: &str) -> Option<u64> {
+        let newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        newest.get(name).copied()
+    }
+
+    fn set_newest(&self, name: &str, version: u64) {
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        newest.insert(name.to_string(), version);
     }
 
     async fn publish(&self, name: &str, key: &str, data: ObjectData) -> Result<()> {
@@ -122,17 +162,6 @@ impl ColdView {
             copied.insert(name.to_string(), key.to_string());
         }
         Ok(())
-    }
-
-    async fn remove(&self, name: &str) -> Result<()> {
-        self.copied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        match tokio::fs::remove_file(self.path(name)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
     }
 }
 

@@ -17,8 +17,9 @@
 //!   - `catalog.rs`: list, describe, delete, cache stats.
 //! - `flight/`: Arrow Flight and Flight SQL on the same port, over the same admission, gate,
 //!   sandbox, loader and store steps; signed self-contained tickets (`ticket.rs`).
-//! - `store/`: the version protocol (`mod.rs`) over a `Backend`: `memory.rs`, `dir.rs`
+//! - `store/`: the version protocol (`catalog.rs`) over a `Backend` (`backend.rs`): `memory.rs`, `dir.rs`
 //!   (`external`, a shared directory), `s3.rs` (with the disk tier `disk_cache.rs`).
+//! - `scratch.rs`: names of a worker's own files in shared places (staging, spill, disk cache).
 //! - `coldview.rs`: `<data-dir>/cold`, where each dataset's latest version appears for outside tools.
 //! - `wire.rs`: Flight's DoGet framed beneath tonic, Arrow buffers uncopied.
 //! - `error.rs`: the error type and its one mapping to gRPC status codes.
@@ -34,6 +35,7 @@ pub mod flight;
 pub mod ipc;
 pub mod metrics;
 pub mod parquet_io;
+pub mod scratch;
 pub mod server;
 pub mod service;
 pub mod sql;

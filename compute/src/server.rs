@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use polarway_proto::transport::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use polarway_proto::v1::polarway_server::PolarwayServer;
 use polarway_proto::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
@@ -27,11 +28,6 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 
 /// The largest Flight message (one record batch) accepted or sent.
 const FLIGHT_MAX_MESSAGE_BYTES: usize = 256 << 20;
-
-/// HTTP/2 windows sized for bulk transfers: the defaults (64 KiB) throttle large loads.
-const STREAM_WINDOW: u32 = 8 << 20;
-const CONNECTION_WINDOW: u32 = 32 << 20;
-const MAX_FRAME: u32 = 1 << 20;
 
 pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
     std::fs::create_dir_all(&args.data_dir)
@@ -115,7 +111,7 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
 fn private_root(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for entry in std::fs::read_dir(dir)?.flatten() {
-        if crate::store::dir::left_by_a_dead_process(&entry.file_name().to_string_lossy()) {
+        if crate::scratch::left_by_a_dead_process(&entry.file_name().to_string_lossy()) {
             let _ = std::fs::remove_dir_all(entry.path())
                 .or_else(|_| std::fs::remove_file(entry.path()));
         }

@@ -2,68 +2,25 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{Worker, WorkerConfig};
 use polars::prelude::*;
 use polarway::{DistributedClient, TlsOptions};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use polarway_testkit::pki::Pki;
 
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, as PEM files.
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
-        for (name, sans) in [
-            (
-                "server",
-                vec!["localhost".to_string(), "127.0.0.1".to_string()],
-            ),
-            ("client", vec!["client".to_string()]),
-        ] {
-            let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(sans)
-                .unwrap()
-                .signed_by(&key, &ca)
-                .unwrap();
-            std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
-            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        }
-        Self { dir }
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.dir.path().join(f)
-    }
-
-    fn server_args(&self, mutual: bool) -> WorkerConfig {
-        let cfg = WorkerConfig::default()
-            .arg("--tls-cert")
-            .arg(self.path("server.crt").display().to_string())
-            .arg("--tls-key")
-            .arg(self.path("server.key").display().to_string());
-        if mutual {
-            cfg.arg("--tls-ca")
-                .arg(self.path("ca.crt").display().to_string())
-        } else {
-            cfg
-        }
-    }
-
-    fn options(&self, with_client_cert: bool) -> TlsOptions {
-        TlsOptions {
-            ca_cert: Some(self.path("ca.crt")),
-            client_cert: with_client_cert.then(|| self.path("client.crt")),
-            client_key: with_client_cert.then(|| self.path("client.key")),
-            domain: None,
-        }
+/// The worker's TLS flags for the test certificates (`--tls-ca` too for mutual TLS).
+fn server_args(pki: &Pki, mutual: bool) -> WorkerConfig {
+    let cfg = WorkerConfig::default()
+        .arg("--tls-cert")
+        .arg(pki.path("server.crt").display().to_string())
+        .arg("--tls-key")
+        .arg(pki.path("server.key").display().to_string());
+    if mutual {
+        cfg.arg("--tls-ca")
+            .arg(pki.path("ca.crt").display().to_string())
+    } else {
+        cfg
     }
 }
 
@@ -80,9 +37,9 @@ fn https(worker: &Worker) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls() {
     let pki = Pki::new();
-    let worker = Worker::start_with(pki.server_args(false));
+    let worker = Worker::start_with(server_args(&pki, false));
     let client = DistributedClient::builder(https(&worker))
-        .tls(pki.options(false))
+        .tls(pki.client_options(false))
         .connect()
         .await
         .unwrap();
@@ -112,16 +69,16 @@ async fn tls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls() {
     let pki = Pki::new();
-    let worker = Worker::start_with(pki.server_args(true));
+    let worker = Worker::start_with(server_args(&pki, true));
     let client = DistributedClient::builder(https(&worker))
-        .tls(pki.options(true))
+        .tls(pki.client_options(true))
         .connect()
         .await
         .unwrap();
     round_trip(&client).await;
     // Without a client certificate the handshake (or the first call) fails.
     let anonymous = DistributedClient::builder(https(&worker))
-        .tls(pki.options(false))
+        .tls(pki.client_options(false))
         .retries(0, Default::default())
         .connect()
         .await;

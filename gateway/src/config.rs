@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::route::Strategy;
+use polarway_access::Strategy;
 
 #[derive(Debug, Clone, Parser)]
 #[command(

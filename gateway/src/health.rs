@@ -11,9 +11,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::server::HealthReporter;
 
+use crate::backends::{Backends, Endpoint};
 use crate::metrics::Metrics;
 use crate::proxy::UpstreamClient;
-use crate::route::{Backends, Endpoint};
 
 /// The service names the gateway reports: the whole server and the proxied service.
 pub const SERVICES: &[&str] = &["", "polarway.v1.Polarway"];

@@ -1,24 +1,16 @@
-//! Observation, the outermost layer: a request id for every call (`x-request-id`, generated when
-//! absent and forwarded to the worker), one access-log line per call when it ends (method,
-//! identity, worker, status, duration), and Prometheus metrics, served on `--metrics-port`.
-//! This layer is also where gateway errors become trailers-only gRPC responses.
+//! The gateway's Prometheus metrics, served on `--metrics-port`: the per-call series every
+//! Polarway server exports (recorded by the observe layer) and the gateway's own (workers' health,
+//! ejections, retries, rate limits, policy reloads, authorization refusals). Labels are method
+//! names from a fixed list, worker addresses and fixed words: never caller text.
 
-use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use futures::future::BoxFuture;
-use http::{HeaderValue, Request, Response};
 use polarway_telemetry::{method_label, GrpcMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tonic::body::Body;
-use tower::{Layer, Service, ServiceExt};
-
-use crate::{rpc_name, HttpService};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabel {
@@ -185,6 +177,11 @@ impl Metrics {
             .inc();
     }
 
+    /// The per-call series (requests, durations, statuses, bytes).
+    pub fn grpc(&self) -> &GrpcMetrics {
+        &self.0.grpc
+    }
+
     pub fn registry(&self) -> Arc<Registry> {
         self.0.registry.clone()
     }
@@ -192,106 +189,5 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         polarway_telemetry::endpoint::encode(&self.0.registry)
-    }
-}
-
-/// What later layers learn about a call, for its access-log line.
-#[derive(Debug, Default)]
-pub struct CallInfo {
-    identity: OnceLock<String>,
-    backend: std::sync::Mutex<Option<String>>,
-}
-
-impl CallInfo {
-    pub fn set_identity(&self, name: &str) {
-        let _ = self.identity.set(name.to_string());
-    }
-    pub fn set_backend(&self, addr: &str) {
-        *self.backend.lock().unwrap() = Some(addr.to_string());
-    }
-}
-
-#[derive(Clone)]
-pub struct ObserveLayer {
-    pub metrics: Metrics,
-}
-
-impl Layer<HttpService> for ObserveLayer {
-    type Service = Observe;
-    fn layer(&self, inner: HttpService) -> Observe {
-        Observe {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Observe {
-    inner: HttpService,
-    metrics: Metrics,
-}
-
-impl Service<Request<Body>> for Observe {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let request_id = match req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(id) if !id.is_empty() && id.len() <= 128 => id.to_string(),
-            _ => {
-                let id = uuid::Uuid::new_v4().to_string();
-                req.headers_mut()
-                    .insert("x-request-id", HeaderValue::from_str(&id).expect("uuid"));
-                id
-            }
-        };
-        let info = Arc::new(CallInfo::default());
-        req.extensions_mut().insert(info.clone());
-        let method = rpc_name(req.uri().path()).to_string();
-        let grpc = &self.metrics.0.grpc;
-        let req = grpc.count_request(req, &method);
-        let access_id = request_id.clone();
-        let mut call = grpc.start(&method).on_end(move |code, message, elapsed| {
-            let backend = info
-                .backend
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or_else(|| "-".into());
-            tracing::info!(
-                target: "access",
-                request_id = %access_id,
-                method = ?method,
-                identity = ?info.identity.get().map(String::as_str).unwrap_or("-"),
-                backend = %backend,
-                status = ?code,
-                ms = elapsed.as_secs_f64() * 1000.0,
-                "{message}"
-            );
-        });
-        let inner = self.inner.clone();
-        Box::pin(async move {
-            let mut resp = match inner.oneshot(req).await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    call.finish(e.code(), &e.to_string());
-                    e.into_response()
-                }
-            };
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                resp.headers_mut().insert("x-request-id", v);
-            }
-            Ok(call.observe(resp))
-        })
     }
 }

@@ -9,26 +9,23 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http::{HeaderValue, Request, Response, Uri};
 use http_body::Frame;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use polarway_proto::transport::{grpc_timeout, MAX_FRAME, STREAM_WINDOW};
 use tonic::body::Body;
-use tower::Service;
+use tower::util::BoxCloneSyncService;
 
-use crate::deadline::{encode_timeout, Deadline};
+use crate::backends::Endpoint;
+use crate::call::{Deadline, HttpService};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
-use crate::route::Endpoint;
 
 pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
-/// HTTP/2 windows sized for bulk transfers, as on the worker (defaults throttle large loads).
-pub const STREAM_WINDOW: u32 = 8 << 20;
-pub const CONNECTION_WINDOW: u32 = 32 << 20;
-pub const MAX_FRAME: u32 = 1 << 20;
+/// How much response data HTTP/2 may queue per stream before it waits for the peer.
 pub const SEND_BUFFER: usize = 8 << 20;
 /// Toward workers, the connection window is far larger than the stream window: all callers'
 /// calls to a worker share one connection, and a caller that stops reading fills its streams'
@@ -92,83 +89,79 @@ pub struct Proxy {
     pub metrics: Metrics,
 }
 
-impl Service<Request<Body>> for Proxy {
-    type Response = Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
+impl Proxy {
+    /// The innermost service of the request path.
+    pub fn into_service(self) -> HttpService {
+        BoxCloneSyncService::new(tower::service_fn(move |req| self.clone().forward(req)))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let endpoint = req
-                .extensions()
-                .get::<Arc<Endpoint>>()
-                .cloned()
-                .ok_or_else(|| GatewayError::Internal("no worker chosen".into()))?;
-            let deadline = req.extensions().get::<Deadline>().copied();
-            let (mut parts, body) = req.into_parts();
-            let mut uri = endpoint.uri.clone().into_parts();
-            uri.path_and_query = parts.uri.path_and_query().cloned();
-            parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.to_string()))?;
-            for h in HOP_HEADERS {
-                parts.headers.remove(*h);
+    async fn forward(self, req: Request<Body>) -> Result<Response<Body>, GatewayError> {
+        let endpoint = req
+            .extensions()
+            .get::<Arc<Endpoint>>()
+            .cloned()
+            .ok_or_else(|| GatewayError::Internal("no worker chosen".into()))?;
+        let deadline = req.extensions().get::<Deadline>().copied();
+        let (mut parts, body) = req.into_parts();
+        let mut uri = endpoint.uri.clone().into_parts();
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        parts.uri = Uri::from_parts(uri).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        for h in HOP_HEADERS {
+            parts.headers.remove(*h);
+        }
+        parts.headers.remove(http::header::AUTHORIZATION);
+        if let Some(token) = &self.backend_token {
+            parts
+                .headers
+                .insert(http::header::AUTHORIZATION, token.clone());
+        }
+        if let Some(Deadline(at)) = deadline {
+            // The worker gets the time that is left, not the caller's original budget.
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(GatewayError::DeadlineExceeded);
             }
-            parts.headers.remove(http::header::AUTHORIZATION);
-            if let Some(token) = &this.backend_token {
-                parts
-                    .headers
-                    .insert(http::header::AUTHORIZATION, token.clone());
-            }
-            if let Some(Deadline(at)) = deadline {
-                // The worker gets the time that is left, not the caller's original budget.
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(GatewayError::DeadlineExceeded);
-                }
-                parts.headers.insert("grpc-timeout", encode_timeout(left));
-            }
-            parts.extensions = Default::default();
-            this.metrics.upstream_request(&endpoint.addr);
-            let sent = this.client.request(Request::from_parts(parts, body)).await;
-            match sent {
-                Ok(resp) => {
-                    endpoint.record_success();
-                    let (mut parts, body) = resp.into_parts();
-                    if parts.status != http::StatusCode::OK {
-                        return Err(GatewayError::Upstream {
-                            backend: endpoint.addr.clone(),
-                            source: format!("HTTP {}", parts.status).into(),
-                        });
-                    }
-                    if this.debug_headers {
-                        if let Ok(v) = HeaderValue::from_str(&endpoint.addr) {
-                            parts.headers.insert("x-polarway-backend", v);
-                        }
-                    }
-                    parts.extensions = Default::default();
-                    parts.extensions.insert(endpoint.clone());
-                    let body = UpstreamBody {
-                        inner: Some(body),
+            let timeout = HeaderValue::from_str(&grpc_timeout::encode(left))
+                .map_err(|e| GatewayError::Internal(format!("grpc-timeout: {e}")))?;
+            parts.headers.insert(grpc_timeout::HEADER, timeout);
+        }
+        parts.extensions = Default::default();
+        self.metrics.upstream_request(&endpoint.addr);
+        let sent = self.client.request(Request::from_parts(parts, body)).await;
+        match sent {
+            Ok(resp) => {
+                endpoint.record_success();
+                let (mut parts, body) = resp.into_parts();
+                if parts.status != http::StatusCode::OK {
+                    return Err(GatewayError::Upstream {
                         backend: endpoint.addr.clone(),
-                    };
-                    Ok(Response::from_parts(parts, Body::new(body)))
+                        source: format!("HTTP {}", parts.status).into(),
+                    });
                 }
-                Err(e) => {
-                    if endpoint.record_failure(this.eject_after) {
-                        this.metrics.ejection(&endpoint.addr);
-                        tracing::warn!(backend = %endpoint.addr, "worker ejected after {} failed calls in a row", this.eject_after);
+                if self.debug_headers {
+                    if let Ok(v) = HeaderValue::from_str(&endpoint.addr) {
+                        parts.headers.insert("x-polarway-backend", v);
                     }
-                    Err(GatewayError::Upstream {
-                        backend: endpoint.addr.clone(),
-                        source: Box::new(e),
-                    })
                 }
+                parts.extensions = Default::default();
+                parts.extensions.insert(endpoint.clone());
+                let body = UpstreamBody {
+                    inner: Some(body),
+                    backend: endpoint.addr.clone(),
+                };
+                Ok(Response::from_parts(parts, Body::new(body)))
             }
-        })
+            Err(e) => {
+                if endpoint.record_failure(self.eject_after) {
+                    self.metrics.ejection(&endpoint.addr);
+                    tracing::warn!(backend = %endpoint.addr, "worker ejected after {} failed calls in a row", self.eject_after);
+                }
+                Err(GatewayError::Upstream {
+                    backend: endpoint.addr.clone(),
+                    source: Box::new(e),
+                })
+            }
+        }
     }
 }
 

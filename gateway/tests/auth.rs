@@ -4,12 +4,13 @@
 
 mod common;
 
+use polarway_testkit::pki::Pki;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use polarway::{Code, DistributedClient, TlsOptions};
+use polarway::{Code, DistributedClient};
 use serde_json::json;
 
 const ISSUER: &str = "https://issuer.test";
@@ -61,17 +62,13 @@ datasets = ["*"]
 methods = ["Load", "Query", "List", "Describe", "Health", "CacheStats"]
 datasets = ["trades_*"]
 "#,
-        ann = hex(&polarway_access::policy::sha256(b"analyst-token")),
+        ann = hex::encode(polarway_access::policy::sha256(b"analyst-token")),
         rsa = keys.join("rsa_public.pem").display(),
         ec = keys.join("ec_public.pem").display(),
     );
     let path = dir.join("policy.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn now() -> i64 {
@@ -343,58 +340,14 @@ async fn auth_matrix() {
     assert!(rotated, "the new JWKS key was not picked up");
 }
 
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-        let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
-        for (name, sans) in [
-            (
-                "server",
-                vec!["localhost".to_string(), "127.0.0.1".to_string()],
-            ),
-            ("client", vec!["client".to_string()]),
-        ] {
-            let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(sans)
-                .unwrap()
-                .signed_by(&key, &ca)
-                .unwrap();
-            std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
-            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        }
-        Self { dir }
-    }
-
-    fn path(&self, f: &str) -> String {
-        self.dir.path().join(f).display().to_string()
-    }
-
-    fn options(&self, with_client_cert: bool) -> TlsOptions {
-        TlsOptions {
-            ca_cert: Some(self.dir.path().join("ca.crt")),
-            client_cert: with_client_cert.then(|| self.dir.path().join("client.crt")),
-            client_key: with_client_cert.then(|| self.dir.path().join("client.key")),
-            domain: None,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_and_mutual_tls() {
     let pki = Pki::new();
     let cluster = Cluster::start(1);
     let (cert, key, ca) = (
-        pki.path("server.crt"),
-        pki.path("server.key"),
-        pki.path("ca.crt"),
+        pki.arg("server.crt"),
+        pki.arg("server.key"),
+        pki.arg("ca.crt"),
     );
     let tls_gw = Gateway::start(&cluster, &["--tls-cert", &cert, "--tls-key", &key]);
     let mtls_gw = Gateway::start(
@@ -410,7 +363,7 @@ async fn tls_and_mutual_tls() {
     let df = frame(3);
 
     let client = DistributedClient::builder(https(&tls_gw))
-        .tls(pki.options(false))
+        .tls(pki.client_options(false))
         .connect()
         .await
         .unwrap();
@@ -418,7 +371,7 @@ async fn tls_and_mutual_tls() {
     assert!(client.load("secure_a").await.unwrap().equals_missing(&df));
 
     let client = DistributedClient::builder(https(&mtls_gw))
-        .tls(pki.options(true))
+        .tls(pki.client_options(true))
         .connect()
         .await
         .unwrap();
@@ -426,7 +379,7 @@ async fn tls_and_mutual_tls() {
 
     // Without a client certificate the mTLS gateway refuses the connection.
     let refused = match DistributedClient::builder(https(&mtls_gw))
-        .tls(pki.options(false))
+        .tls(pki.client_options(false))
         .retries(0, Duration::ZERO)
         .connect()
         .await
@@ -478,7 +431,7 @@ async fn tls_certificate_reloads_without_restart() {
     );
     // Whether a fresh connection trusting `pki`'s CA gets through.
     let trusted_by = |pki: &Pki| {
-        let (url, tls) = (url.clone(), pki.options(false));
+        let (url, tls) = (url.clone(), pki.client_options(false));
         async move {
             match DistributedClient::builder(url)
                 .tls(tls)
@@ -492,7 +445,7 @@ async fn tls_certificate_reloads_without_restart() {
         }
     };
     let client = DistributedClient::builder(url.clone())
-        .tls(old.options(false))
+        .tls(old.client_options(false))
         .connect()
         .await
         .unwrap();
@@ -515,7 +468,7 @@ async fn tls_certificate_reloads_without_restart() {
     );
     assert!(!trusted_by(&old).await);
     let client = DistributedClient::builder(url)
-        .tls(new.options(false))
+        .tls(new.client_options(false))
         .connect()
         .await
         .unwrap();
@@ -742,7 +695,7 @@ async fn bad_tls_files_are_refused() {
         gw.proc.addr().rsplit(':').next().unwrap()
     );
     let trusted_by = |p: &Pki| {
-        let (url, tls) = (url.clone(), p.options(false));
+        let (url, tls) = (url.clone(), p.client_options(false));
         async move {
             match DistributedClient::builder(url)
                 .tls(tls)

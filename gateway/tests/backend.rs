@@ -4,6 +4,7 @@
 
 mod common;
 
+use polarway_testkit::pki::{ca, leaf};
 use std::time::Duration;
 
 use common::*;
@@ -146,29 +147,6 @@ async fn backend_token_reaches_workers_that_require_one() {
     );
 }
 
-type Ca = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
-
-/// A CA, its certificate written to `dir/NAME.crt`.
-fn ca(dir: &std::path::Path, name: &str) -> Ca {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    std::fs::write(dir.join(format!("{name}.crt")), ca.pem()).unwrap();
-    ca
-}
-
-/// A certificate for `san` signed by `ca`, written to `dir/NAME.crt` and `dir/NAME.key`.
-fn leaf(dir: &std::path::Path, ca: &Ca, name: &str, san: &str) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![san.to_string()])
-        .unwrap()
-        .signed_by(&key, ca)
-        .unwrap();
-    std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
-    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-}
-
 fn https_backends(cluster: &Cluster) -> Vec<String> {
     cluster
         .workers
@@ -184,7 +162,7 @@ async fn tls_toward_workers() {
     // Another CA, to show an untrusted worker certificate is refused.
     ca(pki.path(), "other");
     let ca = ca(pki.path(), "ca");
-    leaf(pki.path(), &ca, "worker", "worker.polarway.test");
+    leaf(pki.path(), &ca, "worker", &["worker.polarway.test"]);
 
     let (crt, key) = (path("worker.crt"), path("worker.key"));
     let cluster = Cluster::start_with(2, &["--tls-cert", &crt, "--tls-key", &key]);
@@ -223,8 +201,8 @@ async fn mutual_tls_toward_workers() {
     let pki = tempfile::tempdir().unwrap();
     let path = |f: &str| pki.path().join(f).display().to_string();
     let ca = ca(pki.path(), "ca");
-    leaf(pki.path(), &ca, "worker", "worker.polarway.test");
-    leaf(pki.path(), &ca, "gateway", "gateway.polarway.test");
+    leaf(pki.path(), &ca, "worker", &["worker.polarway.test"]);
+    leaf(pki.path(), &ca, "gateway", &["gateway.polarway.test"]);
 
     // Workers that require a client certificate from the CA.
     let (crt, key, ca_crt) = (path("worker.crt"), path("worker.key"), path("ca.crt"));

@@ -9,6 +9,8 @@ use arrow::buffer::Buffer;
 use arrow::ipc::reader::StreamDecoder;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+pub use polarway_proto::transport::code_name;
+use polarway_proto::transport::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use polarway_proto::v1::{self as pb, polarway_client::PolarwayClient};
 use polarway_proto::{CHUNK_TARGET_BYTES, MAX_MESSAGE_BYTES, ROUTING_KEY_HEADER};
 use tonic::metadata::MetadataValue;
@@ -63,38 +65,15 @@ impl From<arrow::error::ArrowError> for CallError {
 
 pub type CallResult = std::result::Result<Moved, CallError>;
 
-/// Canonical gRPC code names, as in the metrics' `status` label.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 impl Client {
     /// One HTTP/2 connection (tonic reconnects it after a failure, e.g. a restarted worker).
     pub async fn connect(url: &str, opts: &ConnectOpts, timeout: Duration) -> Result<Client> {
         let mut endpoint = Endpoint::from_shared(url.to_string())
             .with_context(|| format!("invalid target URL {url:?}"))?
             .connect_timeout(Duration::from_secs(10))
-            .initial_stream_window_size(8u32 << 20)
-            .initial_connection_window_size(32u32 << 20)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
             .tcp_nodelay(true);
         if url.starts_with("https://") {
             let mut cfg = ClientTlsConfig::new();

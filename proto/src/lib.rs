@@ -1,6 +1,8 @@
 //! The `polarway.v1` service definition (`proto/polarway/v1/polarway.proto`), compiled for Rust.
 //! It is the single source of truth every client and the worker share.
 
+pub mod transport;
+
 pub mod v1 {
     tonic::include_proto!("polarway.v1");
 

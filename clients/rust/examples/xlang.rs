@@ -441,7 +441,7 @@ fn values(s: &Series) -> Result<Vec<J>> {
             .map(|v| v.map_or(J::Null, J::Bool))
             .collect(),
         String => s.str()?.iter().map(|v| opt(v, str::to_string)).collect(),
-        Binary => s.binary()?.iter().map(|v| opt(v, hex)).collect(),
+        Binary => s.binary()?.iter().map(|v| opt(v, hex::encode)).collect(),
         Decimal(_, scale) => s
             .decimal()?
             .physical()
@@ -505,15 +505,6 @@ fn values(s: &Series) -> Result<Vec<J>> {
         }
         other => bail!("no canonical values for Polars type {other}"),
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// Compact JSON; strings escape `"`, `\`, and control characters (\b \f \n \r \t, else \u00xx).

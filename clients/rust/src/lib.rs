@@ -31,7 +31,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use polars::prelude::DataFrame;
 use polarway_proto::v1::{self as pb, polarway_client::PolarwayClient};
-use polarway_proto::{MAX_MESSAGE_BYTES, ROUTING_KEY_HEADER};
+use polarway_proto::{transport, MAX_MESSAGE_BYTES, ROUTING_KEY_HEADER};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataValue;
@@ -112,10 +112,10 @@ impl ClientBuilder {
         let mut endpoint = Endpoint::from_shared(self.url.clone())
             .map_err(|e| Error::Connect(format!("invalid URL {:?}: {e}", self.url)))?
             .connect_timeout(self.timeout.min(Duration::from_secs(10)))
-            .initial_stream_window_size(8u32 << 20)
-            .initial_connection_window_size(32u32 << 20)
+            .initial_stream_window_size(transport::STREAM_WINDOW)
+            .initial_connection_window_size(transport::CONNECTION_WINDOW)
             // Servers may send 1 MiB DATA frames: a 1 GiB load is then 1,024 frames, not 65,536.
-            .max_frame_size(1u32 << 20)
+            .max_frame_size(transport::MAX_FRAME)
             .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
             let read = |p: &PathBuf| {

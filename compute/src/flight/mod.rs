@@ -55,12 +55,12 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::{validate_name, Error, Result};
+use crate::error::{Error, Result};
 use crate::service::query::{open_sandbox, plan, Planned};
 use crate::service::{client_deadline, load, reply, store, Admission, Worker};
 use crate::sql::reads::Snapshot;
 use crate::sql::Output;
-use crate::store::Condition;
+use crate::store::{validate_name, Condition};
 use encode::Wire;
 use ticket::{Claims, Signer, What, HANDLE_TTL, TICKET_TTL};
 use upload::if_version;

@@ -87,7 +87,9 @@ impl FlightSql {
             }
         };
         let staged = stager.finish(name.to_string(), condition).await?;
-        Ok((store::commit_one(&self.w, staged, "Store").await?, rows))
+        let m = store::commit_one(&self.w, staged).await?;
+        self.w.metrics.rows_received("Store", m.rows);
+        Ok((m, rows))
     }
 
     /// The writer for an upload; an append starts with the current version's rows and commits

@@ -33,8 +33,8 @@ pub async fn delete(
     req: pb::DeleteRequest,
 ) -> Result<pb::DeleteResponse> {
     access.check("Delete", &req.name)?;
-    let version = w.catalog.delete(&req.name).await?;
-    w.cold.refresh(&w.catalog, &req.name).await?;
+    let (version, marker) = w.catalog.delete(&req.name).await?;
+    w.cold.withdraw(&req.name, marker).await?;
     Ok(pb::DeleteResponse { version })
 }
 

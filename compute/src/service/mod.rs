@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use polarway_access::Access;
+use polarway_proto::transport::grpc_timeout;
 use polarway_proto::v1::{self as pb, polarway_server::Polarway};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -158,21 +159,9 @@ impl PolarwayService {
 /// Calls in progress per identity on a worker with a policy that does not say (as the gateway).
 const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
-/// The caller's deadline from its `grpc-timeout` header ("<digits><unit>", unit one of H M S m u n).
+/// The caller's deadline from its `grpc-timeout` header.
 pub fn client_deadline(md: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
-    let v = md.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    use std::time::Duration as D;
-    Some(match unit {
-        "H" => D::from_secs(n.saturating_mul(3600)),
-        "M" => D::from_secs(n.saturating_mul(60)),
-        "S" => D::from_secs(n),
-        "m" => D::from_millis(n),
-        "u" => D::from_micros(n),
-        "n" => D::from_nanos(n),
-        _ => return None,
-    })
+    grpc_timeout::parse(md.get(grpc_timeout::HEADER)?.to_str().ok()?)
 }
 
 pub fn dataset_info(m: &Manifest, with_columns: bool) -> pb::DatasetInfo {

@@ -11,13 +11,14 @@ use tonic::Status;
 
 use super::reply::{self, Reply};
 use super::{dataset_info, Admission, ResponseStream, Worker};
-use crate::error::{validate_name, Error, Result};
+use crate::error::{Error, Result};
 use crate::ipc::ChunkEncoder;
 use crate::parquet_io::{columns_of, ParquetStager};
+use crate::scratch::staging_name;
 use crate::sql::gate::ParamHint;
 use crate::sql::reads::{resolve, Pinned, Places, Snapshot};
 use crate::sql::{Output, Sandbox};
-use crate::store::{dir::staging_name, Condition, Staged};
+use crate::store::{validate_name, Condition, Staged};
 
 /// `client_deadline`: the time the caller will wait (grpc-timeout); the query gets the smaller of
 /// it and the server's limit.
@@ -198,18 +199,13 @@ async fn store_result(
         Ok((path, rows, columns))
     })
     .await??;
-    let m = w
-        .catalog
-        .commit(Staged {
-            name: into,
-            condition: Condition::Always,
-            path,
-            rows,
-            columns,
-        })
-        .await?;
-    if let Err(e) = w.cold.refresh(&w.catalog, &m.name).await {
-        tracing::warn!(dataset = ?m.name, error = %e, "updating the cold view failed");
-    }
+    let staged = Staged {
+        name: into,
+        condition: Condition::Always,
+        path,
+        rows,
+        columns,
+    };
+    let m = super::store::commit_one(&w, staged).await?;
     Ok(dataset_info(&m, true))
 }

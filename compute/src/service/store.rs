@@ -13,11 +13,12 @@ use tokio::sync::mpsc;
 use tonic::Streaming;
 
 use super::{load, Worker};
-use crate::error::{validate_name, Error, Result};
+use crate::error::{Error, Result};
 use crate::ipc::ChunkDecoder;
 use crate::parquet_io::{columns_of, ParquetStager};
+use crate::scratch::staging_name;
 use crate::sql::Output;
-use crate::store::{dir::staging_name, ColumnInfo, Condition, Manifest, Staged};
+use crate::store::{validate_name, ColumnInfo, Condition, Manifest, Staged};
 
 pub async fn store_one(
     w: &Worker,
@@ -33,14 +34,16 @@ pub async fn store_one(
             "Store takes one dataset; send several with StoreBatch".into(),
         ));
     }
-    commit_one(w, staged, "Store").await
+    let m = commit_one(w, staged).await?;
+    w.metrics.rows_received("Store", m.rows);
+    Ok(m)
 }
 
-/// Commit one staged dataset and publish it to the cold view. `method` labels the rows metric.
-pub async fn commit_one(w: &Worker, staged: Staged, method: &str) -> Result<Manifest> {
+/// Commit one staged dataset and publish it to the cold view: the one step of every write of a
+/// single dataset (Store, Flight uploads, a query's result stored with `into`).
+pub async fn commit_one(w: &Worker, staged: Staged) -> Result<Manifest> {
     let m = w.catalog.commit(staged).await?;
-    w.metrics.rows_received(method, m.rows);
-    publish_cold(w, &m.name).await;
+    publish_cold(w, &m).await;
     Ok(m)
 }
 
@@ -177,16 +180,16 @@ pub async fn store_batch(
     let ms = w.catalog.commit_batch(staged).await?;
     for m in &ms {
         w.metrics.rows_received("StoreBatch", m.rows);
-        publish_cold(w, &m.name).await;
+        publish_cold(w, m).await;
     }
     Ok(ms)
 }
 
-/// The cold view is a convenience for SQL, refreshed again before each query that needs it: a
+/// The cold view is a convenience for outside tools (queries read the versions they pin): a
 /// failure here must not fail a store that has committed.
-async fn publish_cold(w: &Worker, name: &str) {
-    if let Err(e) = w.cold.refresh(&w.catalog, name).await {
-        tracing::warn!(dataset = ?name, error = %e, "updating the cold view failed");
+async fn publish_cold(w: &Worker, m: &Manifest) {
+    if let Err(e) = w.cold.publish_version(&w.catalog, m).await {
+        tracing::warn!(dataset = ?m.name, error = %e, "updating the cold view failed");
     }
 }
 

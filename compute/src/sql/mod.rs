@@ -87,7 +87,7 @@ impl Sandbox {
         spare.refill(limits);
         let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
         let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-        let spill_dir = spill_root.join(crate::store::dir::staging_name("spill"));
+        let spill_dir = spill_root.join(crate::scratch::staging_name("spill"));
         std::fs::create_dir_all(&spill_dir)?;
         // Removes the spill directory again if setting up fails.
         let mut sandbox = Self {

@@ -18,8 +18,8 @@ use std::path::{Component, Path, PathBuf};
 use polarway_access::{glob_match, Access};
 
 use super::gate::Reads;
-use crate::error::{validate_name, Error, Result};
-use crate::store::{Catalog, ObjectData};
+use crate::error::{Error, Result};
+use crate::store::{validate_name, Catalog, ObjectData};
 
 /// Where a query may find its files.
 pub struct Places<'a> {
@@ -56,7 +56,7 @@ impl Drop for Pinned {
 
 impl Pinned {
     fn new(pins_root: &Path) -> Self {
-        let dir = pins_root.join(crate::store::dir::staging_name("pins"));
+        let dir = pins_root.join(crate::scratch::staging_name("pins"));
         Pinned {
             dir,
             files: vec![],

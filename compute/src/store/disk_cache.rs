@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::dir::{left_by_a_dead_process, process_tag};
 use crate::cache::CacheStats;
 use crate::error::{Error, Result};
+use crate::scratch::{left_by_a_dead_process, process_tag};
 
 pub struct DiskCache {
     dir: PathBuf,

@@ -67,7 +67,7 @@ pub struct S3Backend {
 impl S3Backend {
     pub async fn connect(opts: &S3Options, staging: PathBuf, disk: Arc<DiskCache>) -> Result<Self> {
         std::fs::create_dir_all(&staging)?;
-        super::dir::remove_orphaned_staging_files(&staging);
+        crate::scratch::remove_orphaned_staging_files(&staging);
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(url) = &opts.endpoint {
             loader = loader.endpoint_url(url);

@@ -1,22 +1,20 @@
 //! Test backbone: start the real `polarway` binary on a free loopback port, talk to it over gRPC.
-#![allow(dead_code)]
+//! What every suite shares (processes, ports, certificates, metrics) is `polarway-testkit`.
+// Each test crate uses its own part of this module (and of what it re-exports).
+#![allow(dead_code, unused_imports)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use polarway::DistributedClient;
+pub use polarway_testkit::{code_of, free_port, Proc};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_polarway");
 
 /// A running worker. Killed (and its output dropped) when it goes out of scope.
 pub struct Worker {
-    pub child: Child,
+    pub proc: Proc,
     pub addr: String,
-    /// Where /metrics is served (workers started with `--metrics-enabled --metrics-port 0`).
-    pub metrics_addr: Option<String>,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -115,49 +113,14 @@ impl Worker {
             .env_remove("POLARWAY_AUTH_TOKEN")
             .env_remove("POLARWAY_HANDLE_STORE")
             .env_remove("POLARWAY_STATE_DIR")
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env("RUST_LOG", polarway_testkit::log_level());
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn polarway");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((what, addr)) = line
-                    .strip_prefix("polarway: ")
-                    .and_then(|l| l.split_once(" on "))
-                {
-                    let _ = tx.send((what.to_string(), addr.to_string()));
-                }
-            }
-        });
-        // The metrics line, when there is one, comes first.
-        let (mut addr, mut metrics_addr) = (None, None);
-        let until = std::time::Instant::now() + Duration::from_secs(60);
-        while addr.is_none() {
-            match rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now())) {
-                Ok((what, a)) if what == "listening" => addr = Some(a),
-                Ok((what, a)) if what == "metrics" => metrics_addr = Some(a),
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "polarway did not start within 60 s (status {:?})",
-                        child.try_wait()
-                    );
-                }
-            }
-        }
+        let proc = Proc::spawn(cmd, "polarway");
         Worker {
-            child,
-            addr: addr.unwrap(),
-            metrics_addr,
+            addr: proc.addr().to_string(),
+            proc,
             data_dir,
             _tmp: tmp,
         }
@@ -168,7 +131,7 @@ impl Worker {
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+        self.proc.port()
     }
 
     pub async fn client(&self) -> DistributedClient {
@@ -177,84 +140,32 @@ impl Worker {
             .expect("connect")
     }
 
-    /// The value of one series (`name{labels}` exactly as exported) on this worker's /metrics.
+    /// The value of one series (`name{labels}` exactly as exported) on this worker's /metrics
+    /// (workers started with `--metrics-enabled --metrics-port 0`).
     pub fn metric(&self, series: &str) -> Option<f64> {
-        use std::io::{Read, Write};
-        let host = self
-            .metrics_addr
-            .as_deref()
+        let addr = self
+            .proc
+            .metrics_addr()
             .expect("started with --metrics-enabled --metrics-port 0");
-        let mut s = std::net::TcpStream::connect(host).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        polarway_testkit::metrics::series(addr, series)
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// Peak resident memory of the worker so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .unwrap_or(0)
+        self.proc.peak_rss()
     }
 
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.kill9()
     }
 
     /// SIGTERM and wait (bounded) for a clean exit; returns whether it exited by itself.
     pub fn terminate(&mut self) -> bool {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        for _ in 0..200 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill9();
-        false
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.kill9();
-        }
-    }
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn code_of<T: std::fmt::Debug>(r: polarway::Result<T>) -> polarway::Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e
-            .code()
-            .unwrap_or_else(|| panic!("error without a status code: {e}")),
+        self.proc.terminate()
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::{free_port, Worker, WorkerConfig};
+use polarway_testkit::process::wait_for_port;
 
 /// A moto S3 server on a free loopback port, killed on drop.
 pub struct S3Server {
@@ -28,16 +29,6 @@ fn moto_binary() -> PathBuf {
     p
 }
 
-fn wait_for_port(port: u16, what: &str) {
-    for _ in 0..300 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
-}
-
 impl S3Server {
     pub fn start() -> Self {
         let port = free_port();
@@ -47,7 +38,7 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        wait_for_port(port, "moto_server");
+        wait_for_port(port, "moto_server", Duration::from_secs(30));
         Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -204,7 +195,7 @@ http {{
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start nginx");
-        wait_for_port(port, "nginx");
+        wait_for_port(port, "nginx", Duration::from_secs(30));
         Self {
             child,
             addr: format!("127.0.0.1:{port}"),

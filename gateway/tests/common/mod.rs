@@ -1,134 +1,22 @@
 //! Test backbone: three real `polarway` workers sharing one state directory, and the real
-//! `polarway-gateway` binary in front of them, all on free loopback ports.
-#![allow(dead_code)]
+//! `polarway-gateway` binary in front of them, all on free loopback ports. What every suite
+//! shares (processes, ports, certificates, metrics) is `polarway-testkit`.
+// Each test crate uses its own part of this module (and of what it re-exports).
+#![allow(dead_code, unused_imports)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use polarway::DistributedClient;
+use polarway_testkit::log_level;
+pub use polarway_testkit::metrics::{http_get, parse, scrape, sum, Sample};
+pub use polarway_testkit::{code_of, eventually, write_atomic, Proc};
 
 pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_polarway-gateway");
 
-/// The worker binary: $POLARWAY_BIN, else `polarway` of the build this test belongs to. A test
-/// binary lives in `<target>/<profile>/deps/`, and cargo puts the workspace's binaries in
-/// `<target>/<profile>/`, so `cargo test --release --workspace` runs the release worker and a
-/// `cargo test` without `--release` the debug one, wherever the target directory is.
+/// The worker binary: $POLARWAY_BIN, else `polarway` of the build this test belongs to.
 pub fn worker_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("POLARWAY_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().expect("the test binary's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("a test binary lives in <target>/<profile>/deps/");
-    let bin = profile_dir.join("polarway");
-    assert!(
-        bin.exists(),
-        "worker binary {} not found: build it (cargo build --release --workspace) or set POLARWAY_BIN",
-        bin.display()
-    );
-    bin
-}
-
-fn log_level() -> String {
-    std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into())
-}
-
-/// A child process killed when dropped.
-pub struct Proc {
-    pub child: Child,
-    /// Lines `<prefix>: <what> on ADDR` seen on stdout, by `<what>`.
-    pub addrs: std::collections::HashMap<String, String>,
-}
-
-impl Proc {
-    /// Spawn and wait (bounded) for `<prefix>: listening on ADDR` on stdout.
-    pub fn spawn(mut cmd: Command, prefix: &str) -> Self {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {prefix}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let prefix_owned = format!("{prefix}: ");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix(&prefix_owned) {
-                    if let Some((what, addr)) = rest.split_once(" on ") {
-                        let _ = tx.send((what.to_string(), addr.to_string()));
-                    }
-                }
-            }
-        });
-        let mut addrs = std::collections::HashMap::new();
-        let until = Instant::now() + Duration::from_secs(60);
-        while !addrs.contains_key("listening") {
-            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                Ok((what, addr)) => {
-                    addrs.insert(what, addr);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "{prefix} did not start within 60 s (status {:?})",
-                        child.try_wait()
-                    );
-                }
-            }
-        }
-        Proc { child, addrs }
-    }
-
-    pub fn addr(&self) -> &str {
-        &self.addrs["listening"]
-    }
-
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn signal(&self, sig: i32) {
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    /// Wait (bounded) for the process to exit by itself.
-    pub fn wait_exit(&mut self, within: Duration) -> bool {
-        let until = Instant::now() + within;
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    /// SIGTERM and wait (bounded) for the exit; whether it exited by itself.
-    pub fn terminate(&mut self) -> bool {
-        self.signal(libc::SIGTERM);
-        let until = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill9();
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.kill9();
-        }
-    }
+    polarway_testkit::process::workspace_bin("polarway", "POLARWAY_BIN")
 }
 
 pub struct Worker {
@@ -316,15 +204,6 @@ impl Gateway {
     }
 }
 
-pub fn code_of<T: std::fmt::Debug>(r: polarway::Result<T>) -> polarway::Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e
-            .code()
-            .unwrap_or_else(|| panic!("error without a status code: {e}")),
-    }
-}
-
 pub type Raw = polarway_proto::v1::polarway_client::PolarwayClient<tonic::transport::Channel>;
 
 /// A bare gRPC client, to read response metadata the real client does not expose.
@@ -352,102 +231,6 @@ pub async fn backend_of(raw: &mut Raw, name: &str) -> Result<String, tonic::Stat
         .to_str()
         .unwrap()
         .to_string())
-}
-
-/// GET a URL over plain HTTP/1.1 (the metrics endpoint), bounded.
-pub fn http_get(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-/// One sample of the Prometheus text format: name, labels, value.
-#[derive(Clone)]
-pub struct Sample {
-    pub name: String,
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub value: f64,
-}
-
-pub fn parse(text: &str) -> Vec<Sample> {
-    let body = text.split_once("\r\n\r\n").map_or(text, |(_, b)| b);
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split("\",")
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| p.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-                .collect();
-            Some(Sample {
-                name: name.to_string(),
-                labels,
-                value: value.parse().ok()?,
-            })
-        })
-        .collect()
-}
-
-/// The sum of `name` over the samples whose labels include every pair of `want`.
-pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| {
-            s.name == name
-                && want
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
-        .sum()
-}
-
-pub fn scrape(url: &str) -> Vec<Sample> {
-    let text = http_get(url);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    parse(&text)
-}
-
-/// Write `text` to `path` atomically (a rename), so a reloader never reads half a file.
-pub fn write_atomic(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// Poll `check` every 100 ms until it returns true, for at most `within`.
-pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 pub fn frame(rows: usize) -> polars::prelude::DataFrame {

@@ -7,23 +7,23 @@
 //! Whether a Query has `into` is read from its buffered body (a QueryRequest is decoded; its
 //! payload is a few bytes of SQL).
 
+use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tonic::body::Body;
 use tonic::Code;
 use tower::retry::budget::{Budget, TpsBudget};
-use tower::{Layer, Service, ServiceExt};
+use tower::ServiceExt;
 
+use crate::backends::Endpoint;
+use crate::call::{rpc_name, HttpService, Tried};
 use crate::error::{header_status, GatewayError};
+use crate::layers::Step;
 use crate::metrics::Metrics;
-use crate::route::Endpoint;
-use crate::{rpc_name, HttpService};
 
 /// Largest request body kept for a retry.
 pub const MAX_BUFFER: usize = 64 * 1024;
@@ -43,18 +43,14 @@ const IDEMPOTENT: &[&str] = &[
     "arrow.flight.protocol.FlightService/ListActions",
 ];
 
-/// Workers already tried by this call (the route layer skips them).
-#[derive(Debug, Clone, Default)]
-pub struct Tried(pub Vec<String>);
-
 #[derive(Clone)]
-pub struct RetryLayer {
+pub struct Retry {
     budget: Arc<TpsBudget>,
     attempts: usize,
     metrics: Metrics,
 }
 
-impl RetryLayer {
+impl Retry {
     /// `attempts` calls at most per request; retries may add `percent` % to recent traffic
     /// (plus a floor of 10 per second).
     pub fn new(attempts: usize, percent: f32, metrics: Metrics) -> Self {
@@ -69,22 +65,6 @@ impl RetryLayer {
             metrics,
         }
     }
-}
-
-impl Layer<HttpService> for RetryLayer {
-    type Service = Retry;
-    fn layer(&self, inner: HttpService) -> Retry {
-        Retry {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Retry {
-    inner: HttpService,
-    layer: RetryLayer,
 }
 
 enum Buffered {
@@ -141,37 +121,32 @@ fn attempt(parts: &http::request::Parts, body: &Bytes, tried: &[String]) -> Requ
     req
 }
 
-impl Service<Request<Body>> for Retry {
-    type Response = Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let inner = self.inner.clone();
-        let layer = self.layer.clone();
+impl Step for Retry {
+    fn call(
+        &self,
+        req: Request<Body>,
+        next: HttpService,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static + use<> {
+        let this = self.clone();
         let method = rpc_name(req.uri().path()).to_string();
-        Box::pin(async move {
-            layer.budget.deposit();
+        async move {
+            this.budget.deposit();
             if !IDEMPOTENT.contains(&method.as_str()) {
-                return inner.oneshot(req).await;
+                return next.oneshot(req).await;
             }
             let (parts, body) = req.into_parts();
             let body = match buffer(body).await? {
                 Buffered::Whole(b) => b,
                 Buffered::Partial(body) => {
-                    return inner.oneshot(Request::from_parts(parts, body)).await
+                    return next.oneshot(Request::from_parts(parts, body)).await
                 }
             };
             if method == "Query" && query_has_into(&body) {
-                return inner.oneshot(attempt(&parts, &body, &[])).await;
+                return next.oneshot(attempt(&parts, &body, &[])).await;
             }
             let mut tried: Vec<String> = Vec::new();
             loop {
-                let result = inner.clone().oneshot(attempt(&parts, &body, &tried)).await;
+                let result = next.clone().oneshot(attempt(&parts, &body, &tried)).await;
                 let failed_on = match &result {
                     Err(GatewayError::Upstream { backend, .. }) => Some(backend.clone()),
                     Ok(resp) if header_status(resp.headers()) == Some(Code::Unavailable) => resp
@@ -184,13 +159,13 @@ impl Service<Request<Body>> for Retry {
                     return result;
                 };
                 tried.push(backend);
-                if tried.len() >= layer.attempts || !layer.budget.withdraw() {
+                if tried.len() >= this.attempts || !this.budget.withdraw() {
                     return result;
                 }
-                layer.metrics.retry(&method);
+                this.metrics.retry(&method);
                 tracing::info!(method = %method, tried = ?tried, "retrying on another worker");
             }
-        })
+        }
     }
 }
 

@@ -6,61 +6,38 @@
 //! caller's own credentials never reach a worker. Failures are UNAUTHENTICATED or
 //! PERMISSION_DENIED, trailers-only.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
-use http::{HeaderValue, Request};
+use http::{HeaderValue, Request, Response};
 use polarway_access::grants::{body_permission, gateway_allows};
 use polarway_access::policy::bearer;
 use polarway_access::{Policy, PolicyHandle, GRANTS_HEADER};
 use tonic::body::Body;
-use tower::{Layer, Service, ServiceExt};
+use tower::ServiceExt;
 
+use crate::call::{routing_key, rpc_name, CallInfo, HttpService};
 use crate::error::GatewayError;
-use crate::metrics::{CallInfo, Metrics};
-use crate::{body_key, routing_key, rpc_name, HttpService};
-
-#[derive(Clone)]
-pub struct AuthLayer {
-    pub policy: PolicyHandle,
-    pub metrics: Metrics,
-}
-
-impl Layer<HttpService> for AuthLayer {
-    type Service = Auth;
-    fn layer(&self, inner: HttpService) -> Auth {
-        Auth {
-            inner,
-            policy: self.policy.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
+use crate::layers::{body_key, Step};
+use crate::metrics::Metrics;
 
 /// Puts the caller's `Arc<Identity>` in the request's extensions, or refuses the call.
 #[derive(Clone)]
 pub struct Auth {
-    inner: HttpService,
-    policy: PolicyHandle,
-    metrics: Metrics,
+    pub policy: PolicyHandle,
+    pub metrics: Metrics,
 }
 
-impl Service<Request<Body>> for Auth {
-    type Response = http::Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Self::Response, GatewayError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let inner = self.inner.clone();
+impl Step for Auth {
+    fn call(
+        &self,
+        req: Request<Body>,
+        next: HttpService,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static + use<> {
         let policy = self.policy.current();
         let metrics = self.metrics.clone();
         let method = rpc_name(req.uri().path()).to_string();
-        Box::pin(async move {
+        async move {
             if method == HANDSHAKE {
                 return handshake(req, &policy).await;
             }
@@ -75,8 +52,8 @@ impl Service<Request<Body>> for Auth {
                     metrics.authz_denied(&method, reason);
                 }
             }
-            inner.oneshot(result?).await
-        })
+            next.oneshot(result?).await
+        }
     }
 }
 

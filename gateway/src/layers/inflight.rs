@@ -16,17 +16,19 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http::{Request, Response};
 use http_body::Frame;
-use polarway_access::{Identity, PolicyHandle};
+use polarway_access::PolicyHandle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
-use tower::{Layer, Service, ServiceExt};
+use tower::ServiceExt;
 
+use crate::call::{HttpService, Identity};
 use crate::error::GatewayError;
-use crate::HttpService;
+use crate::layers::Step;
 
 /// Defaults when a policy file does not set them (a gateway without a policy has no per-identity
 /// bound: every caller is the same anonymous identity).
@@ -37,7 +39,7 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const STALL_TICK: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
-pub struct InFlightLayer {
+pub struct InFlight {
     policy: PolicyHandle,
     shared: Arc<Shared>,
 }
@@ -51,7 +53,7 @@ struct Shared {
     next_id: AtomicU64,
 }
 
-impl InFlightLayer {
+impl InFlight {
     /// Also starts the stall watcher (so call it inside the runtime).
     pub fn new(policy: PolicyHandle) -> Self {
         let shared = Arc::new(Shared::default());
@@ -134,43 +136,22 @@ impl Shared {
     }
 }
 
-impl Layer<HttpService> for InFlightLayer {
-    type Service = InFlight;
-    fn layer(&self, inner: HttpService) -> InFlight {
-        InFlight {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct InFlight {
-    inner: HttpService,
-    layer: InFlightLayer,
-}
-
-impl Service<Request<Body>> for InFlight {
-    type Response = Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let inner = self.inner.clone();
-        let shared = self.layer.shared.clone();
-        let policy = self.layer.policy.current();
+impl Step for InFlight {
+    fn call(
+        &self,
+        req: Request<Body>,
+        next: HttpService,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static + use<> {
+        let shared = self.shared.clone();
+        let policy = self.policy.current();
         let identity = req.extensions().get::<Arc<Identity>>().cloned();
-        Box::pin(async move {
+        async move {
             // Without a policy file every caller is one anonymous identity: no per-identity bound.
             let permit = match (&identity, policy.path.is_some()) {
                 (Some(id), true) => Some(shared.acquire(id, &policy.limits)?),
                 _ => None,
             };
-            let (parts, body) = inner.oneshot(req).await?.into_parts();
+            let (parts, body) = next.oneshot(req).await?.into_parts();
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
             let state = Arc::new(StreamState {
                 guarded: Mutex::new(Guarded {
@@ -187,7 +168,7 @@ impl Service<Request<Body>> for InFlight {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id, Arc::downgrade(&state));
             Ok(Response::from_parts(parts, Body::new(Watched { state })))
-        })
+        }
     }
 }
 

@@ -1,7 +1,7 @@
-//! Sticky routing: rendezvous (highest-random-weight) hashing of the routing key over the healthy
-//! workers, so one dataset's calls land on one worker and its cache stays warm. When a worker is
-//! ejected only the keys it ranked first move (each to its next-ranked worker); the others stay.
-//! Without a key the caller's identity is hashed; anonymous calls without a key go round robin.
+//! The workers: their addresses, their health, and which one a key goes to. Rendezvous
+//! (highest-random-weight) hashing of a key over the healthy workers sends one dataset's calls to
+//! one worker, so its cache stays warm; when a worker is ejected only the keys it ranked first move
+//! (each to its next-ranked worker), the others stay. Keyless calls go round robin.
 //!
 //! Backends come from `--backend` flags and the policy's `routing.backends`; host names are
 //! resolved again every `--dns-interval` (one worker per address, e.g. a Kubernetes headless
@@ -11,20 +11,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use http::{Request, Uri};
-use tonic::body::Body;
-use tower::{Layer, Service, ServiceExt};
-
-use crate::error::GatewayError;
-use crate::metrics::CallInfo;
-use crate::retry::Tried;
-use crate::{routing_key, HttpService};
+use http::Uri;
+use polarway_access::PolicyHandle;
 pub use polarway_access::Strategy;
-use polarway_access::{Identity, PolicyHandle};
 
 /// One worker address.
 #[derive(Debug)]
@@ -208,75 +199,6 @@ pub async fn refresh(
             _ = tokio::time::sleep(every) => {}
             _ = changes.changed() => {}
         }
-    }
-}
-
-#[derive(Clone)]
-pub struct RouteLayer {
-    pub backends: Arc<Backends>,
-    pub policy: PolicyHandle,
-    /// From `--routing`; the policy's `routing.strategy` otherwise; hash by default.
-    pub strategy: Option<Strategy>,
-}
-
-impl Layer<HttpService> for RouteLayer {
-    type Service = Route;
-    fn layer(&self, inner: HttpService) -> Route {
-        Route {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// Chooses the worker and puts its `Arc<Endpoint>` in the request's extensions.
-#[derive(Clone)]
-pub struct Route {
-    inner: HttpService,
-    layer: RouteLayer,
-}
-
-impl Service<Request<Body>> for Route {
-    type Response = http::Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Self::Response, GatewayError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let strategy = self
-            .layer
-            .strategy
-            .or(self.layer.policy.current().strategy)
-            .unwrap_or(Strategy::Hash);
-        let identity = req
-            .extensions()
-            .get::<Arc<Identity>>()
-            .filter(|i| i.authenticated)
-            .map(|i| i.name.clone());
-        let key = routing_key(req.headers()).map(String::from).or(identity);
-        let tried = req
-            .extensions()
-            .get::<Tried>()
-            .map(|t| t.0.clone())
-            .unwrap_or_default();
-        let picked = self.layer.backends.pick(strategy, key.as_deref(), &tried);
-        let inner = self.inner.clone();
-        let total = self.layer.backends.endpoints().len();
-        Box::pin(async move {
-            let endpoint = picked.ok_or_else(|| {
-                GatewayError::NoBackend(format!(
-                    "no healthy worker left to try ({total} configured)"
-                ))
-            })?;
-            if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
-                info.set_backend(&endpoint.addr);
-            }
-            req.extensions_mut().insert(endpoint);
-            inner.oneshot(req).await
-        })
     }
 }
 

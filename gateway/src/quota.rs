@@ -1,25 +1,15 @@
-//! Rate limits (governor, GCRA) keyed per identity, plus per identity and method where the policy
-//! says. Over quota: RESOURCE_EXHAUSTED with the wait in `retry-after-ms` (and
-//! `grpc-retry-pushback-ms`). Key memory is bounded: idle keys are dropped every few seconds, and
-//! past `max_rate_keys` new keys share one overflow bucket. The limiters belong to this layer and
-//! start afresh when the policy is reloaded.
+//! Quotas: the policy's rates as governor (GCRA) limiters keyed per identity, plus per identity
+//! and method where the policy says. Key memory is bounded: idle keys are dropped every few
+//! seconds, and past `max_rate_keys` new keys share one overflow bucket. The limiters are runtime
+//! state of the rate-limit layer, made from the policy in force and made afresh when it changes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use http::Request;
-use tonic::body::Body;
-use tower::{Layer, Service, ServiceExt};
-
-use crate::error::GatewayError;
-use crate::metrics::Metrics;
-use crate::{rpc_name, HttpService};
 use polarway_access::{Identity, Policy, PolicyHandle, RateFile};
 
 const OVERFLOW_KEY: &str = "\u{0}overflow";
@@ -127,36 +117,16 @@ impl RateLimits {
 }
 
 /// The limiters of the policy in force, made when a policy is first used.
-struct Limiters {
+pub struct Limiters {
     policy: PolicyHandle,
     current: Mutex<Option<(Arc<Policy>, Arc<RateLimits>)>>,
 }
 
 impl Limiters {
-    fn get(&self) -> Arc<RateLimits> {
-        let policy = self.policy.current();
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match &*current {
-            Some((p, limits)) if Arc::ptr_eq(p, &policy) => limits.clone(),
-            _ => {
-                let limits = Arc::new(RateLimits::for_policy(&policy));
-                *current = Some((policy, limits.clone()));
-                limits
-            }
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct RateLimitLayer {
-    limiters: Arc<Limiters>,
-    metrics: Metrics,
-}
-
-impl RateLimitLayer {
-    /// Also starts the task that forgets idle keys (so call it inside the runtime).
-    pub fn new(policy: PolicyHandle, metrics: Metrics) -> Self {
-        let limiters = Arc::new(Limiters {
+    /// Also starts the task that forgets idle keys (so call it inside the runtime); it ends when
+    /// the limiters are dropped.
+    pub fn new(policy: PolicyHandle) -> Arc<Self> {
+        let limiters = Arc::new(Self {
             policy,
             current: Mutex::new(None),
         });
@@ -170,52 +140,19 @@ impl RateLimitLayer {
                 limiters.get().sweep();
             }
         });
-        Self { limiters, metrics }
-    }
-}
-
-impl Layer<HttpService> for RateLimitLayer {
-    type Service = RateLimit;
-    fn layer(&self, inner: HttpService) -> RateLimit {
-        RateLimit {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct RateLimit {
-    inner: HttpService,
-    layer: RateLimitLayer,
-}
-
-impl Service<Request<Body>> for RateLimit {
-    type Response = http::Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Self::Response, GatewayError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
+        limiters
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let inner = self.inner.clone();
-        let identity = req.extensions().get::<Arc<Identity>>().cloned();
-        let method = rpc_name(req.uri().path()).to_string();
-        let limits = self.layer.limiters.get();
-        let metrics = self.layer.metrics.clone();
-        Box::pin(async move {
-            if let Some(identity) = identity {
-                if let Err(retry_after) = limits.acquire(&identity, &method) {
-                    metrics.rate_limited(&method);
-                    return Err(GatewayError::RateLimited {
-                        identity: identity.name.clone(),
-                        retry_after,
-                    });
-                }
+    pub fn get(&self) -> Arc<RateLimits> {
+        let policy = self.policy.current();
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match &*current {
+            Some((p, limits)) if Arc::ptr_eq(p, &policy) => limits.clone(),
+            _ => {
+                let limits = Arc::new(RateLimits::for_policy(&policy));
+                *current = Some((policy, limits.clone()));
+                limits
             }
-            inner.oneshot(req).await
-        })
+        }
     }
 }

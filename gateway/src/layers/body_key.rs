@@ -17,8 +17,8 @@ use polarway_proto::v1 as pb;
 use prost::Message;
 use tonic::body::Body;
 
+use crate::call::routing_key;
 use crate::error::GatewayError;
-use crate::routing_key;
 
 /// Largest first message read for the check (requests that name a dataset are tiny).
 pub const MAX_PEEK: usize = 64 * 1024;
@@ -54,7 +54,7 @@ pub async fn reconcile(
             Some(key) if key == name => {}
             None => {
                 if let Ok(v) = HeaderValue::from_str(&name) {
-                    parts.headers.insert("x-polarway-key", v);
+                    parts.headers.insert(polarway_proto::ROUTING_KEY_HEADER, v);
                 }
             }
             Some(key) => {
