@@ -28,6 +28,8 @@ suite() {  # suite NAME COMMAND...
 
 suite "Rust: unit and integration tests (real binaries, real clients, S3 and nginx on loopback)" \
   cargo test --release --workspace --no-fail-fast
+# After the tests, so that clippy finds the build's artifacts in place.
+suite "Rust: cargo fmt --check, cargo clippy -D warnings" bash scripts/lint-rust.sh
 # The release binaries for every suite below (each script defaults to these too).
 export POLARWAY_BIN="$POLARWAY_RELEASE_DIR/polarway"
 export POLARWAY_GATEWAY_BIN="$POLARWAY_RELEASE_DIR/polarway-gateway"

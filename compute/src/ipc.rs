@@ -1,63 +1,90 @@
-//! Arrow IPC stream <-> gRPC chunks. A sender encodes record batches as one IPC stream and cuts the
-//! bytes into chunks of at most `CHUNK_TARGET_BYTES`; a receiver feeds chunks, in order, to an
-//! incremental decoder. Memory on either side is one record batch plus one chunk.
+//! Arrow IPC stream <-> gRPC chunks. A sender (Load and Query alike) encodes record batches as one
+//! IPC stream and cuts it into chunks of at most `CHUNK_TARGET_BYTES`; a receiver (Store) feeds
+//! chunks, in order, to an incremental decoder. Memory on either side is one record batch plus one
+//! chunk.
 
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::datatypes::Schema;
 use arrow::ipc::reader::StreamDecoder;
-use arrow::ipc::writer::StreamWriter;
+use arrow::ipc::writer::StreamEncoder;
 use bytes::Bytes;
 use polarway_proto::CHUNK_TARGET_BYTES;
 
 use crate::error::{Error, Result};
 
-/// Encodes record batches into IPC stream chunks.
-pub struct ChunkEncoder {
-    writer: StreamWriter<Vec<u8>>,
+/// Encodes a result (its schema, then its batches) as one IPC stream cut into chunks of at most
+/// `CHUNK_TARGET_BYTES`. A chunk is a list of pieces of Arrow's own buffers, not a copy: Load
+/// hands them to HTTP/2 as they are, Query joins each chunk into its message. The chunks of a
+/// batch are complete when the batch is, so a reader sees each batch without waiting for more.
+pub struct ChunkedStream {
+    encoder: StreamEncoder,
+    cutter: Cutter,
 }
 
-impl ChunkEncoder {
+/// One chunk: its pieces, in order.
+pub type Chunk = Vec<Bytes>;
+
+impl ChunkedStream {
     pub fn new(schema: &Schema) -> Result<Self> {
-        let writer = StreamWriter::try_new(Vec::with_capacity(CHUNK_TARGET_BYTES), schema)
-            .map_err(|e| Error::internal("encoding Arrow IPC", e))?;
-        Ok(Self { writer })
+        Ok(Self {
+            encoder: StreamEncoder::try_new(schema).map_err(encoding)?,
+            cutter: Cutter::default(),
+        })
     }
 
-    /// The chunks holding everything written so far (the schema, then each batch).
-    pub fn take_chunks(&mut self) -> Vec<Bytes> {
-        split(std::mem::take(self.writer.get_mut()))
+    /// The chunks that carry `batch` (and the schema, before the first batch).
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<Chunk>> {
+        let pieces = self.encoder.encode(batch).map_err(encoding)?;
+        Ok(self.cutter.cut(pieces))
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<Bytes>> {
-        // Room for the whole encoded batch up front: growing by doubling would copy it again at
-        // every step, each time into freshly mapped (page-faulted) memory.
-        self.writer
-            .get_mut()
-            .reserve(batch.get_array_memory_size() + 4096);
-        self.writer
-            .write(batch)
-            .map_err(|e| Error::internal("encoding Arrow IPC", e))?;
-        Ok(self.take_chunks())
-    }
-
-    pub fn finish(mut self) -> Result<Vec<Bytes>> {
-        self.writer
-            .finish()
-            .map_err(|e| Error::internal("encoding Arrow IPC", e))?;
-        Ok(self.take_chunks())
+    /// The chunks that end the stream (the schema too, if no batch came).
+    pub fn finish(self) -> Result<Vec<Chunk>> {
+        let Self {
+            encoder,
+            mut cutter,
+        } = self;
+        Ok(cutter.cut(encoder.finish().map_err(encoding)?))
     }
 }
 
-fn split(buf: Vec<u8>) -> Vec<Bytes> {
-    if buf.is_empty() {
-        return vec![];
+/// Cuts runs of buffers into chunks of `CHUNK_TARGET_BYTES` (slices, not copies).
+#[derive(Default)]
+struct Cutter {
+    current: Vec<Bytes>,
+    len: usize,
+}
+
+impl Cutter {
+    /// Every full chunk, then what is left (a batch's chunks end with the batch).
+    fn cut(&mut self, buffers: Vec<Buffer>) -> Vec<Chunk> {
+        let mut full = Vec::new();
+        for buffer in buffers {
+            let mut piece = Bytes::from_owner(buffer);
+            while !piece.is_empty() {
+                let take = (CHUNK_TARGET_BYTES - self.len).min(piece.len());
+                self.current.push(piece.split_to(take));
+                self.len += take;
+                if self.len == CHUNK_TARGET_BYTES {
+                    full.push(self.take());
+                }
+            }
+        }
+        if !self.current.is_empty() {
+            full.push(self.take());
+        }
+        full
     }
-    let all = Bytes::from(buf);
-    (0..all.len())
-        .step_by(CHUNK_TARGET_BYTES)
-        .map(|i| all.slice(i..(i + CHUNK_TARGET_BYTES).min(all.len())))
-        .collect()
+
+    fn take(&mut self) -> Chunk {
+        self.len = 0;
+        std::mem::take(&mut self.current)
+    }
+}
+
+fn encoding(e: arrow::error::ArrowError) -> Error {
+    Error::internal("encoding Arrow IPC", e)
 }
 
 /// Decodes an IPC stream that arrives in chunks.

@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a worker: the gRPC server.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Check that a worker answers grpc.health.v1 SERVING; exit 0 if so (Docker HEALTHCHECK).
     Health(polarway_telemetry::health::HealthArgs),
 }
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = match Cli::parse().command {
-        Command::Server(args) => args,
+        Command::Server(args) => *args,
         Command::Health(h) => polarway_telemetry::health::run(&h, "127.0.0.1:50052"),
     };
     tokio::runtime::Builder::new_multi_thread()

@@ -69,7 +69,8 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn len(&self) -> usize {
+    /// The bytes of the pieces.
+    pub fn pieces_len(&self) -> usize {
         self.pieces.iter().map(Bytes::len).sum()
     }
 }
@@ -129,7 +130,7 @@ const SMALL_PIECE: usize = 16 * 1024;
 /// One message as gRPC frames: the length prefix, the head and the field's key, then the field's
 /// pieces: large ones as they are, runs of small ones copied into one frame.
 fn frames(m: Message) -> Vec<Frame<Bytes>> {
-    let len = m.len();
+    let len = m.pieces_len();
     let mut key = BytesMut::new();
     if len > 0 {
         prost::encoding::encode_key(

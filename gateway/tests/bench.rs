@@ -41,6 +41,9 @@ async fn throughput(client: &DistributedClient, bytes: f64) -> f64 {
     bytes / t.elapsed().as_secs_f64() / 1e6
 }
 
+/// One round's figures: describe p50, p99 direct and via the gateway (us), load direct and via (MB/s).
+type Round = (f64, f64, f64, f64, f64, f64);
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore]
 async fn overhead() {
@@ -74,7 +77,7 @@ async fn overhead() {
         eprintln!("round {round}: describe p50/p99 direct {d50:.0}/{d99:.0} us, via gateway {g50:.0}/{g99:.0} us; load 128 MB direct {dt:.0} MB/s, via gateway {gt:.0} MB/s");
         rows.push((d50, d99, g50, g99, dt, gt));
     }
-    let med = |f: fn(&(f64, f64, f64, f64, f64, f64)) -> f64| {
+    let med = |f: fn(&Round) -> f64| {
         let mut v: Vec<f64> = rows.iter().map(f).collect();
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]

@@ -51,6 +51,7 @@ impl Wire {
     }
 }
 
+#[derive(Default)]
 pub struct FrameEncoder {
     stream: Option<StreamEncoder>,
 }

@@ -14,12 +14,11 @@ use super::reply::{self, Reply};
 use super::{dataset_info, Admission, ResponseStream, Worker};
 use crate::cache::CachedTable;
 use crate::error::{Error, Result};
+use crate::ipc::{Chunk, ChunkedStream};
 use crate::parquet_io::{projection, ParquetBatches};
 use crate::sql::Output;
 use crate::store::Manifest;
 use crate::wire;
-use arrow::ipc::writer::StreamEncoder;
-use polarway_proto::CHUNK_TARGET_BYTES;
 
 /// Load: the dataset info, then the IPC stream in chunks, each made of pieces of Arrow's own
 /// buffers (`crate::wire`); tonic's Load handler joins each chunk's pieces (`into_response`).
@@ -74,71 +73,28 @@ fn send_pieces(
         field: IPC_FIELD,
         pieces: vec![],
     })?;
-    let chunk = |pieces: Vec<bytes::Bytes>| wire::Message {
+    let chunk = |pieces: Chunk| wire::Message {
         head: bytes::Bytes::new(),
         field: IPC_FIELD,
         pieces,
     };
-    let mut encoder: Option<StreamEncoder> = None;
-    let mut chunks = Chunker::default();
-    let ipc = |e: arrow::error::ArrowError| Error::internal("encoding Arrow IPC", e);
+    let mut stream: Option<ChunkedStream> = None;
     send(w, opened, "Load", &mut |out| {
-        match out {
-            Output::Schema(schema) => encoder = Some(StreamEncoder::try_new(&schema).map_err(ipc)?),
-            Output::Batch(batch) => {
-                let pieces = encoder
-                    .as_mut()
-                    .expect("schema comes first")
-                    .encode(&batch)
-                    .map_err(ipc)?;
-                // Each batch goes out at once (a stream's reader sees it without waiting for more).
-                for c in chunks.push(pieces).into_iter().chain(chunks.flush()) {
-                    reply.send(chunk(c))?;
-                }
+        let chunks = match out {
+            Output::Schema(schema) => {
+                stream = Some(ChunkedStream::new(&schema)?);
+                vec![]
             }
-        }
-        Ok(())
+            Output::Batch(batch) => stream.as_mut().expect("schema comes first").batch(&batch)?,
+        };
+        chunks.into_iter().try_for_each(|c| reply.send(chunk(c)))
     })?;
-    if let Some(enc) = encoder {
-        for c in chunks
-            .push(enc.finish().map_err(ipc)?)
-            .into_iter()
-            .chain(chunks.flush())
-        {
+    if let Some(stream) = stream {
+        for c in stream.finish()? {
             reply.send(chunk(c))?;
         }
     }
     Ok(())
-}
-
-/// Cuts a run of buffers into chunks of `CHUNK_TARGET_BYTES` (slices, not copies).
-#[derive(Default)]
-struct Chunker {
-    current: Vec<bytes::Bytes>,
-    len: usize,
-}
-
-impl Chunker {
-    fn push(&mut self, buffers: Vec<arrow::buffer::Buffer>) -> Vec<Vec<bytes::Bytes>> {
-        let mut full = Vec::new();
-        for buffer in buffers {
-            let mut piece = bytes::Bytes::from_owner(buffer);
-            while !piece.is_empty() {
-                let take = (CHUNK_TARGET_BYTES - self.len).min(piece.len());
-                self.current.push(piece.split_to(take));
-                self.len += take;
-                if self.len == CHUNK_TARGET_BYTES {
-                    full.extend(self.flush());
-                }
-            }
-        }
-        full
-    }
-
-    fn flush(&mut self) -> Option<Vec<bytes::Bytes>> {
-        self.len = 0;
-        (!self.current.is_empty()).then(|| std::mem::take(&mut self.current))
-    }
 }
 
 /// A dataset version ready to stream: where its batches come from and how to project them.

@@ -12,7 +12,7 @@ use tonic::Status;
 use super::reply::{self, Reply};
 use super::{dataset_info, Admission, ResponseStream, Worker};
 use crate::error::{Error, Result};
-use crate::ipc::ChunkEncoder;
+use crate::ipc::{Chunk, ChunkedStream};
 use crate::parquet_io::{columns_of, ParquetStager};
 use crate::scratch::staging_name;
 use crate::sql::gate::ParamHint;
@@ -141,30 +141,31 @@ fn stream_result(
     timeout: Duration,
     reply: &Reply<pb::QueryResponse>,
 ) -> Result<()> {
-    let send = |ipc: bytes::Bytes| reply.send(pb::QueryResponse { ipc, stored: None });
+    let send = |chunk: Chunk| {
+        let ipc = match chunk.as_slice() {
+            [one] => one.clone(),
+            pieces => pieces.concat().into(),
+        };
+        reply.send(pb::QueryResponse { ipc, stored: None })
+    };
     let sandbox = open_sandbox(w, pinned)?;
-    let mut encoder: Option<ChunkEncoder> = None;
+    let mut stream: Option<ChunkedStream> = None;
     sandbox.run(sql, &[], timeout, &|| reply.is_closed(), |out| {
         let chunks = match out {
             Output::Schema(schema) => {
-                let mut enc = ChunkEncoder::new(&schema)?;
-                let chunks = enc.take_chunks();
-                encoder = Some(enc);
-                chunks
+                stream = Some(ChunkedStream::new(&schema)?);
+                vec![]
             }
             Output::Batch(batch) => {
                 w.metrics.rows_sent("Query", batch.num_rows());
-                encoder
-                    .as_mut()
-                    .expect("schema comes first")
-                    .write(&batch)?
+                stream.as_mut().expect("schema comes first").batch(&batch)?
             }
         };
         // A failed send means the client went away: stop the query.
         Ok(chunks.into_iter().try_for_each(send).is_ok())
     })?;
-    if let Some(enc) = encoder {
-        enc.finish()?.into_iter().try_for_each(send)?;
+    if let Some(stream) = stream {
+        stream.finish()?.into_iter().try_for_each(send)?;
     }
     Ok(())
 }

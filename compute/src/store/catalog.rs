@@ -15,6 +15,9 @@ const CLAIM_ATTEMPTS: usize = 64;
 /// Manifests remembered (a few hundred bytes each).
 const MANIFEST_MEMO_ENTRIES: u64 = 100_000;
 
+/// A dataset's newest visible version (if any) and the listing stamp it was resolved at.
+type Stamped = (i128, Option<Manifest>);
+
 /// The version protocol over one backend. Cheap to clone.
 #[derive(Clone)]
 pub struct Catalog {
@@ -23,7 +26,7 @@ pub struct Catalog {
     batch_states: Arc<Mutex<HashMap<String, BatchState>>>,
     /// Newest visible version per dataset, with the listing stamp it was resolved at: a warm
     /// lookup is one stamp check (a stat of the dataset's directory), no reads.
-    latest: Arc<Mutex<HashMap<String, (i128, Option<Manifest>)>>>,
+    latest: Arc<Mutex<HashMap<String, Stamped>>>,
     /// Manifests read so far, by key. A manifest never changes once created (only pruning
     /// removes it), so a lookup on a remote store costs one listing, not a read per version.
     manifests: moka::sync::Cache<String, Arc<Manifest>>,
@@ -104,7 +107,7 @@ impl Catalog {
             .backend
             .listing_stamp(&format!("datasets/{name}/"))
             .await?;
-        let memo = |g: &HashMap<String, (i128, Option<Manifest>)>| g.get(name).cloned();
+        let memo = |g: &HashMap<String, Stamped>| g.get(name).cloned();
         if let Some(stamp) = stamp {
             if let Some((seen, m)) = memo(&self.latest.lock().unwrap_or_else(|e| e.into_inner())) {
                 if seen == stamp {

@@ -19,6 +19,7 @@ pub struct Worker {
     _tmp: Option<tempfile::TempDir>,
 }
 
+#[derive(Default)]
 pub struct WorkerConfig {
     pub data_dir: Option<PathBuf>,
     /// Default 0: a free port chosen by the worker.
@@ -28,18 +29,6 @@ pub struct WorkerConfig {
     /// Serve with `--data-dir /data`, the user guide's path, in a private mount namespace where
     /// the data directory is bind-mounted at /data: nothing outside the test sees it.
     pub at_slash_data: bool,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: None,
-            port: 0,
-            args: vec![],
-            env: vec![],
-            at_slash_data: false,
-        }
-    }
 }
 
 impl WorkerConfig {
