@@ -134,8 +134,28 @@ impl Drop for Proc {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, below the kernel's ephemeral range: the kernel
+/// never hands it to a server started on port 0 (another test's), and never uses it as a client's
+/// source port, so a client that connects before the server is up cannot meet itself (a TCP
+/// self-connect, which answers the HTTP/2 preface with garbage).
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOW: u16 = 10_000;
+    let span = ephemeral_low.saturating_sub(LOW);
+    // A random start, so that tests asking at the same time rarely try the same ports.
+    let start = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    for i in 0..u64::from(span) {
+        let port = LOW + ((start.wrapping_add(i)) % u64::from(span.max(1))) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
