@@ -47,10 +47,26 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A failed disk or store operation. A full disk is RESOURCE_EXHAUSTED: nothing was stored,
+    /// and retrying will not help until space is freed. Anything else is UNAVAILABLE, retriable
+    /// from the client's point of view.
+    pub fn storage(err: &std::io::Error) -> Self {
+        use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+        // ENOSPC and EDQUOT.
+        if matches!(err.kind(), StorageFull | QuotaExceeded) {
+            Error::ResourceExhausted(format!(
+                "the worker's disk is full ({err}); nothing was stored: free space in its data directory (or its staging directory), or store less"
+            ))
+        } else {
+            Error::Unavailable(format!("storage I/O failed: {err}"))
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
-        // A storage failure is retriable from the client's point of view.
-        Error::Unavailable(format!("storage I/O failed: {err}"))
+        Error::storage(&err)
     }
 }
 

@@ -87,7 +87,9 @@ impl ParquetStager {
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let writer = self.writer.as_mut().expect("writer open until finish");
         writer.write(batch).map_err(|e| {
-            Error::InvalidArgument(format!("cannot store this batch as Parquet: {e}"))
+            disk_error(&e).unwrap_or_else(|| {
+                Error::InvalidArgument(format!("cannot store this batch as Parquet: {e}"))
+            })
         })?;
         self.rows += batch.num_rows() as u64;
         Ok(())
@@ -97,10 +99,20 @@ impl ParquetStager {
     /// durable as it takes it).
     pub fn finish(mut self) -> Result<(PathBuf, u64)> {
         let writer = self.writer.take().expect("writer open until finish");
-        writer
-            .close()
-            .map_err(|e| Error::internal("finishing Parquet", e))?;
+        writer.close().map_err(|e| {
+            disk_error(&e).unwrap_or_else(|| Error::internal("finishing Parquet", e))
+        })?;
         Ok((std::mem::take(&mut self.path), self.rows))
+    }
+}
+
+/// The error of a Parquet write that the disk caused (full, failing), if it was the disk.
+fn disk_error(e: &parquet::errors::ParquetError) -> Option<Error> {
+    match e {
+        parquet::errors::ParquetError::External(inner) => {
+            inner.downcast_ref::<std::io::Error>().map(Error::storage)
+        }
+        _ => None,
     }
 }
 

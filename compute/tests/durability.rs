@@ -160,3 +160,48 @@ async fn concurrent_conditional_stores_on_two_workers_have_one_winner() {
         assert_eq!(cb.load(&name).await.unwrap().height(), 10);
     }
 }
+
+/// Numbers that do not compress: `n` rows of 8 bytes each stay about 8n bytes in Parquet.
+fn noise(n: usize, seed: u64) -> DataFrame {
+    let mut x = seed | 1;
+    let v: Vec<i64> = (0..n)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as i64
+        })
+        .collect();
+    df! { "v" => v }.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_the_store_and_keeps_what_was_stored() {
+    // A 24 MiB data directory: a small dataset fits, 40 MiB of incompressible numbers do not.
+    let worker = Worker::start_with(WorkerConfig::default().tmpfs(24 << 20));
+    let client = worker.client().await;
+    let small = numbers(1_000, 7);
+    client.store("kept", &small).await.unwrap();
+
+    let too_big = noise(5_000_000, 1);
+    let err = client.store("too_big", &too_big).await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::ResourceExhausted), "{err}");
+    assert!(err.to_string().contains("disk is full"), "{err}");
+
+    // Nothing of the refused store remains, what was stored before is intact, and the worker
+    // keeps serving.
+    assert_eq!(code_of(client.load("too_big").await), Code::NotFound);
+    assert!(client.load("kept").await.unwrap().equals_missing(&small));
+    let staging = worker.data_dir.join("state/tmp");
+    assert!(
+        worker.list_dir(&staging).is_empty(),
+        "staging files left after the refused store: {:?}",
+        worker.list_dir(&staging)
+    );
+    // The space is back: a dataset that needs most of what is left fits now.
+    let fits = noise(1_500_000, 2);
+    client.store("fits", &fits).await.unwrap();
+    assert!(client.load("fits").await.unwrap().equals_missing(&fits));
+    assert_eq!(client.health_check().await.unwrap(), "OK");
+}

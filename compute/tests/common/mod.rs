@@ -29,6 +29,9 @@ pub struct WorkerConfig {
     /// Serve with `--data-dir /data`, the user guide's path, in a private mount namespace where
     /// the data directory is bind-mounted at /data: nothing outside the test sees it.
     pub at_slash_data: bool,
+    /// The data directory is a fresh tmpfs of this many bytes, mounted in a private mount
+    /// namespace (only the worker sees it; it is gone with the worker): a small disk that fills.
+    pub tmpfs_bytes: Option<u64>,
 }
 
 impl WorkerConfig {
@@ -50,6 +53,10 @@ impl WorkerConfig {
     }
     pub fn at_slash_data(mut self) -> Self {
         self.at_slash_data = true;
+        self
+    }
+    pub fn tmpfs(mut self, bytes: u64) -> Self {
+        self.tmpfs_bytes = Some(bytes);
         self
     }
 }
@@ -82,6 +89,22 @@ impl Worker {
                 r#"mount --bind "$1" /data && shift && exec "$@""#,
                 "sh",
             ])
+            .arg(&data_dir)
+            .arg(BIN);
+            c
+        } else if let Some(bytes) = cfg.tmpfs_bytes {
+            std::fs::create_dir_all(&data_dir).expect("create the data directory");
+            let mut c = Command::new("unshare");
+            c.args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                r#"mount -t tmpfs -o "size=$1" tmpfs "$2" && shift 2 && exec "$@""#,
+                "sh",
+            ])
+            .arg(bytes.to_string())
             .arg(&data_dir)
             .arg(BIN);
             c
@@ -141,6 +164,27 @@ impl Worker {
 
     pub fn pid(&self) -> u32 {
         self.proc.pid()
+    }
+
+    /// The names in `dir` as the worker sees them (inside its mount namespace, if it has one).
+    pub fn list_dir(&self, dir: &Path) -> Vec<String> {
+        let out = Command::new("nsenter")
+            .args([
+                "--mount",
+                "--target",
+                &self.pid().to_string(),
+                "--",
+                "ls",
+                "-A",
+            ])
+            .arg(dir)
+            .output()
+            .expect("run nsenter");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     /// Peak resident memory of the worker so far (VmHWM), in bytes.
