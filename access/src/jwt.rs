@@ -25,13 +25,23 @@ struct JwtKey {
     key: DecodingKey,
 }
 
-/// Keys fetched from a JWKS URL: cached, fetched again after `refresh` or (at most every 30 s)
-/// when a token names an unknown `kid` — that is how key rotation is picked up.
+/// Where an issuer publishes its keys, and how long fetched keys are trusted.
 struct RemoteJwks {
     url: String,
     refresh: Duration,
-    cached: tokio::sync::Mutex<Option<(Instant, Arc<Vec<JwtKey>>)>>,
 }
+
+/// Keys fetched from JWKS URLs, by URL: the runtime state of whoever verifies tokens (the gateway's
+/// auth layer, the worker's authenticator), kept across policy reloads; the policy only names the
+/// URLs. Keys are fetched again after the issuer's refresh period or (at most every 30 s) when a
+/// token names an unknown `kid`: that is how key rotation is picked up.
+#[derive(Default)]
+pub struct JwksCache {
+    /// One entry per URL a policy has named (a bounded set).
+    urls: std::sync::Mutex<std::collections::HashMap<String, Arc<CachedKeys>>>,
+}
+
+type CachedKeys = tokio::sync::Mutex<Option<(Instant, Arc<Vec<JwtKey>>)>>;
 
 const MISS_REFETCH: Duration = Duration::from_secs(30);
 
@@ -143,7 +153,6 @@ impl JwtIssuer {
         let remote = file.jwks_url.map(|url| RemoteJwks {
             url,
             refresh: Duration::from_secs(file.jwks_refresh_secs.unwrap_or(300)),
-            cached: Default::default(),
         });
         if keys.is_empty() && remote.is_none() && !has_jwks_file {
             tracing::warn!("{who}: no usable key: its tokens will be refused");
@@ -164,7 +173,7 @@ impl JwtIssuer {
     }
 
     /// Keys that may verify a token with this `kid` and `alg`.
-    async fn keys_for(&self, kid: Option<&str>, alg: Algorithm) -> Vec<JwtKey> {
+    async fn keys_for(&self, kid: Option<&str>, alg: Algorithm, jwks: &JwksCache) -> Vec<JwtKey> {
         let pick = |keys: &[JwtKey]| -> Vec<JwtKey> {
             keys.iter()
                 .filter(|k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
@@ -174,7 +183,7 @@ impl JwtIssuer {
         let mut found = pick(&self.keys);
         if found.is_empty() {
             if let Some(remote) = &self.remote {
-                found = pick(&remote.keys(kid).await);
+                found = pick(&jwks.keys(remote, kid).await);
             }
         }
         found
@@ -184,6 +193,7 @@ impl JwtIssuer {
         &self,
         token: &str,
         header: &jsonwebtoken::Header,
+        jwks: &JwksCache,
     ) -> Result<Identity, AccessError> {
         let unauth = |m: String| AccessError::Unauthenticated(m);
         if !self.algorithms.contains(&header.alg) {
@@ -192,7 +202,7 @@ impl JwtIssuer {
                 header.alg, self.issuer
             )));
         }
-        let keys = self.keys_for(header.kid.as_deref(), header.alg).await;
+        let keys = self.keys_for(header.kid.as_deref(), header.alg, jwks).await;
         if keys.is_empty() {
             return Err(unauth(format!(
                 "no {:?} key{} for issuer {}",
@@ -270,25 +280,29 @@ impl JwtIssuer {
     }
 }
 
-impl RemoteJwks {
-    async fn keys(&self, kid: Option<&str>) -> Arc<Vec<JwtKey>> {
-        let mut cached = self.cached.lock().await;
+impl JwksCache {
+    async fn keys(&self, remote: &RemoteJwks, kid: Option<&str>) -> Arc<Vec<JwtKey>> {
+        let entry = {
+            let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+            urls.entry(remote.url.clone()).or_default().clone()
+        };
+        let mut cached = entry.lock().await;
         let stale = match &*cached {
             None => true,
             Some((at, keys)) => {
                 let unknown =
                     kid.is_some_and(|kid| !keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
-                at.elapsed() > self.refresh || (unknown && at.elapsed() > MISS_REFETCH)
+                at.elapsed() > remote.refresh || (unknown && at.elapsed() > MISS_REFETCH)
             }
         };
         if stale {
-            match fetch(&self.url).await.and_then(|t| jwks_keys(&t)) {
+            match fetch(&remote.url).await.and_then(|t| jwks_keys(&t)) {
                 Ok(keys) => *cached = Some((Instant::now(), Arc::new(keys))),
                 Err(e) => {
-                    tracing::warn!(url = %self.url, "cannot fetch JWKS: {e}");
+                    tracing::warn!(url = %remote.url, "cannot fetch JWKS: {e}");
                     // Keep serving the keys we have; try again after MISS_REFETCH.
                     let keys = cached.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
-                    let back = self.refresh.saturating_sub(MISS_REFETCH);
+                    let back = remote.refresh.saturating_sub(MISS_REFETCH);
                     let at = Instant::now()
                         .checked_sub(back)
                         .unwrap_or_else(Instant::now);

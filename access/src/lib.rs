@@ -26,6 +26,7 @@ pub mod reload;
 pub use file::{PolicyFile, RateFile, Strategy};
 pub use grants::{glob_match, Access, Grants, Rule, GRANTS_HEADER};
 pub use handle::PolicyHandle;
+pub use jwt::JwksCache;
 pub use policy::{Identity, Policy, PolicyError};
 
 /// Choose the JWT library's crypto backend (RustCrypto) once per process, before the first token

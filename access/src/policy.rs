@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::file::{LimitsFile, PolicyFile, RateFile, Strategy};
 use crate::grants::{Grants, Rule};
-use crate::jwt::JwtIssuer;
+use crate::jwt::{JwksCache, JwtIssuer};
 use crate::AccessError;
 
 #[derive(Debug, thiserror::Error)]
@@ -270,11 +270,13 @@ impl Policy {
         self.tokens.get(&sha256(token.as_bytes())).cloned()
     }
 
-    /// Who sends a request with these headers: a static token, a JWT of a trusted issuer, or the
-    /// anonymous identity when there is no `authorization` header and the policy allows it.
+    /// Who sends a request with these headers: a static token, a JWT of a trusted issuer (its keys
+    /// from the policy, or fetched into `jwks`), or the anonymous identity when there is no
+    /// `authorization` header and the policy allows it.
     pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
+        jwks: &JwksCache,
     ) -> Result<Arc<Identity>, AccessError> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return self.anonymous.clone().ok_or_else(|| {
@@ -307,7 +309,7 @@ impl Policy {
                 .ok_or_else(|| {
                     AccessError::Unauthenticated(format!("wrong issuer: {iss:?} is not trusted"))
                 })?;
-            return issuer.verify(token, &header).await.map(Arc::new);
+            return issuer.verify(token, &header, jwks).await.map(Arc::new);
         }
         Err(AccessError::Unauthenticated(
             "unknown token (with a user name and password, the password must be the token)".into(),

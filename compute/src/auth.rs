@@ -11,7 +11,11 @@
 //! Whatever the mode, grants forwarded in `x-polarway-grants` (the gateway sends the caller's)
 //! narrow the call further. They never widen it, so a caller forging the header gains nothing.
 
-use polarway_access::{policy::bearer, Access, AccessError, Grants, PolicyHandle, GRANTS_HEADER};
+use polarway_access::{
+    policy::bearer, Access, AccessError, Grants, JwksCache, PolicyHandle, GRANTS_HEADER,
+};
+use std::sync::Arc;
+
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
@@ -20,6 +24,8 @@ use tonic::Status;
 pub struct Authenticator {
     token: Option<String>,
     policy: Option<PolicyHandle>,
+    /// Keys fetched from the policy's JWKS URLs, kept across policy reloads.
+    jwks: Arc<JwksCache>,
 }
 
 fn status(e: AccessError) -> Status {
@@ -34,6 +40,7 @@ impl Authenticator {
         Self {
             token: token.filter(|t| !t.is_empty()),
             policy,
+            jwks: Default::default(),
         }
     }
 
@@ -100,7 +107,10 @@ impl Authenticator {
         let policy = policy.current();
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, value);
-        let identity = policy.authenticate(&headers).await.map_err(status)?;
+        let identity = policy
+            .authenticate(&headers, &self.jwks)
+            .await
+            .map_err(status)?;
         Ok(Access::of(policy.grants(&identity)))
     }
 }

@@ -1,4 +1,4 @@
-// The user guide's TypeScript example (distributed-mode.md) as written there, with one line added:
+// The user guide's TypeScript example as written there, with one line added:
 // the stored frame gets the `timestamp` column that the guide's query filters on (without it
 // DuckDB rejects the query: the guide's frame has no such column). Run it against a server
 // started with `--data-dir /data` on localhost:50052:

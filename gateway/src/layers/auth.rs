@@ -12,7 +12,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response};
 use polarway_access::grants::{body_permission, gateway_allows};
 use polarway_access::policy::bearer;
-use polarway_access::{Policy, PolicyHandle, GRANTS_HEADER};
+use polarway_access::{JwksCache, Policy, PolicyHandle, GRANTS_HEADER};
 use tonic::body::Body;
 use tower::ServiceExt;
 
@@ -26,6 +26,8 @@ use crate::metrics::Metrics;
 pub struct Auth {
     pub policy: PolicyHandle,
     pub metrics: Metrics,
+    /// Keys fetched from the policy's JWKS URLs: this layer's own state, kept across reloads.
+    pub jwks: Arc<JwksCache>,
 }
 
 impl Step for Auth {
@@ -36,12 +38,13 @@ impl Step for Auth {
     ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static + use<> {
         let policy = self.policy.current();
         let metrics = self.metrics.clone();
+        let jwks = self.jwks.clone();
         let method = rpc_name(req.uri().path()).to_string();
         async move {
             if method == HANDSHAKE {
-                return handshake(req, &policy).await;
+                return handshake(req, &policy, &jwks).await;
             }
-            let result = authorize(req, &policy, &method).await;
+            let result = authorize(req, &policy, &jwks, &method).await;
             if let Err(e) = &result {
                 let reason = match e {
                     GatewayError::PermissionDenied(_) => Some("grant"),
@@ -67,8 +70,9 @@ const HANDSHAKE: &str = "arrow.flight.protocol.FlightService/Handshake";
 async fn handshake(
     req: Request<Body>,
     policy: &Policy,
+    jwks: &JwksCache,
 ) -> Result<http::Response<Body>, GatewayError> {
-    let identity = policy.authenticate(req.headers()).await?;
+    let identity = policy.authenticate(req.headers(), jwks).await?;
     if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
         info.set_identity(&identity.name);
     }
@@ -110,9 +114,10 @@ async fn handshake(
 async fn authorize(
     req: Request<Body>,
     policy: &Policy,
+    jwks: &JwksCache,
     method: &str,
 ) -> Result<Request<Body>, GatewayError> {
-    let identity = policy.authenticate(req.headers()).await?;
+    let identity = policy.authenticate(req.headers(), jwks).await?;
     if let Some(info) = req.extensions().get::<Arc<CallInfo>>() {
         info.set_identity(&identity.name);
     }

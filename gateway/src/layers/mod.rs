@@ -78,6 +78,7 @@ pub fn stack(s: &Settings, proxy: HttpService) -> HttpService {
         auth::Auth {
             policy: s.policy.clone(),
             metrics: s.metrics.clone(),
+            jwks: Default::default(),
         },
         path,
     );
