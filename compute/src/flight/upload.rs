@@ -2,6 +2,7 @@
 //! staged Parquet file (as Store does) and committed as a dataset version.
 
 use super::*;
+use futures::FutureExt as _;
 
 impl FlightSql {
     /// A Store from a Flight upload: the batches of `stream` as a new version of `name`.
@@ -30,7 +31,18 @@ impl FlightSql {
         let mut stager: Option<store::BatchStager> = None;
         let mut condition = condition;
         let received: Result<()> = async {
-            while let Some(message) = messages.next().await {
+            loop {
+                // Arrow's reader panics on some malformed messages instead of returning an error
+                // (see ipc.rs): that is the caller's bad input, not the worker's failure.
+                let next = std::panic::AssertUnwindSafe(messages.next())
+                    .catch_unwind()
+                    .await
+                    .map_err(|_| {
+                        Error::InvalidArgument(
+                            "the uploaded Arrow data is invalid: a message's buffers lie outside its body".into(),
+                        )
+                    })?;
+                let Some(message) = next else { break };
                 let message = message.map_err(|e| match e {
                     FlightError::Tonic(s) => Error::Status(*s),
                     other => Error::InvalidArgument(format!(
