@@ -407,3 +407,44 @@ async fn a_failed_store_batch_commits_nothing() {
         [("keep", 3), ("b1", 2)]
     );
 }
+
+/// An IPC message whose buffer offsets point past its body (found by tests/fuzz.rs: Arrow's reader
+/// panics on it) is the caller's bad input: INVALID_ARGUMENT, and the worker goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn ipc_buffers_outside_their_message_are_refused() {
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let rows = 32i64;
+    let a = Int64Array::from_iter_values((0..rows).map(|i| i ^ 3));
+    let b = StringArray::from_iter_values((0..rows).map(|i| format!("r{i}-3")));
+    let batch =
+        RecordBatch::try_from_iter([("a", Arc::new(a) as _), ("b", Arc::new(b) as _)]).unwrap();
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema()).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    let mut bytes = w.into_inner().unwrap();
+    // The shrunk case of tests/fuzz.proptest-regressions: one byte of the batch's metadata set to
+    // 1, and the end of the stream cut off.
+    let at = (0.29409554830965556 * bytes.len() as f64) as usize;
+    bytes[at] = 1;
+    bytes.truncate((0.9951585921217114 * bytes.len() as f64) as usize);
+
+    let worker = Worker::start();
+    let mut raw = raw(&worker).await;
+    let status = raw
+        .store(futures::stream::iter(store_messages(
+            "damaged",
+            vec![bytes],
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(
+        status.message().contains("outside its body"),
+        "{}",
+        status.message()
+    );
+    let client = worker.client().await;
+    assert_eq!(client.health_check().await.unwrap(), "OK");
+    assert_eq!(code_of(client.load("damaged").await), Code::NotFound);
+}
