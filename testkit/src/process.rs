@@ -3,6 +3,7 @@
 //! reads those lines, bounded, so a test never guesses a port.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -132,6 +133,31 @@ impl Drop for Proc {
             self.kill9();
         }
     }
+}
+
+/// `program` run in a private mount namespace after `mount MOUNT_ARGS` there: only it sees the
+/// mount, which goes with it (e.g. a bind mount at a fixed path, or a small tmpfs). The caller adds
+/// the program's own arguments.
+pub fn with_private_mount<S: AsRef<OsStr>>(
+    mount_args: &[S],
+    program: impl AsRef<OsStr>,
+) -> Command {
+    let n = mount_args.len();
+    let positional: Vec<String> = (1..=n).map(|i| format!("\"${i}\"")).collect();
+    let script = format!("mount {} && shift {n} && exec \"$@\"", positional.join(" "));
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ])
+    .args(mount_args)
+    .arg(program);
+    c
 }
 
 /// A loopback port that was free a moment ago, below the kernel's ephemeral range: the kernel

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use polarway::DistributedClient;
+use polarway_testkit::process::with_private_mount;
 pub use polarway_testkit::{code_of, free_port, Proc};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_polarway");
@@ -79,35 +80,22 @@ impl Worker {
             // The mount point must exist; an empty /data is all this leaves on the host.
             std::fs::create_dir_all("/data").expect("create the /data mount point");
             std::fs::create_dir_all(&data_dir).expect("create the data directory");
-            let mut c = Command::new("unshare");
-            c.args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                r#"mount --bind "$1" /data && shift && exec "$@""#,
-                "sh",
-            ])
-            .arg(&data_dir)
-            .arg(BIN);
-            c
+            with_private_mount(
+                &["--bind".as_ref(), data_dir.as_os_str(), "/data".as_ref()],
+                BIN,
+            )
         } else if let Some(bytes) = cfg.tmpfs_bytes {
             std::fs::create_dir_all(&data_dir).expect("create the data directory");
-            let mut c = Command::new("unshare");
-            c.args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                r#"mount -t tmpfs -o "size=$1" tmpfs "$2" && shift 2 && exec "$@""#,
-                "sh",
-            ])
-            .arg(bytes.to_string())
-            .arg(&data_dir)
-            .arg(BIN);
-            c
+            let size = format!("size={bytes}");
+            let mount: [&std::ffi::OsStr; 6] = [
+                "-t".as_ref(),
+                "tmpfs".as_ref(),
+                "-o".as_ref(),
+                size.as_ref(),
+                "tmpfs".as_ref(),
+                data_dir.as_os_str(),
+            ];
+            with_private_mount(&mount, BIN)
         } else {
             Command::new(BIN)
         };

@@ -10,6 +10,7 @@ use std::process::Command;
 use polarway::DistributedClient;
 use polarway_testkit::log_level;
 pub use polarway_testkit::metrics::{http_get, parse, scrape, sum, Sample};
+use polarway_testkit::process::with_private_mount;
 pub use polarway_testkit::{code_of, eventually, write_atomic, Proc};
 
 pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_polarway-gateway");
@@ -150,21 +151,10 @@ impl Gateway {
         let bin = std::env::var("POLARWAY_GATEWAY_BIN").unwrap_or_else(|_| GATEWAY_BIN.to_string());
         let mut cmd = match hosts {
             None => Command::new(bin),
-            Some(hosts) => {
-                let mut c = Command::new("unshare");
-                c.args([
-                    "--mount",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    r#"mount --bind "$1" /etc/hosts && shift && exec "$@""#,
-                    "sh",
-                ])
-                .arg(hosts)
-                .arg(bin);
-                c
-            }
+            Some(hosts) => with_private_mount(
+                &["--bind".as_ref(), hosts.as_os_str(), "/etc/hosts".as_ref()],
+                bin,
+            ),
         };
         cmd.args(["--grpc-port", "0", "--metrics-port", "0", "--debug-headers"]);
         if !args.contains(&"--health-interval") {
