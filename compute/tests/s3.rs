@@ -488,7 +488,7 @@ async fn three_workers_behind_nginx(cfg: impl Fn() -> WorkerConfig) {
                 .unwrap()
                 .equals_missing(&v2),
             "worker {}",
-            w.addr
+            w.addr()
         );
     }
     // Round robin reached every worker.
@@ -497,7 +497,7 @@ async fn three_workers_behind_nginx(cfg: impl Fn() -> WorkerConfig) {
         assert!(
             s.hits + s.misses >= 4,
             "worker {} served no loads through nginx: {s:?}",
-            w.addr
+            w.addr()
         );
     }
 }

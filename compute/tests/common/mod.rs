@@ -15,7 +15,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_polarway");
 /// A running worker. Killed (and its output dropped) when it goes out of scope.
 pub struct Worker {
     pub proc: Proc,
-    pub addr: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -119,15 +118,19 @@ impl Worker {
         }
         let proc = Proc::spawn(cmd, "polarway");
         Worker {
-            addr: proc.addr().to_string(),
             proc,
             data_dir,
             _tmp: tmp,
         }
     }
 
+    /// The gRPC address (`ip:port`).
+    pub fn addr(&self) -> &str {
+        self.proc.addr()
+    }
+
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     pub fn port(&self) -> u16 {

@@ -134,7 +134,7 @@ impl Nginx {
         let port = free_port();
         let servers: String = workers
             .iter()
-            .map(|w| format!("        server {};\n", w.addr))
+            .map(|w| format!("        server {};\n", w.addr()))
             .collect();
         let p = dir.path().display();
         // The user guide's nginx.conf, on loopback, with private paths for logs and temp files.
