@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::TryStreamExt;
+use polarway_proto::transport::linger::Linger;
 use polarway_proto::transport::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use polarway_proto::v1::polarway_server::PolarwayServer;
 use polarway_proto::MAX_MESSAGE_BYTES;
@@ -223,6 +225,8 @@ pub async fn run(
         let _ = drain_tx.send(());
     });
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let linger = Linger::new();
+    let accepted = linger.clone();
     let serve = builder
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -232,7 +236,9 @@ pub async fn run(
         // Connections accepted here are configured here (the builder's tcp_nodelay only applies to
         // listeners it binds itself): without TCP_NODELAY small replies wait for delayed ACKs.
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map_ok(move |tcp| accepted.wrap(tcp)),
             async move {
                 let _ = drain_rx.await;
                 let _ = drained_tx.send(());
@@ -240,7 +246,10 @@ pub async fn run(
         );
     tokio::pin!(serve);
     tokio::select! {
-        result = &mut serve => result?,
+        result = &mut serve => {
+            result?;
+            linger.closed().await;
+        }
         _ = async {
             let _ = drained_rx.await;
             tokio::time::sleep(grace).await;

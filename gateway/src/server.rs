@@ -15,6 +15,7 @@ use futures::FutureExt;
 use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use polarway_access::{Policy, PolicyHandle};
+use polarway_proto::transport::linger::Linger;
 use polarway_proto::transport::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use tonic::body::Body;
 use tonic_health::ServingStatus;
@@ -193,6 +194,7 @@ pub async fn run(
         println!("polarway-gateway: listening on {local}");
     }
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let linger = Linger::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -207,6 +209,7 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = linger.wrap(stream);
         let http = http.clone();
         let service = hyper_util::service::TowerToHyperService::new(gateway.clone());
         let acceptor = server_tls.as_ref().map(|t| t.acceptor());
@@ -243,7 +246,10 @@ pub async fn run(
     health::set_all(&reporter, ServingStatus::NotServing).await;
     let grace = secs(args.shutdown_grace);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("drained"),
+        _ = graceful.shutdown() => {
+            tracing::info!("drained");
+            linger.closed().await;
+        }
         _ = tokio::time::sleep(grace) => tracing::warn!("in-flight calls did not finish within {grace:?}; stopping anyway"),
     }
     Ok(())

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub mod linger;
+
 /// HTTP/2 flow-control windows sized for bulk transfers: the defaults (64 KiB) throttle loads.
 pub const STREAM_WINDOW: u32 = 8 << 20;
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
