@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the load-testing harness (loadtest/) against real binaries on loopback: a spawned
 # cluster running every operation, TLS + token against one worker, a wrong token, the open loop,
-# fault mode (kill -9 and restart of a worker mid-run), and a bad scenario. Under 2 minutes.
+# fault mode (kill -9 and restart of a worker mid-run), a bad scenario, and 60 s of the history
+# checker on moto. About 3 minutes.
 #   POLARWAY_BIN           worker binary (default: $CARGO_TARGET_DIR/release/polarway); the gateway
 #                          binary is taken from the same directory
 #   POLARWAY_LOADTEST_BIN  harness binary (default: $CARGO_TARGET_DIR/release/polarway-loadtest,
@@ -44,7 +45,7 @@ check() {
   if python3 - "$json" "$@" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-ops = r["operations"]
+ops = r.get("operations")
 bad = [e for e in sys.argv[2:] if not eval(e)]
 for e in bad:
     print("  assertion failed:", e, file=sys.stderr)
@@ -140,6 +141,44 @@ if "$LT" --target "http://127.0.0.1:1" --set run.duration_secs=0 --set run.calls
   fail "unbounded scenario refused"
 elif grep -q "needs a bound" "$work/bad.out"; then pass "unbounded scenario refused"
 else cat "$work/bad.out"; fail "unbounded scenario refused"; fi
+
+# 6. History check: 8 clients storing under conditions and loading 3 datasets through 3 workers on
+#    one S3 server (moto), a worker killed (-9) or S3 cut off every 6 s; every version is read back
+#    and the history checked. POLARWAY_HISTORY_SECS sets the length (README: an hour-long run).
+ensure_moto
+s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$HOME/.cache/polarway/tools-venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$work/moto.log" 2>&1 &
+pids+=($!)
+if python3 - "$s3_port" <<'EOF'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/polarway-history"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="PUT"), timeout=5)
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit("moto_server did not start within 30 s")
+EOF
+then
+  if AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+      "$LT" --spawn-cluster 3 --bin-dir "$BIN_DIR" --history "${POLARWAY_HISTORY_SECS:-60}" \
+      --s3-endpoint "http://127.0.0.1:$s3_port" --s3-bucket polarway-history \
+      --json "$work/history.json" --html "$work/history.html" >"$work/history.out" 2>&1; then
+    cat "$work/history.out"
+    check "history: no anomaly under kill -9 and S3 cuts, every kind of call and fault happened" "$work/history.json" \
+      'r["anomalies"] == []' \
+      'r["counts"]["stores_acknowledged"] > 20 and r["counts"]["loads_ok"] > 20' \
+      'r["counts"]["stores_refused"] > 0  # conditions that did not hold' \
+      'len({f["kind"] for f in r["faults"]}) == 2' \
+      'all(v > 0 for v in r["versions"].values())'
+    grep -q "No anomalies" "$work/history.html" && pass "history: HTML report" || fail "history: HTML report"
+  else
+    cat "$work/history.out"; fail "history check"
+  fi
+else
+  cat "$work/moto.log"; fail "history check: moto_server"
+fi
 
 echo "loadtest: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -124,11 +124,21 @@ impl Client {
         name: &str,
         ipc: &Bytes,
     ) -> std::result::Result<(Moved, pb::DatasetInfo), CallError> {
+        self.store_with(name, ipc, None).await
+    }
+
+    /// `store` under a condition (`IfAbsent`, `IfVersion`).
+    pub async fn store_with(
+        &self,
+        name: &str,
+        ipc: &Bytes,
+        condition: Option<pb::Condition>,
+    ) -> std::result::Result<(Moved, pb::DatasetInfo), CallError> {
         use pb::store_request::Msg;
         let header = pb::StoreRequest {
             msg: Some(Msg::Header(pb::StoreHeader {
                 name: name.to_string(),
-                condition: None,
+                condition,
             })),
         };
         let chunks = (0..ipc.len().div_ceil(CHUNK_TARGET_BYTES)).map({
@@ -200,6 +210,60 @@ impl Client {
                 ),
             }),
         }
+    }
+
+    /// A version of `name` (the latest without one), whole: its version and its batches.
+    pub async fn load_rows(
+        &self,
+        name: &str,
+        version: Option<u64>,
+    ) -> std::result::Result<(u64, Vec<RecordBatch>), CallError> {
+        let req = self.request(
+            pb::LoadRequest {
+                name: name.to_string(),
+                columns: Vec::new(),
+                version,
+            },
+            name,
+        );
+        let mut stream = self.inner.clone().load(req).await?.into_inner();
+        let mut decoder = StreamDecoder::new();
+        let mut info = None;
+        let mut batches = Vec::new();
+        while let Some(msg) = self.next(&mut stream).await? {
+            if let Some(i) = msg.dataset {
+                info = Some(i);
+            }
+            let mut buf = Buffer::from(msg.ipc);
+            while !buf.is_empty() {
+                if let Some(batch) = decoder.decode(&mut buf)? {
+                    batches.push(batch);
+                }
+            }
+        }
+        decoder.finish()?;
+        let info = info.ok_or_else(|| CallError {
+            status: "CLIENT_NO_INFO".into(),
+            message: "the load stream did not say which version it is".into(),
+        })?;
+        Ok((info.version, batches))
+    }
+
+    /// The current version of `name`.
+    pub async fn latest_version(&self, name: &str) -> std::result::Result<u64, CallError> {
+        let info = self
+            .inner
+            .clone()
+            .describe(self.request(
+                pb::DescribeRequest {
+                    name: name.to_string(),
+                    version: None,
+                },
+                name,
+            ))
+            .await?
+            .into_inner();
+        Ok(info.version)
     }
 
     /// Each message of a response stream within the call's timeout.

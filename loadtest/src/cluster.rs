@@ -25,6 +25,8 @@ pub struct ClusterOpts {
     pub cache_size_gb: f64,
     pub worker_args: Vec<String>,
     pub gateway_args: Vec<String>,
+    /// Workers share a state directory (the external store); otherwise `worker_args` name a store.
+    pub shared_state: bool,
 }
 
 pub struct Cluster {
@@ -134,13 +136,17 @@ impl Cluster {
                 "0".into(),
                 "--data-dir".into(),
                 data.display().to_string(),
-                "--handle-store".into(),
-                "external".into(),
-                "--state-dir".into(),
-                state.display().to_string(),
                 "--cache-size".into(),
                 opts.cache_size_gb.to_string(),
             ];
+            if opts.shared_state {
+                args.extend([
+                    "--handle-store".into(),
+                    "external".into(),
+                    "--state-dir".into(),
+                    state.display().to_string(),
+                ]);
+            }
             args.extend(opts.worker_args.iter().cloned());
             workers.push(
                 start(

@@ -5,10 +5,12 @@
 mod client;
 mod cluster;
 mod data;
+mod history;
 mod html;
 mod report;
 mod runner;
 mod scenario;
+mod tcpproxy;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,6 +78,29 @@ struct Args {
     /// Exit with status 1 when any call failed.
     #[arg(long)]
     fail_on_errors: bool,
+    /// History mode (with --spawn-cluster, on S3): this many seconds of conditional stores and
+    /// loads under kill -9 and S3 cuts, then the history is checked; exit 1 on any anomaly.
+    #[arg(long, value_name = "SECS", requires_all = ["spawn_cluster", "s3_endpoint", "s3_bucket"])]
+    history: Option<f64>,
+    /// History mode: the S3-compatible server (http://host:port), reached through a proxy the
+    /// nemesis cuts. Credentials come from the AWS_* environment, as for the workers.
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// History mode: an existing bucket (each run writes under its own prefix).
+    #[arg(long)]
+    s3_bucket: Option<String>,
+    /// History mode: concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// History mode: datasets the clients contend on.
+    #[arg(long, default_value_t = 3)]
+    datasets: usize,
+    /// History mode: seconds between faults (each is healed before the next).
+    #[arg(long, default_value_t = 6.0)]
+    nemesis_every: f64,
+    /// History mode: the random seed (clients' choices, fault order); default: from the clock.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 /// The same allocator as the worker: multi-MiB receive buffers reuse freed pages instead of
@@ -93,6 +118,32 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<bool> {
+    if let Some(secs) = args.history {
+        let seed = args.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64
+        });
+        return history::run(history::HistoryOpts {
+            duration: Duration::from_secs_f64(secs),
+            workers: args.spawn_cluster.unwrap_or(3).max(1),
+            clients: args.clients.max(1),
+            datasets: args.datasets.max(1),
+            nemesis_every: Duration::from_secs_f64(args.nemesis_every.max(1.0)),
+            s3_endpoint: args.s3_endpoint.clone().unwrap_or_default(),
+            s3_bucket: args.s3_bucket.clone().unwrap_or_default(),
+            bin_dir: args
+                .bin_dir
+                .clone()
+                .unwrap_or_else(cluster::default_bin_dir),
+            worker_args: args.worker_args.clone(),
+            json: args.json.clone(),
+            html: args.html.clone(),
+            seed,
+        })
+        .await;
+    }
     let scenario = Scenario::load(args.scenario.as_deref(), &args.sets)?;
     let opts = ConnectOpts {
         tls_ca: args.tls_ca.clone(),
@@ -115,6 +166,7 @@ async fn run(args: Args) -> Result<bool> {
                 cache_size_gb: args.cache_size,
                 worker_args: args.worker_args.clone(),
                 gateway_args: Vec::new(),
+                shared_state: true,
             })
             .await?;
             eprintln!(
