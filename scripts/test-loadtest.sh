@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the load-testing harness (loadtest/) against real binaries on loopback: a spawned
 # cluster running every operation, TLS + token against one worker, a wrong token, the open loop,
-# fault mode (kill -9 and restart of a worker mid-run), a bad scenario, and 60 s of the history
-# checker on moto. About 3 minutes.
+# fault mode (kill -9 and restart of a worker mid-run), a 20 s soak with repeated kills and RSS
+# sampling, a bad scenario, and 60 s of the history checker on moto. About 3.5 minutes.
 #   POLARWAY_BIN           worker binary (default: $CARGO_TARGET_DIR/release/polarway); the gateway
 #                          binary is taken from the same directory
 #   POLARWAY_LOADTEST_BIN  harness binary (default: $CARGO_TARGET_DIR/release/polarway-loadtest,
@@ -136,18 +136,34 @@ else
   cat "$work/fault.out"; fail "fault mode"
 fi
 
-# 5. A scenario without a bound is refused with a clear message.
+# 5. Soak, short: the soak scenario for 20 s, worker 0 killed every 6 s; every process's RSS sampled.
+if "$LT" -s loadtest/scenarios/soak.toml --spawn-cluster 3 --bin-dir "$BIN_DIR" --kill-worker-at 3 --restart-after 1.5 \
+    --kill-every 6 --set run.duration_secs=20 --json "$work/soak.json" --html "$work/soak.html" >"$work/soak.out" 2>&1; then
+  check "soak: repeated kills reported, RSS of every process sampled with a slope" "$work/soak.json" \
+    'len(r["fault"]["kills"]) >= 3 and all(k[1] is not None for k in r["fault"]["kills"])' \
+    'sorted(m["process"] for m in r["memory"]) == ["gateway", "worker0", "worker1", "worker2"]' \
+    'all(len(m["samples"]) >= 15 and 0 < m["start_mib"] <= m["peak_mib"] for m in r["memory"])' \
+    'next(m for m in r["memory"] if m["process"] == "worker0")["lives"] >= 3' \
+    'all(m["slope_mib_per_hour"] is not None for m in r["memory"] if m["process"] != "worker0")' \
+    'r["total"]["ok"] > 0 and set(r["total"]["errors"]) <= {"UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"}'
+  grep -q "Resident memory" "$work/soak.html" && pass "soak: HTML charts RSS" || fail "soak: HTML charts RSS"
+else
+  cat "$work/soak.out"; fail "soak"
+fi
+
+# 6. A scenario without a bound is refused with a clear message.
 if "$LT" --target "http://127.0.0.1:1" --set run.duration_secs=0 --set run.calls=0 >"$work/bad.out" 2>&1; then
   fail "unbounded scenario refused"
 elif grep -q "needs a bound" "$work/bad.out"; then pass "unbounded scenario refused"
 else cat "$work/bad.out"; fail "unbounded scenario refused"; fi
 
-# 6. History check: 8 clients storing under conditions and loading 3 datasets through 3 workers on
+# 7. History check: 8 clients storing under conditions and loading 3 datasets through 3 workers on
 #    one S3 server (moto), a worker killed (-9) or S3 cut off every 6 s; every version is read back
 #    and the history checked. POLARWAY_HISTORY_SECS sets the length (README: an hour-long run).
 ensure_moto
 s3_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$HOME/.cache/polarway/tools-venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$work/moto.log" 2>&1 &
+# moto one request at a time: its threaded server is not atomic for conditional writes.
+"$HOME/.cache/polarway/tools-venv/bin/python" scripts/s3-serial.py 127.0.0.1 "$s3_port" >"$work/moto.log" 2>&1 &
 pids+=($!)
 if python3 - "$s3_port" <<'EOF'
 import sys, time, urllib.request

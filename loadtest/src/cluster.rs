@@ -88,6 +88,10 @@ async fn start(program: &Path, args: Vec<String>, prefix: &str, log: PathBuf) ->
 }
 
 impl Proc {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -235,7 +235,7 @@ pub fn render(r: &Report) -> String {
     }
     let mut markers = Vec::new();
     if let Some(f) = &r.fault {
-        let _ = write!(h, "<h2>Fault</h2><p>Worker <code>{}</code> killed (SIGKILL) at {} s, restarted at {} s. {} calls failed.</p><table><tr><th>op</th><th>status</th><th>calls</th></tr>", esc(&f.worker), secs(f.killed_at_s), secs(f.restarted_at_s), f.failed_total);
+        let _ = write!(h, "<h2>Fault</h2><p>Worker <code>{}</code> killed (SIGKILL) {} time(s), first at {} s, restarted at {} s. {} calls failed.</p><table><tr><th>op</th><th>status</th><th>calls</th></tr>", esc(&f.worker), f.kills.len(), secs(f.killed_at_s), secs(f.restarted_at_s), f.failed_total);
         for (op, by) in &f.failed {
             for (status, n) in by {
                 let _ = write!(
@@ -246,11 +246,11 @@ pub fn render(r: &Report) -> String {
             }
         }
         h.push_str("</table>");
-        if let Some(k) = f.killed_at_s {
-            markers.push((k, "kill -9".to_string()));
-        }
-        if let Some(k) = f.restarted_at_s {
-            markers.push((k, "restart".to_string()));
+        for (killed, restarted) in &f.kills {
+            markers.push((*killed, "kill -9".to_string()));
+            if let Some(r) = restarted {
+                markers.push((*r, "restart".to_string()));
+            }
         }
     }
     let ops: Vec<&str> = r.operations.keys().copied().collect();
@@ -333,6 +333,36 @@ pub fn render(r: &Report) -> String {
         false,
         &markers,
     ));
+    if !r.memory.is_empty() {
+        let rss: Vec<Series> = r
+            .memory
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Series {
+                name: m.process.clone(),
+                color: color(i),
+                dashed: false,
+                points: m.samples.clone(),
+            })
+            .collect();
+        h.push_str("<h2>Memory</h2><table><tr><th>process</th><th>RSS start MiB</th><th>end</th><th>peak</th><th>slope MiB/h</th><th>lives</th></tr>");
+        for m in &r.memory {
+            let slope = m
+                .slope_mib_per_hour
+                .map(|s| format!("{s:+.1}"))
+                .unwrap_or_else(|| "n/a".into());
+            let _ = write!(h, "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{slope}</td><td>{}</td></tr>", esc(&m.process), m.start_mib, m.end_mib, m.peak_mib, m.lives);
+        }
+        h.push_str("</table><br>");
+        h.push_str(&line_chart(
+            "Resident memory (RSS) over time",
+            "second of the run",
+            "MiB",
+            &rss,
+            false,
+            &markers,
+        ));
+    }
     if !r.failures.is_empty() {
         let _ = write!(h, "<h2>Failures (first {} of {})</h2><table><tr><th>at s</th><th>op</th><th>dataset</th><th>status</th><th>message</th></tr>", r.failures.len(), r.failures_total);
         for f in r.failures.iter().take(100) {

@@ -7,6 +7,7 @@ mod cluster;
 mod data;
 mod history;
 mod html;
+mod memory;
 mod report;
 mod runner;
 mod scenario;
@@ -69,6 +70,17 @@ struct Args {
     /// ...and start it again (same port, same state) this many seconds after the kill.
     #[arg(long, value_name = "SECS", requires = "kill_worker_at")]
     restart_after: Option<f64>,
+    /// ...and kill it again this many seconds after each kill (a soak with faults).
+    #[arg(long, value_name = "SECS", requires = "restart_after")]
+    kill_every: Option<f64>,
+    /// Spawned cluster: sample every process's RSS this often (seconds) and report its slope.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 1.0,
+        requires = "spawn_cluster"
+    )]
+    rss_every: f64,
     /// Write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -254,33 +266,67 @@ async fn run(args: Args) -> Result<bool> {
     };
     let before = cache_snapshot(&stats_clients).await;
 
-    // Fault mode: kill -9 worker 0 mid-run, restart it later; note when.
+    // Every spawned process's RSS through the run.
+    let pids = memory::Pids::default();
+    let (stop_sampling, sampling) = tokio::sync::watch::channel(false);
+    let sampler = cluster.as_ref().map(|c| {
+        pids.set("gateway", c.gateway.pid());
+        for (i, w) in c.workers.iter().enumerate() {
+            pids.set(&format!("worker{i}"), w.pid());
+        }
+        tokio::spawn(memory::sample(
+            pids.clone(),
+            Duration::from_secs_f64(args.rss_every.max(0.1)),
+            sampling,
+        ))
+    });
+
+    // Fault mode: kill -9 worker 0 mid-run (again every --kill-every), restart it; note when.
     let fault_task = match (&mut cluster, args.kill_worker_at) {
         (Some(c), Some(at)) => {
             let mut victim = c.workers.remove(0);
             let restart_after = args.restart_after;
+            let every = args.kill_every;
+            let run_for = Duration::from_secs_f64(scenario.run.duration_secs);
+            let pids = pids.clone();
             Some(tokio::spawn(async move {
                 let t0 = Instant::now();
-                tokio::time::sleep(Duration::from_secs_f64(at)).await;
-                victim.kill().await;
-                let killed = t0.elapsed().as_secs_f64();
-                eprintln!("fault: killed worker {} at {killed:.2} s", victim.addr);
-                let mut restarted = None;
-                if let Some(after) = restart_after {
-                    tokio::time::sleep(Duration::from_secs_f64(after)).await;
-                    match victim.restart("polarway").await {
-                        Ok(()) => {
-                            restarted = Some(t0.elapsed().as_secs_f64());
-                            eprintln!(
-                                "fault: restarted worker {} at {:.2} s",
-                                victim.addr,
-                                restarted.unwrap()
-                            );
+                let mut kills = Vec::new();
+                let mut next = Duration::from_secs_f64(at);
+                loop {
+                    tokio::time::sleep(next.saturating_sub(t0.elapsed())).await;
+                    victim.kill().await;
+                    pids.set("worker0", None);
+                    let killed = t0.elapsed().as_secs_f64();
+                    eprintln!("fault: killed worker {} at {killed:.2} s", victim.addr);
+                    let mut restarted = None;
+                    if let Some(after) = restart_after {
+                        tokio::time::sleep(Duration::from_secs_f64(after)).await;
+                        match victim.restart("polarway").await {
+                            Ok(()) => {
+                                pids.set("worker0", victim.pid());
+                                restarted = Some(t0.elapsed().as_secs_f64());
+                                eprintln!(
+                                    "fault: restarted worker {} at {:.2} s",
+                                    victim.addr,
+                                    restarted.unwrap()
+                                );
+                            }
+                            Err(e) => eprintln!("fault: restart failed: {e:#}"),
                         }
-                        Err(e) => eprintln!("fault: restart failed: {e:#}"),
+                    }
+                    kills.push((killed, restarted));
+                    match every {
+                        Some(every) if restarted.is_some() => {
+                            next += Duration::from_secs_f64(every.max(0.1));
+                            if !run_for.is_zero() && next >= run_for {
+                                break;
+                            }
+                        }
+                        _ => break,
                     }
                 }
-                (victim, killed, restarted)
+                (victim, kills)
             }))
         }
         _ => None,
@@ -294,25 +340,26 @@ async fn run(args: Args) -> Result<bool> {
 
     let fault = match fault_task {
         Some(t) => {
-            let (victim, killed, restarted) = t.await.context("fault task")?;
+            let (victim, kills) = t.await.context("fault task")?;
             let addr = victim.addr.clone();
             if let Some(c) = &mut cluster {
                 c.workers.insert(0, victim);
             }
-            Some(report::fault_summary(
-                &outcome,
-                addr,
-                Some(killed),
-                restarted,
-            ))
+            Some(report::fault_summary(&outcome, addr, kills))
         }
         None => None,
+    };
+    let _ = stop_sampling.send(true);
+    let memory = match sampler {
+        Some(s) => s.await.context("RSS sampler")?,
+        None => Vec::new(),
     };
     let after = cache_snapshot(&stats_clients).await;
 
     let mut report = report::build(scenario, target, started_unix_ms, &outcome, setup);
     report.cache = Some(cache_delta(&stats_urls, &before, &after));
     report.fault = fault;
+    report.memory = memory;
     report::print_summary(&report);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)

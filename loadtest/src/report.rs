@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::memory::ProcessMemory;
 use crate::runner::{Failure, Op, Outcome, Sample};
 use crate::scenario::Scenario;
 
@@ -27,6 +28,8 @@ pub struct Report {
     /// The first failures, in order (all of them are counted in `errors`).
     pub failures: Vec<Failure>,
     pub fault: Option<FaultReport>,
+    /// RSS of every spawned process through the run (gateway, worker0...).
+    pub memory: Vec<ProcessMemory>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -100,8 +103,11 @@ pub struct WorkerCache {
 #[derive(Debug, Default, Serialize)]
 pub struct FaultReport {
     pub worker: String,
+    /// The first kill.
     pub killed_at_s: Option<f64>,
     pub restarted_at_s: Option<f64>,
+    /// Every kill: (killed at, restarted at), seconds into the run.
+    pub kills: Vec<(f64, Option<f64>)>,
     /// Failed calls by operation, then status.
     pub failed: BTreeMap<&'static str, BTreeMap<String, u64>>,
     pub failed_total: usize,
@@ -229,14 +235,14 @@ pub fn build(
         failures_total: outcome.failures.len(),
         failures: outcome.failures.iter().take(200).cloned().collect(),
         fault: None,
+        memory: Vec::new(),
     }
 }
 
 pub fn fault_summary(
     outcome: &Outcome,
     worker: String,
-    killed_at_s: Option<f64>,
-    restarted_at_s: Option<f64>,
+    kills: Vec<(f64, Option<f64>)>,
 ) -> FaultReport {
     let mut failed: BTreeMap<&'static str, BTreeMap<String, u64>> = BTreeMap::new();
     for f in &outcome.failures {
@@ -248,8 +254,9 @@ pub fn fault_summary(
     }
     FaultReport {
         worker,
-        killed_at_s,
-        restarted_at_s,
+        killed_at_s: kills.first().map(|k| k.0),
+        restarted_at_s: kills.first().and_then(|k| k.1),
+        kills,
         failed,
         failed_total: outcome.failures.len(),
     }
@@ -294,8 +301,26 @@ pub fn print_summary(r: &Report) {
     }
     if let Some(f) = &r.fault {
         println!(
-            "fault: worker {} killed at {:?} s, restarted at {:?} s; {} calls failed: {:?}",
-            f.worker, f.killed_at_s, f.restarted_at_s, f.failed_total, f.failed
+            "fault: worker {} killed {} times (first at {:?} s, restarted at {:?} s); {} calls failed: {:?}",
+            f.worker,
+            f.kills.len(),
+            f.killed_at_s,
+            f.restarted_at_s,
+            f.failed_total,
+            f.failed
+        );
+    }
+    for m in &r.memory {
+        println!(
+            "memory: {:<8} RSS {:.0} -> {:.0} MiB (peak {:.0}), slope {}, {} life(s)",
+            m.process,
+            m.start_mib,
+            m.end_mib,
+            m.peak_mib,
+            m.slope_mib_per_hour
+                .map(|s| format!("{s:+.1} MiB/h"))
+                .unwrap_or_else(|| "n/a".into()),
+            m.lives
         );
     }
 }

@@ -4,6 +4,7 @@ client side except to compare with the native API."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pyarrow.flight as fl
 import pytest
 
 import polarway
+from conftest import worker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -138,6 +140,22 @@ def test_large_batch_and_stream(open_worker):
     assert back.num_rows == n and back.column("a").to_pylist()[-3:] == [n - 3, n - 2, n - 1]
     res = c.do_get(c.get_flight_info(sql_descriptor(f"SELECT sum(a) AS s FROM {name}")).endpoints[0].ticket).read_all()
     assert res.column("s").to_pylist() == [n * (n - 1) // 2]
+
+
+def test_sigterm_drains_a_do_get_in_flight(tmp_root):
+    """SIGTERM while pyarrow.flight reads a DoGet: every row arrives, then the worker exits."""
+    w = worker(tmp_root, unique("drain"))
+    try:
+        c, name, n = fl.connect(f"grpc://{w.addr}"), unique(), 4_000_000
+        put(c, name, pa.table({"a": pa.array(range(n), pa.int64()), "b": pa.array(range(n), pa.float64())}))
+        reader = c.do_get(c.get_flight_info(fl.FlightDescriptor.for_path(name)).endpoints[0].ticket)
+        rows = reader.read_chunk().data.num_rows
+        w.proc.send_signal(signal.SIGTERM)
+        rows += reader.read_all().num_rows
+        assert rows == n
+        assert w.proc.wait(timeout=20) == 0
+    finally:
+        w.stop()
 
 
 def test_bad_input_is_refused_clearly(open_worker):

@@ -204,7 +204,15 @@ impl Catalog {
                 Ok(m)
             }
             Err(e) => {
-                let _ = self.backend.delete(&data_key).await;
+                // A refusal (condition, contention) left no manifest. Any other failure may have
+                // come after the manifest was written (its answer lost): the data it points to
+                // stays, so that the version is whole if it turns out to exist.
+                if matches!(
+                    e,
+                    Error::AlreadyExists(_) | Error::Aborted(_) | Error::InvalidArgument(_)
+                ) {
+                    let _ = self.backend.delete(&data_key).await;
+                }
                 Err(e)
             }
         }
@@ -346,11 +354,19 @@ impl Catalog {
         Err(contention(name))
     }
 
+    /// Create `m` unless its version is taken; true if it is ours. A taken version can be ours:
+    /// when a write succeeds but its answer is lost (a cut connection), the S3 client sends it
+    /// again and that attempt finds the key the first one created.
     async fn put_manifest(&self, m: &Manifest) -> Result<bool> {
         let json = serde_json::to_vec(m).map_err(|e| Error::internal("manifest", e))?;
-        self.backend
+        if self
+            .backend
             .put_if_absent(&manifest_key(&m.name, m.version), Bytes::from(json))
-            .await
+            .await?
+        {
+            return Ok(true);
+        }
+        Ok(self.read_manifest(&m.name, m.version).await?.as_ref() == Some(m))
     }
 
     async fn read_manifest(&self, name: &str, version: u64) -> Result<Option<Manifest>> {

@@ -67,7 +67,7 @@ pub struct ColumnInfo {
 }
 
 /// The commit record of one version.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     pub name: String,
     pub version: u64,
