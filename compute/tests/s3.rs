@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::s3::{Nginx, S3Server};
+use common::s3::{AnswerDropper, Nginx, S3Server};
 use common::{code_of, Worker, WorkerConfig};
 use polars::prelude::*;
 use polarway::{Code, Condition, DistributedClient};
@@ -426,6 +426,57 @@ async fn an_s3_outage_is_unavailable_then_heals_by_itself() {
 }
 
 /// A store that ignores If-None-Match would let two workers commit the same version: refuse it.
+/// The S3 client sends a write again when its connection drops before the answer. A store whose
+/// manifest write succeeded but whose answer was lost is one version, whole: not stored twice,
+/// not refused with its data deleted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_whose_answer_was_lost_is_committed_once() {
+    let s3 = S3Server::start();
+    let bucket = s3.bucket().await;
+    let dropper = AnswerDropper::start(&s3.endpoint).await;
+    let worker = Worker::start_with(
+        s3.worker(&bucket)
+            .env("POLARWAY_S3_ENDPOINT", dropper.endpoint.clone())
+            .env("POLARWAY_RETAIN_VERSIONS", "100"),
+    );
+    let client = worker.client().await;
+
+    let first = numbers(1000, 1);
+    dropper.drop_next(1);
+    assert_eq!(client.store("lost", &first).await.unwrap().version, 1);
+    assert_eq!(
+        dropper.dropped(),
+        1,
+        "the manifest's answer was not dropped"
+    );
+
+    let second = numbers(1000, 2);
+    dropper.drop_next(1);
+    let stored = client
+        .store_if("lost", &second, Condition::IfVersion(1))
+        .await
+        .expect("the conditional store whose answer was lost");
+    assert_eq!(stored.version, 2);
+    assert_eq!(dropper.dropped(), 2);
+
+    assert_eq!(client.describe("lost").await.unwrap().version, 2);
+    for (version, df) in [(1, &first), (2, &second)] {
+        let back = client
+            .load_with("lost", &[], Some(version))
+            .await
+            .unwrap_or_else(|e| panic!("version {version}: {e}"));
+        assert!(
+            back.equals_missing(df),
+            "version {version} holds other rows"
+        );
+    }
+    assert_eq!(
+        code_of(client.load_with("lost", &[], Some(3)).await),
+        Code::NotFound,
+        "a third version exists: a write was committed twice"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_refuses_a_missing_bucket_with_a_clear_error() {
     let s3 = S3Server::start();

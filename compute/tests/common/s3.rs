@@ -222,3 +222,87 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP proxy in front of the S3 server that, for the next `drops` conditional writes
+/// (`If-None-Match`), lets the request through and the server act on it, but closes the
+/// connection instead of passing the answer back: the write happened and the client does not
+/// know. The S3 client then sends it again, as it does after any dropped connection.
+pub struct AnswerDropper {
+    pub endpoint: String,
+    drops: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// How many answers were dropped so far.
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AnswerDropper {
+    pub async fn start(upstream: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (d, n) = (drops.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let (upstream, drops, dropped) = (upstream.clone(), d.clone(), n.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut buf_c, mut buf_s) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+                    let mut drop_answer = false;
+                    loop {
+                        tokio::select! {
+                            r = client.read(&mut buf_c) => {
+                                let Ok(k @ 1..) = r else { return };
+                                let head = String::from_utf8_lossy(&buf_c[..k]).to_ascii_lowercase();
+                                if head.contains("if-none-match")
+                                    && drops
+                                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                                        .is_ok()
+                                {
+                                    drop_answer = true;
+                                }
+                                if server.write_all(&buf_c[..k]).await.is_err() { return; }
+                            }
+                            r = server.read(&mut buf_s) => {
+                                let Ok(k @ 1..) = r else { return };
+                                if drop_answer {
+                                    // The server has answered: the write is done. Hang up.
+                                    dropped.fetch_add(1, Ordering::SeqCst);
+                                    return;
+                                }
+                                if client.write_all(&buf_s[..k]).await.is_err() { return; }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            endpoint,
+            drops,
+            dropped,
+            task,
+        }
+    }
+
+    /// Drop the answers of the next `n` conditional writes.
+    pub fn drop_next(&self, n: usize) {
+        self.drops.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for AnswerDropper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
