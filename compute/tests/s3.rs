@@ -477,6 +477,65 @@ async fn a_store_whose_answer_was_lost_is_committed_once() {
     );
 }
 
+/// On a server that checks every request's signature (moto with IAM authentication): the store,
+/// load, query, describe, list and delete requests of a worker are all signed right, and a worker
+/// with a wrong secret refuses to start with a message that names the credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_pass_a_server_that_checks_signatures() {
+    let (s3, key, secret) = S3Server::start_verifying("polarway-signed");
+    let signed = |secret: &str| {
+        s3.worker("polarway-signed")
+            .env("AWS_ACCESS_KEY_ID", key.clone())
+            .env("AWS_SECRET_ACCESS_KEY", secret.to_string())
+    };
+    let worker = Worker::start_with(signed(&secret));
+    let client = worker.client().await;
+    let small = numbers(1000, 1);
+    assert_eq!(client.store("small", &small).await.unwrap().version, 1);
+    // Over one 8 MiB part: the multipart requests are signed too.
+    let big = numbers(3_000_000, 2);
+    assert_eq!(client.store("big", &big).await.unwrap().version, 1);
+    assert_eq!(
+        client
+            .store_if("small", &numbers(10, 3), Condition::IfVersion(1))
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    assert!(client.load("big").await.unwrap().equals_missing(&big));
+    assert_eq!(client.list("").await.unwrap().len(), 2);
+    let sum = client.query("SELECT count(*) AS n FROM big").await.unwrap();
+    assert_eq!(
+        sum.column("n")
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .try_extract::<i64>()
+            .unwrap(),
+        3_000_000
+    );
+    client.delete("small").await.unwrap();
+    assert_eq!(code_of(client.describe("small").await), Code::NotFound);
+
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["server", "--grpc-port", "0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path());
+    for (k, v) in signed("not-the-secret").env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        !out.status.success(),
+        "a worker started with a wrong secret"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused this worker's credentials") && err.contains("AWS_SECRET_ACCESS_KEY"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_refuses_a_missing_bucket_with_a_clear_error() {
     let s3 = S3Server::start();

@@ -101,13 +101,37 @@ impl S3Backend {
             counters,
             requests,
         };
-        this.client.head_bucket().bucket(&this.bucket).send().await.map_err(|e| {
-            Error::Unavailable(format!(
-                "cannot reach S3 bucket {:?}: {}; check POLARWAY_S3_BUCKET, the endpoint and the AWS credentials",
-                this.bucket,
-                DisplayErrorContext(&e)
-            ))
-        })?;
+        this.client
+            .head_bucket()
+            .bucket(&this.bucket)
+            .send()
+            .await
+            .map_err(|e| {
+                let status = match &e {
+                    SdkError::ServiceError(se) => Some(se.raw().status().as_u16()),
+                    _ => None,
+                };
+                Error::Unavailable(match status {
+                    Some(401 | 403) => format!(
+                        "S3 refused this worker's credentials for bucket {:?} (HTTP {}): check \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the role the worker runs \
+                     as), and that they may read and write the bucket",
+                        this.bucket,
+                        status.unwrap_or_default()
+                    ),
+                    Some(404) => format!(
+                        "S3 bucket {:?} does not exist at this endpoint: create it, or fix \
+                     POLARWAY_S3_BUCKET or POLARWAY_S3_ENDPOINT",
+                        this.bucket
+                    ),
+                    _ => format!(
+                    "cannot reach S3 bucket {:?}: {}; check POLARWAY_S3_BUCKET, the endpoint and \
+                     the AWS credentials",
+                    this.bucket,
+                    DisplayErrorContext(&e)
+                ),
+                })
+            })?;
         if !opts.allow_unconditional_writes {
             this.check_conditional_writes().await?;
         }

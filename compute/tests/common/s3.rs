@@ -30,6 +30,53 @@ fn moto_binary() -> PathBuf {
 }
 
 impl S3Server {
+    /// moto one request at a time, checking every request's AWS Signature V4
+    /// (`scripts/s3-serial.py --verify-signatures`), with `bucket` made; returns it and the
+    /// credentials of the one IAM user allowed in.
+    pub fn start_verifying(bucket: &str) -> (Self, String, String) {
+        use std::io::BufRead;
+        let port = free_port();
+        let python = moto_binary().with_file_name("python");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/s3-serial.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .args([
+                "127.0.0.1",
+                &port.to_string(),
+                "--verify-signatures",
+                bucket,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start scripts/s3-serial.py");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.strip_prefix("credentials ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the signature-checking S3 server did not print its credentials within 60 s");
+        let (key, secret) = line.split_once(' ').expect("credentials KEY SECRET");
+        (
+            Self {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+            },
+            key.to_string(),
+            secret.to_string(),
+        )
+    }
+
     pub fn start() -> Self {
         let port = free_port();
         let child = Command::new(moto_binary())
