@@ -44,9 +44,7 @@ def set_up(endpoint: str, bucket: str) -> None:
         PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}',
     )
     key = iam.create_access_key(UserName="polarway")["AccessKey"]
-    s3 = boto3.client(
-        "s3", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], **boot
-    )
+    s3 = boto3.client("s3", aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], **boot)
     s3.create_bucket(Bucket=bucket)
     print(f"credentials {key['AccessKeyId']} {key['SecretAccessKey']}", flush=True)
 
