@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{code_of, ipc_stream, raw, store_messages, Worker, WorkerConfig};
+use common::{
+    code_of, ipc_stream, ipc_stream_of, numbered_batch, raw, store_messages, Worker, WorkerConfig,
+};
 use polars::prelude::*;
 use polarway::{Code, Condition, DistributedClient};
 
@@ -412,17 +414,8 @@ async fn a_failed_store_batch_commits_nothing() {
 /// panics on it) is the caller's bad input: INVALID_ARGUMENT, and the worker goes on serving.
 #[tokio::test(flavor = "multi_thread")]
 async fn ipc_buffers_outside_their_message_are_refused() {
-    use arrow::array::{Int64Array, RecordBatch, StringArray};
-    use std::sync::Arc;
-    let rows = 32i64;
-    let a = Int64Array::from_iter_values((0..rows).map(|i| i ^ 3));
-    let b = StringArray::from_iter_values((0..rows).map(|i| format!("r{i}-3")));
-    let batch =
-        RecordBatch::try_from_iter([("a", Arc::new(a) as _), ("b", Arc::new(b) as _)]).unwrap();
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema()).unwrap();
-    w.write(&batch).unwrap();
-    w.finish().unwrap();
-    let mut bytes = w.into_inner().unwrap();
+    // The fuzzer's stream: 32 rows of seed 3.
+    let mut bytes = ipc_stream_of(&[numbered_batch(32, 3)]);
     // The shrunk case of tests/fuzz.proptest-regressions: one byte of the batch's metadata set to
     // 1, and the end of the stream cut off.
     let at = (0.29409554830965556 * bytes.len() as f64) as usize;

@@ -4,10 +4,11 @@
 //! `PROPTEST_CASES=200000 cargo test --release --workspace --test fuzz`. Failing cases are kept in
 //! `fuzz.proptest-regressions` next to this file (the corpus) and replayed first on every run.
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray};
-use arrow::ipc::writer::StreamWriter;
+use std::sync::OnceLock;
+
+use arrow::array::RecordBatch;
 use bytes::Bytes;
 use polarway_compute::error::Error;
 use polarway_compute::ipc::{ChunkDecoder, ChunkedStream};
@@ -15,20 +16,7 @@ use polarway_compute::sql::gate::Gate;
 use polarway_compute::store::validate_name;
 use proptest::prelude::*;
 
-fn batch(rows: usize, seed: i64) -> RecordBatch {
-    let a = Int64Array::from_iter_values((0..rows as i64).map(|i| i ^ seed));
-    let b = StringArray::from_iter_values((0..rows).map(|i| format!("r{i}-{seed}")));
-    RecordBatch::try_from_iter([("a", Arc::new(a) as _), ("b", Arc::new(b) as _)]).unwrap()
-}
-
-fn ipc_stream(batches: &[RecordBatch]) -> Vec<u8> {
-    let mut w = StreamWriter::try_new(Vec::new(), &batches[0].schema()).unwrap();
-    for b in batches {
-        w.write(b).unwrap();
-    }
-    w.finish().unwrap();
-    w.into_inner().unwrap()
-}
+use common::{ipc_stream_of, numbered_batch};
 
 /// Feed `chunks` to a decoder; the batches, or the error it gave.
 fn decode(chunks: Vec<Vec<u8>>) -> Result<Vec<RecordBatch>, Error> {
@@ -73,8 +61,8 @@ proptest! {
         at in proptest::collection::vec(0.0f64..1.0, 0..12),
     ) {
         let batches: Vec<RecordBatch> =
-            rows.iter().enumerate().map(|(i, r)| batch(*r, i as i64)).collect();
-        let bytes = ipc_stream(&batches);
+            rows.iter().enumerate().map(|(i, r)| numbered_batch(*r, i as i64)).collect();
+        let bytes = ipc_stream_of(&batches);
         let decoded = decode(cut(&bytes, at)).unwrap();
         prop_assert_eq!(decoded, batches);
     }
@@ -87,7 +75,7 @@ proptest! {
         keep in 0.0f64..=1.0,
         at in proptest::collection::vec(0.0f64..1.0, 0..4),
     ) {
-        let mut bytes = ipc_stream(&[batch(rows, 3)]);
+        let mut bytes = ipc_stream_of(&[numbered_batch(rows, 3)]);
         for (where_, value) in flips {
             let i = ((where_ * bytes.len() as f64) as usize).min(bytes.len() - 1);
             bytes[i] = value;
@@ -108,9 +96,9 @@ proptest! {
     /// What the worker sends (Load, Query) decodes to what it encoded, whatever the batch sizes.
     #[test]
     fn the_chunked_sender_round_trips(rows in proptest::collection::vec(0usize..5000, 0..4)) {
-        let schema = batch(0, 0).schema();
+        let schema = numbered_batch(0, 0).schema();
         let batches: Vec<RecordBatch> =
-            rows.iter().enumerate().map(|(i, r)| batch(*r, i as i64)).collect();
+            rows.iter().enumerate().map(|(i, r)| numbered_batch(*r, i as i64)).collect();
         let mut stream = ChunkedStream::new(&schema).unwrap();
         let mut chunks = Vec::new();
         for b in &batches {

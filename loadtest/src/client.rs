@@ -171,35 +171,8 @@ impl Client {
     /// Load `name` whole (`keep`: hold every batch until the end, as a `load` does) or as a stream
     /// whose batches are dropped once decoded (`load_stream`).
     pub async fn load(&self, name: &str, columns: &[String], keep: bool) -> CallResult {
-        let req = self.request(
-            pb::LoadRequest {
-                name: name.to_string(),
-                columns: columns.to_vec(),
-                version: None,
-            },
-            name,
-        );
-        let mut stream = self.inner.clone().load(req).await?.into_inner();
-        let mut decoder = StreamDecoder::new();
-        let mut moved = Moved::default();
-        let mut expected = None;
-        let mut kept: Vec<RecordBatch> = Vec::new();
-        while let Some(msg) = self.next(&mut stream).await? {
-            if let Some(info) = &msg.dataset {
-                expected = Some(info.rows);
-            }
-            moved.received += msg.ipc.len() as u64;
-            let mut buf = Buffer::from(msg.ipc);
-            while !buf.is_empty() {
-                if let Some(batch) = decoder.decode(&mut buf)? {
-                    moved.rows += batch.num_rows() as u64;
-                    if keep {
-                        kept.push(batch);
-                    }
-                }
-            }
-        }
-        decoder.finish()?;
+        let (info, moved, _kept) = self.read_load(name, columns, None, keep).await?;
+        let expected = info.map(|i| i.rows);
         match expected {
             Some(rows) if rows == moved.rows => Ok(moved),
             _ => Err(CallError {
@@ -218,30 +191,7 @@ impl Client {
         name: &str,
         version: Option<u64>,
     ) -> std::result::Result<(u64, Vec<RecordBatch>), CallError> {
-        let req = self.request(
-            pb::LoadRequest {
-                name: name.to_string(),
-                columns: Vec::new(),
-                version,
-            },
-            name,
-        );
-        let mut stream = self.inner.clone().load(req).await?.into_inner();
-        let mut decoder = StreamDecoder::new();
-        let mut info = None;
-        let mut batches = Vec::new();
-        while let Some(msg) = self.next(&mut stream).await? {
-            if let Some(i) = msg.dataset {
-                info = Some(i);
-            }
-            let mut buf = Buffer::from(msg.ipc);
-            while !buf.is_empty() {
-                if let Some(batch) = decoder.decode(&mut buf)? {
-                    batches.push(batch);
-                }
-            }
-        }
-        decoder.finish()?;
+        let (info, _, batches) = self.read_load(name, &[], version, true).await?;
         let info = info.ok_or_else(|| CallError {
             status: "CLIENT_NO_INFO".into(),
             message: "the load stream did not say which version it is".into(),
@@ -249,9 +199,54 @@ impl Client {
         Ok((info.version, batches))
     }
 
+    /// One Load call read to its end: the dataset it described, what it moved, and the decoded
+    /// batches if `keep`.
+    async fn read_load(
+        &self,
+        name: &str,
+        columns: &[String],
+        version: Option<u64>,
+        keep: bool,
+    ) -> std::result::Result<(Option<pb::DatasetInfo>, Moved, Vec<RecordBatch>), CallError> {
+        let req = self.request(
+            pb::LoadRequest {
+                name: name.to_string(),
+                columns: columns.to_vec(),
+                version,
+            },
+            name,
+        );
+        let mut stream = self.inner.clone().load(req).await?.into_inner();
+        let mut decoder = StreamDecoder::new();
+        let mut moved = Moved::default();
+        let mut info = None;
+        let mut kept: Vec<RecordBatch> = Vec::new();
+        while let Some(msg) = self.next(&mut stream).await? {
+            if let Some(i) = msg.dataset {
+                info = Some(i);
+            }
+            moved.received += msg.ipc.len() as u64;
+            let mut buf = Buffer::from(msg.ipc);
+            while !buf.is_empty() {
+                if let Some(batch) = decoder.decode(&mut buf)? {
+                    moved.rows += batch.num_rows() as u64;
+                    if keep {
+                        kept.push(batch);
+                    }
+                }
+            }
+        }
+        decoder.finish()?;
+        Ok((info, moved, kept))
+    }
+
     /// The current version of `name`.
     pub async fn latest_version(&self, name: &str) -> std::result::Result<u64, CallError> {
-        let info = self
+        Ok(self.describe_info(name).await?.version)
+    }
+
+    async fn describe_info(&self, name: &str) -> std::result::Result<pb::DatasetInfo, CallError> {
+        Ok(self
             .inner
             .clone()
             .describe(self.request(
@@ -262,8 +257,7 @@ impl Client {
                 name,
             ))
             .await?
-            .into_inner();
-        Ok(info.version)
+            .into_inner())
     }
 
     /// Each message of a response stream within the call's timeout.
@@ -308,18 +302,7 @@ impl Client {
     }
 
     pub async fn describe(&self, name: &str) -> CallResult {
-        let info = self
-            .inner
-            .clone()
-            .describe(self.request(
-                pb::DescribeRequest {
-                    name: name.to_string(),
-                    version: None,
-                },
-                name,
-            ))
-            .await?
-            .into_inner();
+        let info = self.describe_info(name).await?;
         Ok(Moved {
             sent: 0,
             received: 0,

@@ -204,18 +204,29 @@ pub async fn raw(worker: &Worker) -> Raw {
         .max_encoding_message_size(polarway_proto::MAX_MESSAGE_BYTES)
 }
 
-/// A small valid Arrow IPC stream: columns a (int64) and b (utf8).
-pub fn ipc_stream(rows: i64) -> Vec<u8> {
+/// `rows` rows of columns a (int64) and b (utf8), their values set by `seed`.
+pub fn numbered_batch(rows: usize, seed: i64) -> arrow::array::RecordBatch {
     use arrow::array::{Int64Array, RecordBatch, StringArray};
     use std::sync::Arc;
-    let a = Int64Array::from_iter_values(0..rows);
-    let b = StringArray::from_iter_values((0..rows).map(|i| format!("r{i}")));
-    let batch =
-        RecordBatch::try_from_iter([("a", Arc::new(a) as _), ("b", Arc::new(b) as _)]).unwrap();
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema()).unwrap();
-    w.write(&batch).unwrap();
+    let a = Int64Array::from_iter_values((0..rows as i64).map(|i| i ^ seed));
+    let b = StringArray::from_iter_values((0..rows).map(|i| format!("r{i}-{seed}")));
+    RecordBatch::try_from_iter([("a", Arc::new(a) as _), ("b", Arc::new(b) as _)]).unwrap()
+}
+
+/// `batches` as one Arrow IPC stream.
+pub fn ipc_stream_of(batches: &[arrow::array::RecordBatch]) -> Vec<u8> {
+    let mut w =
+        arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batches[0].schema()).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
     w.finish().unwrap();
     w.into_inner().unwrap()
+}
+
+/// A small valid Arrow IPC stream: columns a (int64) and b (utf8).
+pub fn ipc_stream(rows: i64) -> Vec<u8> {
+    ipc_stream_of(&[numbered_batch(rows as usize, 0)])
 }
 
 /// Store request messages: a header, then `chunks`.
