@@ -26,8 +26,12 @@ suite() {  # suite NAME COMMAND...
   if "$@"; then echo "== $name: ok"; else echo "== $name: FAILED"; failed+=("$name"); fi
 }
 
+# The Rust output is long: a failing test's own lines are repeated at the very end of the run.
+rust_tests() {
+  cargo test --release --workspace --no-fail-fast 2>&1 | tee "$POLARWAY_TEST_RUN_DIR/rust.log"
+}
 suite "Rust: unit and integration tests (real binaries, real clients, S3 and nginx on loopback)" \
-  cargo test --release --workspace --no-fail-fast
+  rust_tests
 # After the tests, so that clippy finds the build's artifacts in place.
 suite "Rust: cargo fmt --check, cargo clippy -D warnings" bash scripts/lint-rust.sh
 # The release binaries for every suite below (each script defaults to these too).
@@ -44,6 +48,11 @@ suite "Load-testing harness: a spawned cluster, TLS, open loop, fault mode" bash
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then
+  if grep -q '^failures:$' "$POLARWAY_TEST_RUN_DIR/rust.log" 2>/dev/null; then
+    echo "== Failing Rust tests, their output again:"
+    # Each failing test's captured output ("---- name stdout ----" to the next "failures:").
+    awk '/^---- .* stdout ----$/ {on=1} /^failures:$/ {on=0} on' "$POLARWAY_TEST_RUN_DIR/rust.log" | tail -n 150
+  fi
   printf 'FAILED suites: %s\n' "${failed[*]}"
   exit 1
 fi

@@ -139,17 +139,39 @@ async fn kill9_under_load_moves_only_the_dead_workers_keys() {
     let unavailable = writer.await.unwrap();
     eprintln!("stores failed with UNAVAILABLE after the kill: {unavailable} of 60");
 
-    let mut moved = 0;
-    for n in &names {
-        let now = backend_of(&mut raw, n).await.unwrap();
-        if before[n] == victim {
-            assert_ne!(now, victim, "{n} still routed to the dead worker");
-            moved += 1;
-        } else {
-            assert_eq!(now, before[n], "{n} moved although its worker is alive");
+    // The routing the kill must leave: the victim's keys elsewhere, every other key in place.
+    // Checked as a steady state (bounded): a live worker that misses one health check on this
+    // shared 2-core machine is ejected until its next check passes, and that is not a move.
+    let wrong = |now: &HashMap<String, String>| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| {
+                let (was, is) = (&before[*n], &now[*n]);
+                if *was == victim {
+                    *is == victim
+                } else {
+                    is != was
+                }
+            })
+            .map(|n| format!("{n}: {} -> {}", before[n], now[n]))
+            .collect()
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let (settled, last) = loop {
+        let mut now = HashMap::new();
+        for n in &names {
+            now.insert(n.clone(), backend_of(&mut raw, n).await.unwrap());
         }
-    }
-    assert_eq!(moved, victims_keys);
+        let last = wrong(&now);
+        if last.is_empty() || std::time::Instant::now() > until {
+            break (last.is_empty(), last);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        settled,
+        "after the kill of {victim}, keys routed wrongly (before -> now): {last:?}"
+    );
     let text = http_get(&gw.metrics_url());
     assert!(
         text.contains(&format!(
