@@ -82,6 +82,16 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
             }
         },
     );
+    let sql = SqlLimits {
+        timeout: Duration::from_secs_f64(args.query_timeout.max(0.001)),
+        memory_limit: args.query_memory_limit.clone(),
+        threads: args
+            .query_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+    };
+    let pins_dir = private_root(&args.data_dir.join("tmp/pins"))?;
+    let sql_pool = crate::sql::Pool::new(&pins_dir, &private_root(&args.spill_dir())?, sql.clone());
+    sql_pool.warm();
     Ok(Worker {
         disk_cache,
         metrics,
@@ -89,17 +99,10 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
         cache,
         cold,
         cold_dirs,
-        sql: SqlLimits {
-            timeout: Duration::from_secs_f64(args.query_timeout.max(0.001)),
-            memory_limit: args.query_memory_limit.clone(),
-            threads: args
-                .query_threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        },
+        sql_pool,
+        sql,
         sql_gate: Arc::new(crate::sql::gate::Gate::new()?),
-        spill_dir: private_root(&args.spill_dir())?,
-        pins_dir: private_root(&args.data_dir.join("tmp/pins"))?,
-        sandbox_spare: Default::default(),
+        pins_dir,
         auth: Authenticator::new(args.auth_token.clone(), policy),
         max_upload_bytes: args.max_upload_bytes,
         in_flight: Arc::new(Semaphore::new(args.max_concurrent_requests.max(1))),

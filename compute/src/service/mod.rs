@@ -36,10 +36,8 @@ pub struct Worker {
     pub sql: SqlLimits,
     /// Every query's SQL is judged here before it runs.
     pub sql_gate: Arc<crate::sql::gate::Gate>,
-    /// The next query's DuckDB instance, opened ahead.
-    pub sandbox_spare: Arc<crate::sql::Spare>,
-    /// Where each query gets its own directory for DuckDB's spill files.
-    pub spill_dir: std::path::PathBuf,
+    /// Sandboxed DuckDB instances, reused one query at a time.
+    pub sql_pool: Arc<crate::sql::Pool>,
     /// Where each query gets its own directory of pinned files (`sql/reads.rs`).
     pub pins_dir: std::path::PathBuf,
     pub auth: Authenticator,

@@ -16,7 +16,7 @@
 //! What runs is the tree turned back into SQL by DuckDB (`json_deserialize_sql`), after the
 //! paths were replaced, so the statement executed is exactly the statement checked.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use duckdb::{Config, Connection};
@@ -71,7 +71,7 @@ pub struct PathUse {
 }
 
 /// What a checked query reads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Reads {
     /// Names used as tables that are not CTEs: stored datasets.
     pub tables: BTreeSet<String>,
@@ -90,6 +90,7 @@ pub enum ParamHint {
 }
 
 /// A query that passed the gate: its tree, and what it reads.
+#[derive(Clone)]
 pub struct Checked {
     tree: Value,
     pub reads: Reads,
@@ -99,7 +100,14 @@ pub struct Checked {
 pub struct Gate {
     conn: Mutex<Connection>,
     denied: Vec<String>,
+    /// Texts that passed, and what the check found: the same query text comes again and again
+    /// (dashboards, Flight SQL's GetFlightInfo then DoGet), and parsing it costs about a ms.
+    passed: Mutex<HashMap<String, Checked>>,
 }
+
+/// Texts remembered by the gate (forgotten all at once when full), and the longest remembered.
+const REMEMBERED_TEXTS: usize = 512;
+const REMEMBERED_TEXT_BYTES: usize = 16 * 1024;
 
 impl Gate {
     pub fn new() -> Result<Self> {
@@ -128,6 +136,7 @@ impl Gate {
         Ok(Self {
             conn: Mutex::new(conn),
             denied,
+            passed: Default::default(),
         })
     }
 
@@ -140,7 +149,24 @@ impl Gate {
     }
 
     /// Parse and check `sql`: exactly one read-only statement whose reads are all allowed kinds.
+    /// The verdict depends on the text alone (grants are applied to what it reads, later).
     pub fn check(&self, sql: &str) -> Result<Checked> {
+        let passed = || self.passed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(checked) = passed().get(sql) {
+            return Ok(checked.clone());
+        }
+        let checked = self.check_text(sql)?;
+        if sql.len() <= REMEMBERED_TEXT_BYTES {
+            let mut passed = passed();
+            if passed.len() >= REMEMBERED_TEXTS {
+                passed.clear();
+            }
+            passed.insert(sql.to_string(), checked.clone());
+        }
+        Ok(checked)
+    }
+
+    fn check_text(&self, sql: &str) -> Result<Checked> {
         if sql.trim().is_empty() {
             return Err(Error::InvalidArgument(
                 "empty SQL: send one SELECT statement".into(),

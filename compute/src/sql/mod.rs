@@ -1,16 +1,20 @@
 //! SQL with embedded DuckDB, sandboxed.
 //!
 //! A query first passes the gate (`gate.rs`): one read-only statement, judged on DuckDB's parse
-//! tree, whose every table and file the caller may read. It then runs in a fresh in-memory DuckDB
-//! instance that can read exactly the files of that query's datasets and nothing else: external
-//! access is off but for those paths (each an open descriptor pinned for the query, so no path of
-//! the store is named and no version changes underneath) and the spill directory, extensions can
-//! be neither installed nor loaded, and the configuration is locked before the SQL runs. Datasets
-//! named as tables become views over their files. A timer interrupts queries that run past their
-//! deadline; DuckDB's memory limit bounds each query.
+//! tree, whose every table and file the caller may read. What it reads is pinned (`reads.rs`):
+//! each file is hard-linked into a directory private to the query and handed to DuckDB as an
+//! open descriptor, so no path of the store is named and no version changes underneath. It then
+//! runs on a sandboxed in-memory DuckDB instance (`pool.rs`: long-lived, one query at a time)
+//! that can read nothing but the query's directory and its spill directory: external access is
+//! off but for those, extensions can be neither installed nor loaded, and the configuration is
+//! locked. Datasets named as tables become temporary views over their files. A timer interrupts
+//! queries that run past their deadline; DuckDB's memory limit bounds each query.
 
 pub mod gate;
+mod pool;
 pub mod reads;
+
+pub use pool::Pool;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,64 +39,97 @@ pub enum Output {
     Batch(RecordBatch),
 }
 
-/// A query ready to run: the sandboxed connection, with the views it needs, and the directory
-/// it may spill to (its own: no query can see another's temporary files).
+/// A query ready to run: a sandboxed connection with the views it needs, on a pooled instance
+/// (`pool.rs`) or, when a file of the query lies outside its pinned directory, on an instance
+/// of its own whose allowed paths are exactly the query's files.
 pub struct Sandbox {
-    conn: Option<Connection>,
-    spill: std::path::PathBuf,
+    conn: Conn,
+    /// Set when the query was interrupted or failed: its instance is not reused.
+    spoiled: std::cell::Cell<bool>,
+}
+
+enum Conn {
+    Pooled(Box<pool::Lease>),
+    /// An instance for this query alone, and its spill directory (its own: no query can see
+    /// another's temporary files).
+    Single {
+        conn: Option<Connection>,
+        spill: std::path::PathBuf,
+    },
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        drop(self.conn.take());
-        let _ = std::fs::remove_dir_all(&self.spill);
+        match &mut self.conn {
+            Conn::Pooled(lease) => lease.spoiled |= self.spoiled.get(),
+            Conn::Single { conn, spill } => {
+                drop(conn.take());
+                let _ = std::fs::remove_dir_all(spill);
+            }
+        }
     }
 }
 
-/// A DuckDB instance opened ahead of the next query: opening one takes 10-15 ms, most of a small
-/// query's time. Each instance serves one query and is closed with it, so queries stay isolated;
-/// taking the spare starts opening the next one in the background.
-#[derive(Default)]
-pub struct Spare(std::sync::Mutex<Option<Connection>>);
-
-impl Spare {
-    fn take(&self) -> Option<Connection> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    fn refill(self: &Arc<Self>, limits: &SqlLimits) {
-        let (spare, limits) = (self.clone(), limits.clone());
-        std::thread::spawn(move || {
-            if let Ok(conn) = Sandbox::base(&limits) {
-                *spare.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
-            }
-        });
-    }
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 impl Sandbox {
     /// `tables`: (dataset name, its file) pairs to expose as views; `files`: every file the query
-    /// may read (the views' files among them). The query spills under `spill_root`.
+    /// may read (the views' files among them), each `/proc/self/fd/N`, normally in `pins`, the
+    /// query's directory of pinned files.
     pub fn open(
-        spill_root: &Path,
+        pool: &Arc<Pool>,
+        pins: &Path,
         tables: &[(String, String)],
         files: &[String],
-        limits: &SqlLimits,
-        spare: &Arc<Spare>,
     ) -> Result<Self> {
-        let conn = match spare.take() {
-            Some(conn) => conn,
-            None => Self::base(limits)?,
+        let sandbox = match pool.lease(pins, files)? {
+            Some(lease) => Self {
+                conn: Conn::Pooled(Box::new(lease)),
+                spoiled: Default::default(),
+            },
+            None => Self::single(pool, files)?,
         };
-        spare.refill(limits);
+        let temp = matches!(sandbox.conn, Conn::Pooled(_));
+        for (name, file) in tables {
+            sandbox
+                .conn()
+                .execute_batch(&format!(
+                    "CREATE {} VIEW \"{}\" AS SELECT * FROM read_parquet({});",
+                    if temp { "TEMP" } else { "" },
+                    name.replace('"', "\"\""),
+                    quote(file)
+                ))
+                .map_err(|e| {
+                    sandbox.spoiled.set(true);
+                    classify(e)
+                })?;
+        }
+        if !temp {
+            sandbox
+                .conn()
+                .execute_batch("SET lock_configuration = true;")
+                .map_err(|e| Error::internal("preparing the SQL sandbox", e))?;
+        }
+        Ok(sandbox)
+    }
+
+    /// An instance for one query, allowed to read exactly `files` (locked once its views exist).
+    fn single(pool: &Pool, files: &[String]) -> Result<Self> {
         let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
-        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-        let spill_dir = spill_root.join(crate::scratch::staging_name("spill"));
+        let conn = base(pool.limits())?;
+        let spill_dir = pool
+            .spill_root()
+            .join(crate::scratch::staging_name("spill"));
         std::fs::create_dir_all(&spill_dir)?;
         // Removes the spill directory again if setting up fails.
         let mut sandbox = Self {
-            conn: None,
-            spill: spill_dir.clone(),
+            conn: Conn::Single {
+                conn: None,
+                spill: spill_dir.clone(),
+            },
+            spoiled: Default::default(),
         };
         let spill = quote(&spill_dir.join("").display().to_string());
         let allowed = match files.is_empty() {
@@ -114,31 +151,18 @@ impl Sandbox {
              SET enable_external_access = false;"
         ))
         .map_err(setup)?;
-        for (name, file) in tables {
-            conn.execute_batch(&format!(
-                "CREATE VIEW \"{}\" AS SELECT * FROM read_parquet({});",
-                name.replace('"', "\"\""),
-                quote(file)
-            ))
-            .map_err(classify)?;
+        if let Conn::Single { conn: slot, .. } = &mut sandbox.conn {
+            *slot = Some(conn);
         }
-        conn.execute_batch("SET lock_configuration = true;")
-            .map_err(setup)?;
-        sandbox.conn = Some(conn);
         Ok(sandbox)
     }
 
-    /// An instance with the sandbox's limits, before its files, views and lock.
-    fn base(limits: &SqlLimits) -> Result<Connection> {
-        let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
-        let config = Config::default()
-            .enable_autoload_extension(false)
-            .and_then(|c| c.threads(limits.threads.max(1) as i64))
-            .and_then(|c| c.max_memory(&limits.memory_limit))
-            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
-            .and_then(|c| c.with("allow_community_extensions", "false"))
-            .map_err(setup)?;
-        Connection::open_in_memory_with_flags(config).map_err(setup)
+    fn conn(&self) -> &Connection {
+        match &self.conn {
+            Conn::Pooled(lease) => lease.conn.as_ref(),
+            Conn::Single { conn, .. } => conn.as_ref(),
+        }
+        .expect("an open sandbox has its connection")
     }
 
     /// Run `sql` with `params` bound to its placeholders, handing the result's schema and then each batch to `sink`. A watchdog
@@ -152,10 +176,7 @@ impl Sandbox {
         abandoned: &(dyn Fn() -> bool + Sync),
         mut sink: impl FnMut(Output) -> Result<bool>,
     ) -> Result<()> {
-        let conn = self
-            .conn
-            .as_ref()
-            .expect("an open sandbox has its connection");
+        let conn = self.conn();
         let interrupt = conn.interrupt_handle();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let deadline = std::time::Instant::now() + timeout;
@@ -194,7 +215,20 @@ impl Sandbox {
                 Ok(())
             })();
             let _ = done_tx.send(());
-            match (result, watchdog.join().unwrap_or(None)) {
+            let stopped = watchdog.join().unwrap_or(None);
+            // An interrupted instance, or one that failed other than on the query's own terms,
+            // is closed rather than trusted with another query.
+            let own_terms = matches!(
+                &result,
+                Ok(())
+                    | Err(Error::InvalidArgument(_)
+                        | Error::NotFound(_)
+                        | Error::PermissionDenied { .. })
+            );
+            if stopped.is_some() || !own_terms {
+                self.spoiled.set(true);
+            }
+            match (result, stopped) {
                 (Err(_), Some(Stop::Deadline)) => Err(Error::DeadlineExceeded(format!(
                     "the query ran longer than its {timeout:?} limit and was stopped; narrow it or allow more time"
                 ))),
@@ -203,6 +237,19 @@ impl Sandbox {
             }
         })
     }
+}
+
+/// An instance with the sandbox's limits, before its files, views and lock.
+fn base(limits: &SqlLimits) -> Result<Connection> {
+    let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
+    let config = Config::default()
+        .enable_autoload_extension(false)
+        .and_then(|c| c.threads(limits.threads.max(1) as i64))
+        .and_then(|c| c.max_memory(&limits.memory_limit))
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .and_then(|c| c.with("allow_community_extensions", "false"))
+        .map_err(setup)?;
+    Connection::open_in_memory_with_flags(config).map_err(setup)
 }
 
 impl Sandbox {

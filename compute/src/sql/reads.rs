@@ -7,8 +7,9 @@
 //! into a directory private to the query (or, where that cannot be, held open), then opened — and
 //! handed to DuckDB as `/proc/self/fd/N`: the query reads exactly the versions resolved here, even
 //! if newer ones are committed or these are pruned or evicted meanwhile, and no path of the store
-//! appears in its SQL, its results or its errors. The private directory is not one DuckDB may
-//! write to (only the exact files are allowed) and goes when the query ends.
+//! appears in its SQL, its results or its errors. The private directory goes when the query ends;
+//! while the query runs it is the only directory (with its spill directory) that the query's
+//! DuckDB may read (`pool.rs`), and the gate admits no statement that writes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -65,6 +66,11 @@ impl Pinned {
             path_files: vec![],
             versions: Snapshot::new(),
         }
+    }
+
+    /// This query's directory of pinned files (made with its first file).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Every file the query may read.
@@ -206,28 +212,27 @@ async fn pin_dataset(places: &Places<'_>, pinned: &mut Pinned, name: &str) -> Re
     ))
 }
 
-/// An open, read-only handle on an object's bytes that stays valid for the query.
+/// An open, read-only handle on an object's bytes that stays valid for the query, in the
+/// query's directory where that can be (so that a pooled sandbox may read it, `sql/pool.rs`).
 fn open_object(data: ObjectData, pins: &Path) -> std::io::Result<File> {
     use std::io::Write;
     match data {
         ObjectData::File(path) => pin_file(&path, pins),
-        // Private copies: open, then unlink (the handle keeps them).
+        // A private copy: linked into the query's directory, its own name dropped.
         ObjectData::Temp(path) => {
-            let file = File::open(&path);
+            let file = pin_file(&path, pins);
             let _ = std::fs::remove_file(&path);
             file
         }
         ObjectData::Bytes(bytes) => {
             std::fs::create_dir_all(pins)?;
-            let path = pins.join(format!("{}.bytes", uuid::Uuid::new_v4().simple()));
+            let path = pins.join(format!("{}.parquet", uuid::Uuid::new_v4().simple()));
             let mut out = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&path)?;
-            let file = File::open(&path);
-            let _ = std::fs::remove_file(&path);
             out.write_all(&bytes)?;
-            file
+            File::open(&path)
         }
     }
 }
