@@ -135,6 +135,22 @@ def main():
     w(f"| ratio (time) | {ps / ds:.2f} — aim within 15%: {verdict(ps / ds <= 1.15, 'yes', 'no')} |")
     w("")
 
+    # 3b. a query's fixed cost
+    if n("tinyq", "polarway", "p50"):
+        p50, p99 = med("tinyq", "polarway", "p50"), med("tinyq", "polarway", "p99")
+        w("### A query's fixed cost")
+        w("")
+        w(
+            "`SELECT c1 FROM <t> LIMIT 1` over a 10-row stored dataset, one caller, back to back, straight to the "
+            "worker, after 50 warm-up queries: the client's full round trip (the gate, pinning, a pooled sandbox, "
+            "DuckDB, the streamed result)."
+        )
+        w("")
+        w("| p50 ms | p99 ms | aim: p50 ≤ 2 ms |")
+        w("|---|---|---|")
+        w(f"| {p50:.3f} | {p99:.3f} | {verdict(p50 <= 2.0, 'yes', 'no')} |")
+        w("")
+
     # 4. gateway
     w("## 4. Gateway vs nginx `grpc_pass`, and vs direct")
     w("")

@@ -190,6 +190,18 @@ note "python loadtest/bench/duckdb_query.py --parquet \$WORK/w1/cold/q_0000.parq
 "$PY" -c 'import json,sys,statistics as s; print(s.median(json.load(open(sys.argv[1]))["seconds"]))' "$work/duckdb.json" \
   | { read -r v; fig query duckdb seconds "$v"; }
 
+# ---- 3b. a query's fixed cost: a tiny one (10 rows, LIMIT 1), one caller, back to back
+TINYQ=(--set datasets.prefix=tq --set datasets.count=1 --set datasets.rows=10 --set datasets.columns=4
+       --set mix.load=0 --set mix.query=1 --set run.concurrency=1 --set run.duration_secs=$SMALL_SECS
+       --set run.warmup_calls=50)
+for i in $(seq "$RUNS"); do
+  setup=$([ "$i" = 1 ] && echo store || echo skip)
+  lt --target "$W1_URL" "${TINYQ[@]}" --set datasets.setup=$setup \
+     --set 'query.sql="SELECT c1 FROM {table} LIMIT 1"' --json "$work/tinyq$i.json"
+  [ "$i" = 1 ] && note "polarway-loadtest --target $W1_URL ${TINYQ[*]} --set 'query.sql=\"SELECT c1 FROM {table} LIMIT 1\"'"
+  for m in p50 p99; do fig tinyq polarway "$m" "$(jget "$work/tinyq$i.json" operations.query.latency_ms.$m)"; done
+done
+
 # ---- 1 (TLS): the same worker data served over TLS
 echo "== 1. load over TLS"
 stop "$W1_PID"
