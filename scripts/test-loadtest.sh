@@ -2,7 +2,8 @@
 # Smoke test of the load-testing harness (loadtest/) against real binaries on loopback: a spawned
 # cluster running every operation, TLS + token against one worker, a wrong token, the open loop,
 # fault mode (kill -9 and restart of a worker mid-run), a 20 s soak with repeated kills and RSS
-# sampling, a bad scenario, and 60 s of the history checker on moto. About 3.5 minutes.
+# sampling, 20 s of mutated requests, a bad scenario, and 60 s of the history checker on moto.
+# About 4 minutes.
 #   POLARWAY_BIN           worker binary (default: $CARGO_TARGET_DIR/release/polarway); the gateway
 #                          binary is taken from the same directory
 #   POLARWAY_LOADTEST_BIN  harness binary (default: $CARGO_TARGET_DIR/release/polarway-loadtest,
@@ -149,6 +150,19 @@ if "$LT" -s loadtest/scenarios/soak.toml --spawn-cluster 3 --bin-dir "$BIN_DIR" 
   grep -q "Resident memory" "$work/soak.html" && pass "soak: HTML charts RSS" || fail "soak: HTML charts RSS"
 else
   cat "$work/soak.out"; fail "soak"
+fi
+
+# 5b. Mutation mode, short: mutated requests of every method to the gateway and 2 workers for
+#     POLARWAY_MUTATE_SECS (default 20 s); no process dies, hangs or leaks, the canary is intact.
+if "$LT" --spawn-cluster 2 --bin-dir "$BIN_DIR" --mutate "${POLARWAY_MUTATE_SECS:-20}" \
+    --json "$work/mutate.json" >"$work/mutate.out" 2>&1; then
+  cat "$work/mutate.out"
+  check "mutation: no process died, hung or leaked, the canary is intact, every method was sent" "$work/mutate.json" \
+    'r["findings"] == [] and r["calls"] >= 200' \
+    'sorted(r["by_method"]) == sorted(["Store", "StoreBatch", "Load", "Describe", "Query", "List", "Delete", "CacheStats", "Health"])' \
+    'len({c for codes in r["by_method"].values() for c in codes}) >= 3'
+else
+  cat "$work/mutate.out"; fail "mutation mode"
 fi
 
 # 6. A scenario without a bound is refused with a clear message.

@@ -28,12 +28,27 @@ pub enum GatewayError {
     #[error("no healthy backend: {0}")]
     NoBackend(String),
     /// The backend failed before sending response headers (connect refused, reset, ...).
-    #[error("backend {backend} unavailable: {source}")]
+    #[error("backend {backend} unavailable: {}", causes(source.as_ref()))]
     Upstream { backend: String, source: BoxError },
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// An error and its sources, `outer: inner: ...` (hyper's own text stops at the outermost).
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let part = s.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = s.source();
+    }
+    text
 }
 
 impl From<polarway_access::AccessError> for GatewayError {

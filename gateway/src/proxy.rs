@@ -127,6 +127,7 @@ impl Proxy {
         }
         parts.extensions = Default::default();
         self.metrics.upstream_request(&endpoint.addr);
+        let body = Body::new(Coalesced::new(body));
         let sent = self.client.request(Request::from_parts(parts, body)).await;
         match sent {
             Ok(resp) => {
@@ -152,7 +153,7 @@ impl Proxy {
                 Ok(Response::from_parts(parts, Body::new(body)))
             }
             Err(e) => {
-                if endpoint.record_failure(self.eject_after) {
+                if worker_is_down(&e) && endpoint.record_failure(self.eject_after) {
                     self.metrics.ejection(&endpoint.addr);
                     tracing::warn!(backend = %endpoint.addr, "worker ejected after {} failed calls in a row", self.eject_after);
                 }
@@ -162,6 +163,130 @@ impl Proxy {
                 })
             }
         }
+    }
+}
+
+/// Whether a failed call says that the worker, or the connection to it, is down, rather than
+/// that the worker refused this one request (an HTTP/2 stream reset, e.g. for a malformed body):
+/// only the former count toward ejecting it, so that no caller can eject healthy workers by
+/// sending garbage.
+fn worker_is_down(e: &hyper_util::client::legacy::Error) -> bool {
+    if e.is_connect() {
+        return true;
+    }
+    let mut next = std::error::Error::source(e);
+    while let Some(s) = next {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return !(h2.is_reset() && h2.is_remote());
+        }
+        next = s.source();
+    }
+    true
+}
+
+/// A request body on its way to a worker, its small DATA frames merged. All callers' calls to a
+/// worker share one HTTP/2 connection, and HTTP/2 servers (h2's, the workers') end a connection
+/// whose peer sends too many small non-final DATA frames (framing-overhead flood protection):
+/// forwarded one for one, one caller's tiny frames would end every caller's calls on that
+/// worker. Frames already waiting are merged up to `MERGED_BYTES`; nothing waits for frames that
+/// have not arrived, so no call is delayed. A request that still arrives in more than
+/// `MAX_SMALL_FRAMES` small pieces is ended with an error instead of being forwarded further.
+struct Coalesced {
+    inner: Option<Body>,
+    merged: bytes::BytesMut,
+    /// Trailers (or the end) that came after data still to be sent.
+    held: Option<Frame<Bytes>>,
+    small_sent: usize,
+}
+
+/// Merge frames up to this size; a frame at least this large goes on as it is (no copy).
+const MERGED_BYTES: usize = 64 * 1024;
+/// Non-final frames under this size count as small (as h2 counts them).
+const SMALL_FRAME: usize = 256;
+const MAX_SMALL_FRAMES: usize = 1024;
+
+impl Coalesced {
+    fn new(inner: Body) -> Self {
+        Self {
+            inner: Some(inner),
+            merged: bytes::BytesMut::new(),
+            held: None,
+            small_sent: 0,
+        }
+    }
+
+    fn flush(&mut self, end: bool) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        let data = self.merged.split().freeze();
+        if data.len() < SMALL_FRAME && !end {
+            self.small_sent += 1;
+            if self.small_sent > MAX_SMALL_FRAMES {
+                self.inner = None;
+                return Poll::Ready(Some(Err(tonic::Status::invalid_argument(format!(
+                    "the request body arrived in more than {MAX_SMALL_FRAMES} pieces under {SMALL_FRAME} bytes; send larger HTTP/2 DATA frames"
+                )))));
+            }
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+}
+
+impl http_body::Body for Coalesced {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.merged.is_empty() {
+            if let Some(held) = this.held.take() {
+                return Poll::Ready(Some(Ok(held)));
+            }
+        }
+        loop {
+            let Some(inner) = this.inner.as_mut() else {
+                return match this.merged.is_empty() {
+                    true => Poll::Ready(this.held.take().map(Ok)),
+                    false => this.flush(this.held.is_none()),
+                };
+            };
+            match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if this.merged.is_empty() && data.len() >= MERGED_BYTES => {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Ok(data) => {
+                        this.merged.extend_from_slice(&data);
+                        if this.merged.len() >= MERGED_BYTES {
+                            return this.flush(false);
+                        }
+                    }
+                    Err(trailers) => {
+                        this.inner = None;
+                        if this.merged.is_empty() {
+                            return Poll::Ready(Some(Ok(trailers)));
+                        }
+                        this.held = Some(trailers);
+                        return this.flush(false);
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.inner = None;
+                    this.merged.clear();
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => this.inner = None,
+                Poll::Pending if this.merged.is_empty() => return Poll::Pending,
+                Poll::Pending => return this.flush(false),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.merged.is_empty()
+            && self.held.is_none()
+            && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 }
 

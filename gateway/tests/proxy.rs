@@ -247,3 +247,113 @@ async fn unavailable_without_workers() {
     .await;
     assert!(not_serving);
 }
+
+/// Send one gRPC call as raw HTTP/2: `body` cut into frames of `frame` bytes. Its status code.
+async fn raw_call(
+    channel: &mut tonic::transport::Channel,
+    method: &str,
+    body: Vec<u8>,
+    frame: usize,
+) -> Code {
+    use tonic::client::GrpcService;
+    let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, tonic::Status>> = body
+        .chunks(frame)
+        .map(|c| Ok(http_body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+        .collect();
+    let body = tonic::body::Body::new(http_body_util::StreamBody::new(futures::stream::iter(
+        chunks,
+    )));
+    let mut req = http::Request::new(body);
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = format!("http://gateway/polarway.v1.Polarway/{method}")
+        .parse()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("content-type", "application/grpc".parse().unwrap());
+    h.insert("te", "trailers".parse().unwrap());
+    futures::future::poll_fn(|cx| GrpcService::poll_ready(channel, cx))
+        .await
+        .unwrap();
+    let resp = GrpcService::call(channel, req).await.unwrap();
+    if let Some(s) = tonic::Status::from_header_map(resp.headers()) {
+        return s.code();
+    }
+    use http_body_util::BodyExt;
+    let collected = resp.into_body().collect().await.unwrap();
+    tonic::Status::from_header_map(collected.trailers().expect("trailers"))
+        .map_or(Code::Ok, |s| s.code())
+}
+
+/// One caller's malformed, finely cut request bodies do not reach other callers. All calls to a
+/// worker share one HTTP/2 connection, whose server ends it when too many small DATA frames
+/// arrive (a framing flood): the gateway merges small frames before forwarding. And a worker that
+/// refuses a request is not a failed worker: garbage cannot get healthy workers ejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_callers_tiny_frames_and_garbage_do_not_reach_other_callers() {
+    use prost::Message;
+    let cluster = Cluster::start(1);
+    let gw = Gateway::start(&cluster, &[]);
+    let client = gw.client().await;
+    client.store("kept", &frame(10)).await.unwrap();
+    // A Store whose IPC is junk, 800 bytes sent one byte per DATA frame: about 130,000 small
+    // frames from four callers, twice what one worker connection tolerates.
+    let mut body = Vec::new();
+    for msg in [
+        polarway_proto::v1::StoreRequest {
+            msg: Some(polarway_proto::v1::store_request::Msg::Header(
+                polarway_proto::v1::StoreHeader {
+                    name: "junk".into(),
+                    condition: None,
+                },
+            )),
+        },
+        polarway_proto::v1::StoreRequest {
+            msg: Some(polarway_proto::v1::store_request::Msg::Ipc(
+                vec![7u8; 760].into(),
+            )),
+        },
+    ] {
+        let bytes = msg.encode_to_vec();
+        body.push(0);
+        body.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        body.extend_from_slice(&bytes);
+    }
+    let mut attackers = Vec::new();
+    for _ in 0..4 {
+        let (url, body) = (gw.url(), body.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut codes = Vec::new();
+            for _ in 0..40 {
+                codes.push(raw_call(&mut channel, "Store", body.clone(), 1).await);
+            }
+            codes
+        }));
+    }
+    // Meanwhile another caller's calls all succeed.
+    let mut served = 0;
+    while attackers.iter().any(|a| !a.is_finished()) {
+        client
+            .describe("kept")
+            .await
+            .expect("another caller's call failed while garbage was sent");
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for a in attackers {
+        for code in a.await.unwrap() {
+            assert!(
+                matches!(code, Code::InvalidArgument | Code::Internal),
+                "a garbage Store got {code:?}"
+            );
+        }
+    }
+    let text = http_get(&gw.metrics_url());
+    let ejections = sum(&parse(&text), "polarway_gateway_ejections_total", &[]);
+    assert_eq!(ejections, 0.0, "{text}");
+    eprintln!("another caller's calls served meanwhile: {served}");
+}

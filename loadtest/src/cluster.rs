@@ -96,6 +96,11 @@ impl Proc {
         format!("http://{}", self.addr)
     }
 
+    /// Where its stderr goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// kill -9 and reap.
     pub async fn kill(&mut self) {
         let _ = self.child.start_kill();
@@ -127,9 +132,14 @@ impl Cluster {
                 );
             }
         }
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("polarway-loadtest-")
             .tempdir()?;
+        // POLARWAY_LOADTEST_KEEP=1: leave the data directories and logs for a look afterwards.
+        if std::env::var_os("POLARWAY_LOADTEST_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster: data and logs kept in {}", dir.path().display());
+        }
         let state = dir.path().join("state");
         let mut workers = Vec::new();
         for i in 0..opts.workers {

@@ -8,6 +8,7 @@ mod data;
 mod history;
 mod html;
 mod memory;
+mod mutate;
 mod report;
 mod runner;
 mod scenario;
@@ -94,6 +95,16 @@ struct Args {
     /// loads under kill -9 and S3 cuts, then the history is checked; exit 1 on any anomaly.
     #[arg(long, value_name = "SECS", requires_all = ["spawn_cluster", "s3_endpoint", "s3_bucket"])]
     history: Option<f64>,
+    /// Mutation mode (with --spawn-cluster): this many seconds of mutated requests of every method
+    /// to the gateway and the workers; exit 1 if a process dies, hangs or leaks, or the canary
+    /// dataset changes.
+    #[arg(
+        long,
+        value_name = "SECS",
+        requires = "spawn_cluster",
+        conflicts_with = "history"
+    )]
+    mutate: Option<f64>,
     /// History mode: the S3-compatible server (http://host:port), reached through a proxy the
     /// nemesis cuts. Credentials come from the AWS_* environment, as for the workers.
     #[arg(long)]
@@ -110,7 +121,7 @@ struct Args {
     /// History mode: seconds between faults (each is healed before the next).
     #[arg(long, default_value_t = 6.0)]
     nemesis_every: f64,
-    /// History mode: the random seed (clients' choices, fault order); default: from the clock.
+    /// History and mutation modes: the random seed (choices, faults, mutations); default: from the clock.
     #[arg(long)]
     seed: Option<u64>,
 }
@@ -130,6 +141,25 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<bool> {
+    if let Some(secs) = args.mutate {
+        return mutate::run(mutate::MutateOpts {
+            duration: Duration::from_secs_f64(secs),
+            workers: args.spawn_cluster.unwrap_or(1).max(1),
+            bin_dir: args
+                .bin_dir
+                .clone()
+                .unwrap_or_else(cluster::default_bin_dir),
+            worker_args: args.worker_args.clone(),
+            seed: args.seed.unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64
+            }),
+            json: args.json.clone(),
+        })
+        .await;
+    }
     if let Some(secs) = args.history {
         let seed = args.seed.unwrap_or_else(|| {
             SystemTime::now()
