@@ -113,14 +113,12 @@ impl ChunkDecoder {
         while !buffer.is_empty() {
             // Arrow's reader panics on some malformed messages (a buffer offset past the body, found
             // by tests/fuzz.rs) instead of returning an error: that is the caller's bad input too.
-            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.decoder.decode(&mut buffer)
-            }))
-            .map_err(|_| {
-                self.malformed(arrow::error::ArrowError::IpcError(
-                    "a message's buffers lie outside its body".into(),
-                ))
-            })?;
+            let decoded =
+                crate::panics::quietly(|| self.decoder.decode(&mut buffer)).ok_or_else(|| {
+                    self.malformed(arrow::error::ArrowError::IpcError(
+                        "a message's buffers lie outside its body".into(),
+                    ))
+                })?;
             if let Some(batch) = decoded.map_err(|e| self.malformed(e))? {
                 out.push(batch);
             }

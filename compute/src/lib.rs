@@ -13,7 +13,8 @@
 //!   - `load.rs`: a version is read from the read-through cache (`cache.rs`) or batch by batch
 //!     from Parquet, and sent as IPC chunks.
 //!   - `query.rs`: the SQL gate (`sql/gate.rs`, DuckDB's parse tree), the datasets and files it
-//!     reads resolved and pinned (`sql/reads.rs`), then DuckDB in the sandbox of `sql/mod.rs`.
+//!     reads resolved and pinned (`sql/reads.rs`), then DuckDB in the sandbox of `sql/mod.rs` on
+//!     a pooled instance (`sql/pool.rs`).
 //!   - `catalog.rs`: list, describe, delete, cache stats.
 //! - `flight/`: Arrow Flight and Flight SQL on the same port, over the same admission, gate,
 //!   sandbox, loader and store steps; signed self-contained tickets (`ticket.rs`).
@@ -23,6 +24,7 @@
 //! - `coldview.rs`: `<data-dir>/cold`, where each dataset's latest version appears for outside tools.
 //! - `wire.rs`: Flight's DoGet framed beneath tonic, Arrow buffers uncopied.
 //! - `error.rs`: the error type and its one mapping to gRPC status codes.
+//! - `panics.rs`: panics on malformed input (Arrow's IPC reader) caught and answered quietly.
 //! - `metrics.rs`: Prometheus metrics; the per-call series come from polarway-telemetry's layer,
 //!   which `server.rs` puts around every service.
 
@@ -34,6 +36,7 @@ pub mod error;
 pub mod flight;
 pub mod ipc;
 pub mod metrics;
+pub mod panics;
 pub mod parquet_io;
 pub mod scratch;
 pub mod server;

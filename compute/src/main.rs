@@ -40,6 +40,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    polarway_compute::panics::install_hook();
     let args = match Cli::parse().command {
         Command::Server(args) => *args,
         Command::Health(h) => polarway_telemetry::health::run(&h, "127.0.0.1:50052"),

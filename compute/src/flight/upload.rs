@@ -2,7 +2,6 @@
 //! staged Parquet file (as Store does) and committed as a dataset version.
 
 use super::*;
-use futures::FutureExt as _;
 
 impl FlightSql {
     /// A Store from a Flight upload: the batches of `stream` as a new version of `name`.
@@ -34,10 +33,9 @@ impl FlightSql {
             loop {
                 // Arrow's reader panics on some malformed messages instead of returning an error
                 // (see ipc.rs): that is the caller's bad input, not the worker's failure.
-                let next = std::panic::AssertUnwindSafe(messages.next())
-                    .catch_unwind()
+                let next = crate::panics::quietly_async(messages.next())
                     .await
-                    .map_err(|_| {
+                    .ok_or_else(|| {
                         Error::InvalidArgument(
                             "the uploaded Arrow data is invalid: a message's buffers lie outside its body".into(),
                         )

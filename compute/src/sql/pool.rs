@@ -38,7 +38,9 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(homes: &Path, spill_root: &Path, limits: SqlLimits) -> Arc<Self> {
-        let keep = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        // Enough for the queries that run at once on this many cores (an idle instance holds
+        // about 15 MiB); a burst beyond it opens instances that close after their query.
+        let keep = std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).clamp(4, 16));
         Arc::new(Self {
             idle: Mutex::new(Vec::new()),
             homes: homes.to_path_buf(),
