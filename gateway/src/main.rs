@@ -1,6 +1,11 @@
 use clap::Parser;
 use polarway_gateway::config::{Args, Command};
 
+/// Small calls allocate a little for each header and frame: mimalloc, as in the worker, spends
+/// less on it than glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Command::Health(h)) = &args.command {

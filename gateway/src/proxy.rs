@@ -92,10 +92,12 @@ pub struct Proxy {
 impl Proxy {
     /// The innermost service of the request path.
     pub fn into_service(self) -> HttpService {
-        BoxCloneSyncService::new(tower::service_fn(move |req| self.clone().forward(req)))
+        // Shared, not cloned per call: a clone of the pooled client copies its connector.
+        let this = Arc::new(self);
+        BoxCloneSyncService::new(tower::service_fn(move |req| this.clone().forward(req)))
     }
 
-    async fn forward(self, req: Request<Body>) -> Result<Response<Body>, GatewayError> {
+    async fn forward(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, GatewayError> {
         let endpoint = req
             .extensions()
             .get::<Arc<Endpoint>>()
