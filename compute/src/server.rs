@@ -90,7 +90,7 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
     };
     let pins_dir = private_root(&args.data_dir.join("tmp/pins"))?;
-    let sql_pool = crate::sql::Pool::new(&pins_dir, &private_root(&args.spill_dir())?, sql.clone());
+    let sql_pool = crate::sql::Pool::new(&pins_dir, &private_root(&args.spill_dir())?, sql);
     sql_pool.warm();
     Ok(Worker {
         disk_cache,
@@ -100,7 +100,6 @@ pub async fn build_worker(args: &ServerArgs) -> anyhow::Result<Worker> {
         cold,
         cold_dirs,
         sql_pool,
-        sql,
         sql_gate: Arc::new(crate::sql::gate::Gate::new()?),
         pins_dir,
         auth: Authenticator::new(args.auth_token.clone(), policy),

@@ -78,7 +78,6 @@ const HOP_HEADERS: &[&str] = &[
     "host",
 ];
 
-#[derive(Clone)]
 pub struct Proxy {
     pub client: UpstreamClient,
     /// Sent to workers as `authorization: Bearer ...` (workers started with `--auth-token`).

@@ -4,9 +4,12 @@
 //! however the body is cut; a well-formed request is judged by the dataset it names.
 //! `PROPTEST_CASES` raises the number of cases (the test command runs the default, 256 each).
 
+mod common;
+
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use common::framed;
 use http_body_util::BodyExt;
 use polarway_gateway::error::GatewayError;
 use polarway_gateway::layers::body_key::reconcile;
@@ -86,13 +89,6 @@ fn scan(method: &str, bytes: &[u8], cuts: &[usize], key: Option<&str>) -> Scanne
     }
 }
 
-fn framed(msg: &[u8]) -> Vec<u8> {
-    let mut f = vec![0];
-    f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    f.extend_from_slice(msg);
-    f
-}
-
 /// A well-formed first message of `method` naming `name` (and, for streams, more after it).
 fn request(method: &str, name: &str, tail: &[u8]) -> Vec<u8> {
     let first = match method {
@@ -132,6 +128,24 @@ fn request(method: &str, name: &str, tail: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The scan of `bytes` cut at `cuts` asks about the same names and reaches the same verdict as
+/// the scan of `bytes` in one frame, and passes the body on unchanged.
+fn same_however_cut(
+    method: &str,
+    bytes: &[u8],
+    cuts: &[usize],
+    key: Option<&str>,
+) -> Result<(), TestCaseError> {
+    let whole = scan(method, bytes, &[], key);
+    let cut = scan(method, bytes, cuts, key);
+    prop_assert_eq!(&whole.asked, &cut.asked);
+    prop_assert_eq!(&whole.outcome, &cut.outcome);
+    if let Ok((_, passed)) = &cut.outcome {
+        prop_assert_eq!(passed.as_slice(), bytes);
+    }
+    Ok(())
+}
+
 fn method() -> impl Strategy<Value = &'static str> {
     proptest::sample::select(METHODS)
 }
@@ -146,13 +160,7 @@ proptest! {
         cuts in proptest::collection::vec(any::<usize>(), 0..12),
         key in proptest::option::of("[a-z_]{1,8}"),
     ) {
-        let whole = scan(method, &bytes, &[], key.as_deref());
-        let cut = scan(method, &bytes, &cuts, key.as_deref());
-        prop_assert_eq!(&whole.asked, &cut.asked);
-        prop_assert_eq!(&whole.outcome, &cut.outcome);
-        if let Ok((_, passed)) = &cut.outcome {
-            prop_assert_eq!(passed, &bytes);
-        }
+        same_however_cut(method, &bytes, &cuts, key.as_deref())?;
     }
 
     /// A damaged first message (a byte flipped, or the length prefix changed): the same
@@ -168,13 +176,7 @@ proptest! {
         let mut bytes = request(method, &name, b"ipc");
         let at = flip % bytes.len();
         bytes[at] = with;
-        let whole = scan(method, &bytes, &[], None);
-        let cut = scan(method, &bytes, &cuts, None);
-        prop_assert_eq!(&whole.asked, &cut.asked);
-        prop_assert_eq!(&whole.outcome, &cut.outcome);
-        if let Ok((_, passed)) = &cut.outcome {
-            prop_assert_eq!(passed, &bytes);
-        }
+        same_however_cut(method, &bytes, &cuts, None)?;
     }
 
     /// A well-formed request is judged by the dataset it names: refused when the caller may not

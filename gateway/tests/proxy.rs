@@ -313,10 +313,7 @@ async fn one_callers_tiny_frames_and_garbage_do_not_reach_other_callers() {
             )),
         },
     ] {
-        let bytes = msg.encode_to_vec();
-        body.push(0);
-        body.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        body.extend_from_slice(&bytes);
+        body.extend(framed(&msg.encode_to_vec()));
     }
     let mut attackers = Vec::new();
     for _ in 0..4 {

@@ -121,6 +121,18 @@ impl Proc {
 }
 
 impl Cluster {
+    /// Every process by the name reports give it: `gateway`, `worker0`, `worker1`...
+    pub fn processes(&self) -> Vec<(String, &Proc)> {
+        std::iter::once(("gateway".to_string(), &self.gateway))
+            .chain(
+                self.workers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (format!("worker{i}"), w)),
+            )
+            .collect()
+    }
+
     pub async fn start(opts: &ClusterOpts) -> Result<Cluster> {
         let worker_bin = opts.bin_dir.join("polarway");
         let gateway_bin = opts.bin_dir.join("polarway-gateway");

@@ -300,9 +300,8 @@ async fn run(args: Args) -> Result<bool> {
     let pids = memory::Pids::default();
     let (stop_sampling, sampling) = tokio::sync::watch::channel(false);
     let sampler = cluster.as_ref().map(|c| {
-        pids.set("gateway", c.gateway.pid());
-        for (i, w) in c.workers.iter().enumerate() {
-            pids.set(&format!("worker{i}"), w.pid());
+        for (name, p) in c.processes() {
+            pids.set(&name, p.pid());
         }
         tokio::spawn(memory::sample(
             pids.clone(),

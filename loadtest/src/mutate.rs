@@ -355,11 +355,7 @@ pub async fn run(opts: MutateOpts) -> Result<bool> {
         shared_state: true,
     })
     .await?;
-    let mut processes: Vec<(String, &crate::cluster::Proc)> =
-        vec![("gateway".into(), &cluster.gateway)];
-    for (i, w) in cluster.workers.iter().enumerate() {
-        processes.push((format!("worker{i}"), w));
-    }
+    let processes = cluster.processes();
     // The canary and the seed requests' datasets, stored the ordinary way.
     let spec = Datasets {
         rows: 2_000,
@@ -389,9 +385,7 @@ pub async fn run(opts: MutateOpts) -> Result<bool> {
             .map_err(|e| anyhow::anyhow!("storing {t}: {e:?}"))?;
     }
     let seeds = Arc::new(seeds(&ipc));
-    let targets: Vec<String> = std::iter::once(cluster.gateway.url())
-        .chain(cluster.workers.iter().map(|w| w.url()))
-        .collect();
+    let targets: Vec<String> = processes.iter().map(|(_, p)| p.url()).collect();
     let pids = crate::memory::Pids::default();
     for (name, p) in &processes {
         pids.set(name, p.pid());

@@ -293,7 +293,8 @@ impl FlightSql {
     }
 
     fn timeout(&self, md: &MetadataMap) -> std::time::Duration {
-        client_deadline(md).map_or(self.w.sql.timeout, |d| d.min(self.w.sql.timeout))
+        let limit = self.w.sql_pool.limits().timeout;
+        client_deadline(md).map_or(limit, |d| d.min(limit))
     }
 
     /// GetFlightInfo for SQL (a statement or a prepared statement with its parameters).

@@ -23,7 +23,6 @@ use crate::cache::Cache;
 use crate::coldview::ColdView;
 use crate::error::Error;
 use crate::metrics::WorkerMetrics;
-use crate::sql::SqlLimits;
 use crate::store::{Catalog, Manifest};
 
 /// Everything a request may need. Shared by all requests.
@@ -33,10 +32,9 @@ pub struct Worker {
     pub cold: ColdView,
     /// The cold directory as configured (made absolute) and canonical: where SQL may name files.
     pub cold_dirs: Vec<std::path::PathBuf>,
-    pub sql: SqlLimits,
     /// Every query's SQL is judged here before it runs.
     pub sql_gate: Arc<crate::sql::gate::Gate>,
-    /// Sandboxed DuckDB instances, reused one query at a time.
+    /// Sandboxed DuckDB instances, reused one query at a time, and the limits of every query.
     pub sql_pool: Arc<crate::sql::Pool>,
     /// Where each query gets its own directory of pinned files (`sql/reads.rs`).
     pub pins_dir: std::path::PathBuf,

@@ -29,7 +29,8 @@ pub async fn query(
     client_deadline: Option<Duration>,
     permit: Admission,
 ) -> Result<ResponseStream<pb::QueryResponse>> {
-    let timeout = client_deadline.map_or(w.sql.timeout, |d| d.min(w.sql.timeout));
+    let limit = w.sql_pool.limits().timeout;
+    let timeout = client_deadline.map_or(limit, |d| d.min(limit));
     access.check_call("Query")?;
     if let Some(into) = &req.into {
         validate_name(into)?;

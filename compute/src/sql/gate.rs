@@ -13,8 +13,9 @@
 //!   and every other one are refused;
 //! - scalar functions that reveal the server's configuration (`current_setting`, ...) are refused.
 //!
-//! What runs is the tree turned back into SQL by DuckDB (`json_deserialize_sql`), after the
-//! paths were replaced, so the statement executed is exactly the statement checked.
+//! What runs is the checked text itself when it names no file, or else the tree turned back into
+//! SQL by DuckDB (`json_deserialize_sql`) after the paths were replaced: either way the statement
+//! executed is exactly the statement checked.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;

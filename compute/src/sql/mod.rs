@@ -44,8 +44,6 @@ pub enum Output {
 /// of its own whose allowed paths are exactly the query's files.
 pub struct Sandbox {
     conn: Conn,
-    /// Set when the query was interrupted or failed: its instance is not reused.
-    spoiled: std::cell::Cell<bool>,
 }
 
 enum Conn {
@@ -60,18 +58,45 @@ enum Conn {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        match &mut self.conn {
-            Conn::Pooled(lease) => lease.spoiled |= self.spoiled.get(),
-            Conn::Single { conn, spill } => {
-                drop(conn.take());
-                let _ = std::fs::remove_dir_all(spill);
-            }
+        if let Conn::Single { conn, spill } = &mut self.conn {
+            drop(conn.take());
+            let _ = std::fs::remove_dir_all(spill);
         }
     }
 }
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Let `conn` read nothing but `spill` (also its temporary directory), the directories `dirs` and
+/// the files `files`. Allowed paths can only be set while external access is on: set them, then
+/// turn it off.
+fn confine(conn: &Connection, spill: &Path, dirs: &[&Path], files: &[String]) -> Result<()> {
+    let dir = |d: &Path| quote(&d.join("").display().to_string());
+    let spill = dir(spill);
+    let dirs: Vec<String> = std::iter::once(spill.clone())
+        .chain(dirs.iter().map(|d| dir(d)))
+        .collect();
+    let allowed = match files.is_empty() {
+        true => String::new(),
+        false => format!(
+            "SET allowed_paths = [{}];",
+            files
+                .iter()
+                .map(|f| quote(f))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    conn.execute_batch(&format!(
+        "SET temp_directory = {spill};
+         SET allowed_directories = [{}];
+         {allowed}
+         SET enable_external_access = false;",
+        dirs.join(", ")
+    ))
+    .map_err(|e| Error::internal("preparing the SQL sandbox", e))
 }
 
 impl Sandbox {
@@ -87,7 +112,6 @@ impl Sandbox {
         let sandbox = match pool.lease(pins, files)? {
             Some(lease) => Self {
                 conn: Conn::Pooled(Box::new(lease)),
-                spoiled: Default::default(),
             },
             None => Self::single(pool, files)?,
         };
@@ -102,7 +126,7 @@ impl Sandbox {
                     quote(file)
                 ))
                 .map_err(|e| {
-                    sandbox.spoiled.set(true);
+                    sandbox.spoil();
                     classify(e)
                 })?;
         }
@@ -117,44 +141,30 @@ impl Sandbox {
 
     /// An instance for one query, allowed to read exactly `files` (locked once its views exist).
     fn single(pool: &Pool, files: &[String]) -> Result<Self> {
-        let setup = |e: duckdb::Error| Error::internal("preparing the SQL sandbox", e);
         let conn = base(pool.limits())?;
-        let spill_dir = pool
+        let spill = pool
             .spill_root()
             .join(crate::scratch::staging_name("spill"));
-        std::fs::create_dir_all(&spill_dir)?;
+        std::fs::create_dir_all(&spill)?;
         // Removes the spill directory again if setting up fails.
         let mut sandbox = Self {
             conn: Conn::Single {
                 conn: None,
-                spill: spill_dir.clone(),
+                spill: spill.clone(),
             },
-            spoiled: Default::default(),
         };
-        let spill = quote(&spill_dir.join("").display().to_string());
-        let allowed = match files.is_empty() {
-            true => String::new(),
-            false => format!(
-                "SET allowed_paths = [{}];",
-                files
-                    .iter()
-                    .map(|f| quote(f))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        // Allowed paths can only be set while external access is on: set them, then turn it off.
-        conn.execute_batch(&format!(
-            "SET temp_directory = {spill};
-             SET allowed_directories = [{spill}];
-             {allowed}
-             SET enable_external_access = false;"
-        ))
-        .map_err(setup)?;
+        confine(&conn, &spill, &[], files)?;
         if let Conn::Single { conn: slot, .. } = &mut sandbox.conn {
             *slot = Some(conn);
         }
         Ok(sandbox)
+    }
+
+    /// The query was interrupted or failed: its pooled instance is closed, not reused.
+    fn spoil(&self) {
+        if let Conn::Pooled(lease) = &self.conn {
+            lease.spoiled.set(true);
+        }
     }
 
     fn conn(&self) -> &Connection {
@@ -226,7 +236,7 @@ impl Sandbox {
                         | Error::PermissionDenied { .. })
             );
             if stopped.is_some() || !own_terms {
-                self.spoiled.set(true);
+                self.spoil();
             }
             match (result, stopped) {
                 (Err(_), Some(Stop::Deadline)) => Err(Error::DeadlineExceeded(format!(

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use duckdb::Connection;
 
-use super::{base, quote, SqlLimits};
+use super::{base, confine, SqlLimits};
 use crate::error::{Error, Result};
 use crate::scratch::staging_name;
 
@@ -123,13 +123,13 @@ impl Pool {
             pool: self.clone(),
             instance: Some(instance),
             moved,
-            spoiled: false,
+            spoiled: Default::default(),
             conn: None,
         };
         match lease.instance().db().try_clone() {
             Ok(conn) => lease.conn = Some(conn),
             Err(e) => {
-                lease.spoiled = true;
+                lease.spoiled.set(true);
                 return Err(Error::internal("preparing the SQL sandbox", e));
             }
         }
@@ -164,18 +164,12 @@ impl Instance {
             served: 0,
         };
         let db = base(&pool.limits)?;
-        let spill = quote(&instance.spill.join("").display().to_string());
-        let room = quote(&instance.room.join("").display().to_string());
-        // Allowed directories can only be set while external access is on: set them, then turn it
-        // off. No external file cache: it would keep data of files after their query.
-        db.execute_batch(&format!(
-            "SET temp_directory = {spill};
-             SET allowed_directories = [{spill}, {room}];
-             SET enable_external_file_cache = false;
-             SET enable_external_access = false;
-             SET lock_configuration = true;"
-        ))
-        .map_err(setup)?;
+        // No external file cache: it would keep data of files after their query.
+        db.execute_batch("SET enable_external_file_cache = false;")
+            .map_err(setup)?;
+        confine(&db, &instance.spill, &[&instance.room], &[])?;
+        db.execute_batch("SET lock_configuration = true;")
+            .map_err(setup)?;
         instance.db = Some(db);
         Ok(instance)
     }
@@ -207,7 +201,7 @@ pub struct Lease {
     /// The pinned directory's own path, while it sits on the room.
     moved: Option<PathBuf>,
     /// The instance is not to be reused.
-    pub(super) spoiled: bool,
+    pub(super) spoiled: std::cell::Cell<bool>,
     pub(super) conn: Option<Connection>,
 }
 
@@ -228,7 +222,7 @@ impl Drop for Lease {
         let Some(instance) = self.instance.take() else {
             return;
         };
-        let mut reusable = !self.spoiled && instance.served < MAX_QUERIES;
+        let mut reusable = !self.spoiled.get() && instance.served < MAX_QUERIES;
         if let Some(pins) = self.moved.take() {
             let back = std::fs::rename(&instance.room, &pins)
                 .and_then(|()| std::fs::create_dir(&instance.room));

@@ -229,3 +229,11 @@ pub fn frame(rows: usize) -> polars::prelude::DataFrame {
     let b: Vec<String> = (0..rows).map(|i| format!("r{i}")).collect();
     df! { "a" => a, "b" => b }.unwrap()
 }
+
+/// `msg` as one gRPC message: the uncompressed flag, its length, its bytes.
+pub fn framed(msg: &[u8]) -> Vec<u8> {
+    let mut f = vec![0];
+    f.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    f.extend_from_slice(msg);
+    f
+}
