@@ -28,10 +28,10 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 py="$venv/bin/python"
-if ! run_done python-client "$venv"; then
-  "$py" -m pip install -q --disable-pip-version-check "./clients/python"
+if ! run_done python-suite "$venv"; then
+  run_done python-client "$venv" || "$py" -m pip install -q --disable-pip-version-check "./clients/python"
+  "$py" -m pip install -q --disable-pip-version-check -r tests/flight/requirements.txt
 fi
-"$py" -m pip install -q --disable-pip-version-check -r tests/flight/requirements.txt
 
 echo "== pytest tests/flight (worker: $POLARWAY_BIN, gateway: $POLARWAY_GATEWAY_BIN)"
 cd tests/flight

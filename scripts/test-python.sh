@@ -26,11 +26,15 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 py="$venv/bin/python"
-echo "== installing clients/python[all] and test tools into $venv"
-"$py" -m pip install -q --disable-pip-version-check --upgrade pip
-"$py" -m pip install -q --disable-pip-version-check \
-  "./clients/python[all]" -r clients/python/requirements-dev.txt
-mark_done python-client "$venv"   # scripts/test-xlang.sh of the same run reuses this install
+if run_done python-suite "$venv"; then
+  echo "== clients/python[all] and test tools: installed into $venv earlier in this run"
+else
+  echo "== installing clients/python[all] and test tools into $venv"
+  "$py" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$py" -m pip install -q --disable-pip-version-check \
+    "./clients/python[all]" -r clients/python/requirements-dev.txt
+  mark_done python-client "$venv"   # scripts/test-xlang.sh of the same run reuses this install
+fi
 
 # Every Python file of the repository (client, tests, tools, tests/flight, loadtest/bench), with the
 # settings of clients/python/pyproject.toml ([tool.ruff]; the generated stubs are excluded there).

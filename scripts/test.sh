@@ -5,7 +5,8 @@
 # the libraries, the worker and gateway binaries, the examples and the tests, and every later suite
 # runs the binaries in $CARGO_TARGET_DIR/release (DuckDB's C++ is compiled once for both commands).
 # The suites run one after another: they share a 2-core machine, one virtualenv, one
-# clients/typescript/node_modules and apt's lock, and several of them measure time.
+# clients/typescript/node_modules and apt's lock, and several of them measure time. What they
+# install (scripts/prepare.sh) is installed in the background while the Rust suite compiles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -17,13 +18,31 @@ ensure_build_tools
 ensure_apt nginx nginx-light      # the multi-worker tests put real nginx (grpc_pass) in front
 ensure_apt unshare util-linux     # the user guide's /data paths, in private mount namespaces
 ensure_moto                       # a real S3-compatible server for the s3 store's tests
+# Every Debian package a later suite needs, now: apt holds one lock, and scripts/prepare.sh needs
+# python3-venv, npm, Go's C toolchain and Maven.
+ensure_python_venv
+ensure_apt javac openjdk-17-jdk-headless
+ensure_apt mvn maven
+ensure_apt node nodejs
+ensure_apt npm npm
+ensure_apt openssl openssl
+ensure_apt gcc gcc
+# The other suites' installs, in the background while cargo compiles (network and disk against CPU).
+bash scripts/prepare.sh >"$POLARWAY_TEST_RUN_DIR/prepare.log" 2>&1 &
+prepare_pid=$!
 
 failed=()
 suite() {  # suite NAME COMMAND...
   local name="$1"; shift
   echo
   echo "== $name"
-  if "$@"; then echo "== $name: ok"; else echo "== $name: FAILED"; failed+=("$name"); fi
+  local start=$SECONDS
+  if "$@"; then
+    echo "== $name: ok ($((SECONDS - start)) s)"
+  else
+    echo "== $name: FAILED ($((SECONDS - start)) s)"
+    failed+=("$name")
+  fi
 }
 
 # The Rust output is long: a failing test's own lines are repeated at the very end of the run.
@@ -32,6 +51,15 @@ rust_tests() {
 }
 suite "Rust: unit and integration tests (real binaries, real clients, S3 and nginx on loopback)" \
   rust_tests
+# Not a suite of its own: a suite whose install failed here installs again, and fails if it must.
+echo
+echo "== Installs of the suites below (scripts/prepare.sh, run during the Rust suite)"
+if wait "$prepare_pid"; then
+  grep '^== prepare' "$POLARWAY_TEST_RUN_DIR/prepare.log"
+else
+  tail -n 60 "$POLARWAY_TEST_RUN_DIR/prepare.log"
+  echo "== installs failed (above): each suite below tries its own install again"
+fi
 # After the tests, so that clippy finds the build's artifacts in place.
 suite "Rust: cargo fmt --check, cargo clippy -D warnings" bash scripts/lint-rust.sh
 # The release binaries for every suite below (each script defaults to these too).

@@ -68,7 +68,14 @@ impl S3Backend {
     pub async fn connect(opts: &S3Options, staging: PathBuf, disk: Arc<DiskCache>) -> Result<Self> {
         std::fs::create_dir_all(&staging)?;
         crate::scratch::remove_orphaned_staging_files(&staging);
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        use aws_smithy_http_client::tls;
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
         if let Some(url) = &opts.endpoint {
             loader = loader.endpoint_url(url);
         }

@@ -102,6 +102,8 @@ impl S3Server {
             .credentials_provider(creds)
             .endpoint_url(&self.endpoint)
             .force_path_style(true)
+            // The worker's HTTP client (rustls with ring): the SDK has no default one here.
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
