@@ -13,7 +13,8 @@ source scripts/lib.sh
 # Installs done once per run (the apt package lists, the Python client, npm ci): see lib.sh.
 POLARWAY_TEST_RUN_DIR="$(mktemp -d /tmp/polarway-test-run.XXXXXX)"
 export POLARWAY_TEST_RUN_DIR
-trap 'rm -rf "$POLARWAY_TEST_RUN_DIR"' EXIT
+prepare_pid=""
+trap '[ -z "$prepare_pid" ] || kill "$prepare_pid" 2>/dev/null; rm -rf "$POLARWAY_TEST_RUN_DIR"' EXIT
 ensure_build_tools
 ensure_apt nginx nginx-light      # the multi-worker tests put real nginx (grpc_pass) in front
 ensure_apt unshare util-linux     # the user guide's /data paths, in private mount namespaces

@@ -23,7 +23,8 @@
 //! - `scratch.rs`: names of a worker's own files in shared places (staging, spill, disk cache).
 //! - `coldview.rs`: `<data-dir>/cold`, where each dataset's latest version appears for outside tools.
 //! - `wire.rs`: Flight's DoGet framed beneath tonic, Arrow buffers uncopied.
-//! - `error.rs`: the error type and its one mapping to gRPC status codes.
+//! - `error.rs`: the error type and its one mapping to gRPC status codes; `oversize.rs`: tonic's
+//!   answer to an over-size message given our code for size limits (RESOURCE_EXHAUSTED).
 //! - `panics.rs`: panics on malformed input (Arrow's IPC reader) caught and answered quietly.
 //! - `metrics.rs`: Prometheus metrics; the per-call series come from polarway-telemetry's layer,
 //!   which `server.rs` puts around every service.
@@ -36,6 +37,7 @@ pub mod error;
 pub mod flight;
 pub mod ipc;
 pub mod metrics;
+pub mod oversize;
 pub mod panics;
 pub mod parquet_io;
 pub mod scratch;

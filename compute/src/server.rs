@@ -210,7 +210,12 @@ pub async fn run(
         .initial_connection_window_size(CONNECTION_WINDOW)
         // Clients may send 1 MiB DATA frames (uploads in fewer, larger frames).
         .max_frame_size(MAX_FRAME)
-        .layer(metrics_layer);
+        // The metrics see the status as rewritten (RESOURCE_EXHAUSTED for an over-size message).
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(metrics_layer)
+                .layer(crate::oversize::OversizeStatusLayer),
+        );
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

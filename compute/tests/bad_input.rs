@@ -441,3 +441,41 @@ async fn ipc_buffers_outside_their_message_are_refused() {
     assert_eq!(client.health_check().await.unwrap(), "OK");
     assert_eq!(code_of(client.load("damaged").await), Code::NotFound);
 }
+
+/// A gRPC message over the server's per-message limit is a size limit (RESOURCE_EXHAUSTED, with
+/// what to do), not tonic's OUT_OF_RANGE: as a unary request and inside an upload.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_over_the_size_limit_are_resource_exhausted() {
+    let worker = Worker::start();
+    let client = worker.client().await;
+    let keep = df! { "v" => &[1i64, 2, 3] }.unwrap();
+    client.store("keep", &keep).await.unwrap();
+    let over = polarway_proto::MAX_MESSAGE_BYTES + 1;
+    let mut raw = raw(&worker).await.max_encoding_message_size(2 * over);
+
+    let status = raw
+        .describe(polarway_proto::v1::DescribeRequest {
+            name: "n".repeat(over),
+            version: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+    assert!(
+        status.message().contains("smaller messages"),
+        "{}",
+        status.message()
+    );
+
+    let status = raw
+        .store(futures::stream::iter(store_messages(
+            "big",
+            vec![vec![0u8; over]],
+        )))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+
+    assert_intact(&client, &keep).await;
+    assert_eq!(code_of(client.load("big").await), Code::NotFound);
+}

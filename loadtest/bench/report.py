@@ -241,6 +241,22 @@ def main():
         w(open(a.flight).read().rstrip("\n"))
         w("")
 
+    if n("streamrss", "polarway", "peak_rss_mib"):
+        cache, peak = med("streamrss", "polarway", "cache_mib"), med("streamrss", "polarway", "peak_rss_mib")
+        moved = med("streamrss", "polarway", "bytes") / (1 << 20)
+        w("## 8. Memory: a streamed load of a table 10x the cache")
+        w("")
+        w(
+            f"A worker with a {cache:.0f} MiB cache stores a table of about {cache * 10:.0f} MiB, is restarted "
+            f"(nothing cached), and streams it back twice with `load_stream` ({moved:.0f} MiB received): the "
+            "worker's peak RSS (`VmHWM`) over its whole life."
+        )
+        w("")
+        w("| cache MiB | peak RSS MiB | bound: cache + 256 MiB |")
+        w("|---|---|---|")
+        w(f"| {cache:.0f} | {peak:.0f} | {verdict(peak <= cache + 256, 'held', 'exceeded')} |")
+        w("")
+
     w("## Commands")
     w("")
     w("`$WORK` is the run's temporary directory; URLs are the free ports of that run.")

@@ -347,6 +347,24 @@ echo "== 7. Flight DoGet/DoPut and the Python client, interleaved with the pyarr
   --runs "$RUNS" >"$work/flight.md"
 note "python loadtest/bench/flight_doget.py --polarway-bin \$REL/polarway --rows $BIG_ROWS --cols $BIG_COLS --runs $RUNS"
 
+# ---- 8. memory: a streamed load of a table 10x the worker's cache, in a fresh worker process
+echo "== 8. streamed load of a table 10x the cache"
+CACHE_MIB=64
+STREAM=(--set datasets.prefix=wide --set datasets.count=1 --set datasets.rows=$((CACHE_MIB * 10 * 1048576 / (8 * BIG_COLS)))
+        --set datasets.columns=$BIG_COLS --set datasets.batch_rows=131072 --set mix.load=0 --set mix.load_stream=1
+        --set run.concurrency=1 --set run.duration_secs=0)
+W8="$work/w8"
+worker w8 "$W8" --cache-size "$(awk -v m=$CACHE_MIB 'BEGIN {print m / 1024}')"
+lt --target "http://$ADDR" "${STREAM[@]}" --set run.calls=1 --json "$work/stream-setup.json"   # stores it (and streams it once)
+stop "$PID"
+worker w8 "$W8" --cache-size "$(awk -v m=$CACHE_MIB 'BEGIN {print m / 1024}')"   # a fresh process: nothing cached
+lt --target "http://$ADDR" "${STREAM[@]}" --set datasets.setup=skip --set run.calls=2 --json "$work/stream.json"
+note "polarway-loadtest --target \$W8 ${STREAM[*]} --set datasets.setup=skip --set run.calls=2   # worker: --cache-size $CACHE_MIB MiB, restarted after the store"
+fig streamrss polarway cache_mib "$CACHE_MIB"
+fig streamrss polarway bytes "$(jget "$work/stream.json" operations.load_stream.bytes_received)"
+fig streamrss polarway peak_rss_mib "$(awk '/^VmHWM/ {print $2 / 1024}' "/proc/$PID/status")"
+stop "$PID"
+
 echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/machine.tsv"
 echo "== writing $OUT"
 "$PY" loadtest/bench/report.py --figures "$FIG" --machine "$work/machine.tsv" --commands "$CMDS" --errors "$work/errors.md" \

@@ -359,11 +359,10 @@ impl Catalog {
     /// again and that attempt finds the key the first one created.
     async fn put_manifest(&self, m: &Manifest) -> Result<bool> {
         let json = serde_json::to_vec(m).map_err(|e| Error::internal("manifest", e))?;
-        if self
-            .backend
-            .put_if_absent(&manifest_key(&m.name, m.version), Bytes::from(json))
-            .await?
-        {
+        let key = manifest_key(&m.name, m.version);
+        if self.backend.put_if_absent(&key, Bytes::from(json)).await? {
+            // What was just written needs no read back (loads and pruning look it up next).
+            self.manifests.insert(key, Arc::new(m.clone()));
             return Ok(true);
         }
         Ok(self.read_manifest(&m.name, m.version).await?.as_ref() == Some(m))
