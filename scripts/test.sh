@@ -14,7 +14,8 @@ source scripts/lib.sh
 POLARWAY_TEST_RUN_DIR="$(mktemp -d /tmp/polarway-test-run.XXXXXX)"
 export POLARWAY_TEST_RUN_DIR
 prepare_pid=""
-trap '[ -z "$prepare_pid" ] || kill "$prepare_pid" 2>/dev/null; rm -rf "$POLARWAY_TEST_RUN_DIR"' EXIT
+# (`|| true`: under set -e a failing kill of an installer that already ended would set the exit status.)
+trap 'if [ -n "$prepare_pid" ]; then kill "$prepare_pid" 2>/dev/null || true; fi; rm -rf "$POLARWAY_TEST_RUN_DIR"' EXIT
 ensure_build_tools
 ensure_apt nginx nginx-light      # the multi-worker tests put real nginx (grpc_pass) in front
 ensure_apt unshare util-linux     # the user guide's /data paths, in private mount namespaces
