@@ -62,6 +62,7 @@ else
   tail -n 60 "$POLARWAY_TEST_RUN_DIR/prepare.log"
   echo "== installs failed (above): each suite below tries its own install again"
 fi
+prepare_pid=""   # ended: its number may belong to another process by the time the trap runs
 # After the tests, so that clippy finds the build's artifacts in place.
 suite "Rust: cargo fmt --check, cargo clippy -D warnings" bash scripts/lint-rust.sh
 # The release binaries for every suite below (each script defaults to these too).
