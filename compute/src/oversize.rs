@@ -1,18 +1,17 @@
 //! tonic answers a gRPC message longer than the server's limit with OUT_OF_RANGE ("Error, decoded
 //! message length too large ..."), before any handler sees it. gRPC's own status table and our API
-//! say RESOURCE_EXHAUSTED for a size limit, so this layer rewrites that one answer, wherever it
-//! goes: the headers of a trailers-only response (a unary or server-streaming request) or the
-//! trailers of a streaming one (an upload read by the handler). Every other status passes as is.
+//! say RESOURCE_EXHAUSTED for a size limit, so `rewrite_response` (a map over every response of
+//! the worker) rewrites that one answer, wherever it goes: the headers of a trailers-only response
+//! (a unary or server-streaming request) or the trailers of a streaming one (an upload read by the
+//! handler). Every other status passes as is.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Response};
 use http_body::Frame;
 use tonic::body::Body;
-use tower::{Layer, Service};
 
 const TONIC_PREFIX: &str = "Error, decoded message length too large: found ";
 
@@ -45,47 +44,14 @@ fn rewrite(headers: &mut HeaderMap) {
     let _ = tonic::Status::resource_exhausted(message).add_header(headers);
 }
 
-#[derive(Clone, Copy, Default)]
-pub struct OversizeStatusLayer;
-
-impl<S> Layer<S> for OversizeStatusLayer {
-    type Service = OversizeStatus<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        OversizeStatus { inner }
+/// The response of any call, with tonic's over-size answer rewritten (for
+/// `tower::util::MapResponseLayer`, around every service of the worker).
+pub fn rewrite_response(mut resp: Response<Body>) -> Response<Body> {
+    if resp.headers().contains_key("grpc-status") {
+        rewrite(resp.headers_mut()); // trailers-only: the status is all there is
+        return resp;
     }
-}
-
-#[derive(Clone)]
-pub struct OversizeStatus<S> {
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for OversizeStatus<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        // Call the service poll_ready prepared (tower's idiom), keep its twin for the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let mut resp = inner.call(req).await?;
-            if resp.headers().contains_key("grpc-status") {
-                rewrite(resp.headers_mut()); // trailers-only: the status is all there is
-                return Ok(resp);
-            }
-            Ok(resp.map(|inner| Body::new(Trailers { inner })))
-        })
-    }
+    resp.map(|inner| Body::new(Trailers { inner }))
 }
 
 /// A response body passed through, its trailers rewritten.

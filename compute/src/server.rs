@@ -214,7 +214,7 @@ pub async fn run(
         .layer(
             tower::ServiceBuilder::new()
                 .layer(metrics_layer)
-                .layer(crate::oversize::OversizeStatusLayer),
+                .map_response(crate::oversize::rewrite_response),
         );
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
