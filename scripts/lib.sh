@@ -72,3 +72,35 @@ check_gofmt() {
   echo "the Go files above are not gofmt-formatted: run gofmt -w $1" >&2
   exit 1
 }
+
+# Installs that several scripts need (scripts/prepare.sh runs them ahead for scripts/test.sh).
+_repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# The protoc plugins at the versions clients/go/gen.sh documents; installed only when missing or
+# different (scripts/test-go.sh checks the generated code with them).
+ensure_go_protoc_plugins() {
+  local gobin
+  gobin="$(go env GOPATH)/bin"
+  "$gobin/protoc-gen-go" --version 2>/dev/null | grep -qx 'protoc-gen-go v1.36.12' ||
+    go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+  "$gobin/protoc-gen-go-grpc" --version 2>/dev/null | grep -qx 'protoc-gen-go-grpc 1.6.2' ||
+    go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+}
+
+# grpcurl (scripts/smoke.sh), in Go's bin directory unless one is on PATH.
+ensure_grpcurl() {
+  command -v grpcurl >/dev/null 2>&1 || [ -x "$(go env GOPATH)/bin/grpcurl" ] ||
+    GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+}
+
+# npm ci and the build of clients/typescript, once per scripts/test.sh run (the TypeScript and
+# cross-language suites both need them; npm ci replaces node_modules, so never two at once).
+typescript_build() {
+  local dir="$_repo_root/clients/typescript"
+  if run_done typescript-build "$dir"; then
+    echo "== clients/typescript: npm ci and build done earlier in this run"
+    return 0
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+  mark_done typescript-build "$dir"
+}

@@ -9,7 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-root="$PWD"
 export PATH="/usr/local/go/bin:$PATH"
 
 step() { echo "== prepare: $*"; }
@@ -25,17 +24,11 @@ mark_done python-client "$venv"
 mark_done python-suite "$venv"
 
 step "TypeScript: npm ci and build"
-(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
-mark_done typescript-build "$root/clients/typescript"
+typescript_build
 
 step "Go: modules, the protoc plugins of clients/go/gen.sh, grpcurl"
-gobin="$(go env GOPATH)/bin"
-"$gobin/protoc-gen-go" --version 2>/dev/null | grep -qx 'protoc-gen-go v1.36.12' ||
-  go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
-"$gobin/protoc-gen-go-grpc" --version 2>/dev/null | grep -qx 'protoc-gen-go-grpc 1.6.2' ||
-  go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
-command -v grpcurl >/dev/null 2>&1 || [ -x "$gobin/grpcurl" ] ||
-  GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4   # scripts/smoke.sh
+ensure_go_protoc_plugins
+ensure_grpcurl
 (cd clients/go && go mod download)
 (cd scripts/validate-ops && go mod download)
 

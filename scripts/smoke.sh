@@ -8,10 +8,8 @@ source scripts/lib.sh
 BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
 [ -x "$BIN" ] || { echo "no server binary at $BIN (cargo build --release --workspace)" >&2; exit 1; }
 export PATH="/usr/local/go/bin:$PATH"   # where the other scripts find Go (grpcurl is installed with it)
+ensure_grpcurl
 GRPCURL="$(command -v grpcurl || echo "$(go env GOPATH)/bin/grpcurl")"
-if [ ! -x "$GRPCURL" ]; then
-  GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
-fi
 
 work="$(mktemp -d)"
 pid=""

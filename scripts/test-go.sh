@@ -11,12 +11,7 @@ export POLARWAY_BIN="${POLARWAY_BIN:-$POLARWAY_RELEASE_DIR/polarway}"
 
 echo "== Go: generated code matches proto/ (clients/go/gen.sh into a temp dir)"
 ensure_apt protoc protobuf-compiler
-gobin="$(go env GOPATH)/bin"
-# The plugin versions gen.sh documents; installed only when missing or different.
-"$gobin/protoc-gen-go" --version 2>/dev/null | grep -qx 'protoc-gen-go v1.36.12' ||
-  go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
-"$gobin/protoc-gen-go-grpc" --version 2>/dev/null | grep -qx 'protoc-gen-go-grpc 1.6.2' ||
-  go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+ensure_go_protoc_plugins
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 bash clients/go/gen.sh "$tmp"

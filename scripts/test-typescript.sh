@@ -15,14 +15,7 @@ ensure_apt unshare util-linux   # the user guide example's /data
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 20 ] || { echo "Node >= 20 is required (found $(node --version))" >&2; exit 1; }
 
+typescript_build
 cd clients/typescript
-# npm ci and the build once per scripts/test.sh run (scripts/test-xlang.sh needs the same).
-if run_done typescript-build "$PWD"; then
-  echo "== npm ci and build: done earlier in this run"
-else
-  npm ci --no-audit --no-fund --loglevel=error
-  npm run --silent build
-  mark_done typescript-build "$PWD"
-fi
 npm run --silent typecheck   # the examples, tests and tools type-check against the built declarations
 node --test --test-concurrency=1 test/*.test.mjs

@@ -39,12 +39,7 @@ fi
 # TypeScript: npm ci and build (as scripts/test-typescript.sh does).
 ensure_apt node nodejs
 ensure_apt npm npm
-if run_done typescript-build "$root/clients/typescript"; then
-  echo "   TypeScript: npm ci and build done earlier in this run"
-else
-  (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
-  mark_done typescript-build "$root/clients/typescript"
-fi
+typescript_build
 # Go: build the helper.
 export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null 2>&1 || { echo "Go (1.26+) is required: https://go.dev/dl" >&2; exit 1; }
