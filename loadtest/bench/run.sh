@@ -354,10 +354,11 @@ STREAM=(--set datasets.prefix=wide --set datasets.count=1 --set datasets.rows=$(
         --set datasets.columns=$BIG_COLS --set datasets.batch_rows=131072 --set mix.load=0 --set mix.load_stream=1
         --set run.concurrency=1 --set run.duration_secs=0)
 W8="$work/w8"
-worker w8 "$W8" --cache-size "$(awk -v m=$CACHE_MIB 'BEGIN {print m / 1024}')"
+CACHE_GB=$(awk -v m=$CACHE_MIB 'BEGIN {print m / 1024}')
+worker w8 "$W8" --cache-size "$CACHE_GB"
 lt --target "http://$ADDR" "${STREAM[@]}" --set run.calls=1 --json "$work/stream-setup.json"   # stores it (and streams it once)
 stop "$PID"
-worker w8 "$W8" --cache-size "$(awk -v m=$CACHE_MIB 'BEGIN {print m / 1024}')"   # a fresh process: nothing cached
+worker w8 "$W8" --cache-size "$CACHE_GB"   # a fresh process: nothing cached
 lt --target "http://$ADDR" "${STREAM[@]}" --set datasets.setup=skip --set run.calls=2 --json "$work/stream.json"
 note "polarway-loadtest --target \$W8 ${STREAM[*]} --set datasets.setup=skip --set run.calls=2   # worker: --cache-size $CACHE_MIB MiB, restarted after the store"
 fig streamrss polarway cache_mib "$CACHE_MIB"
