@@ -205,8 +205,15 @@ impl Sandbox {
                     } else {
                         continue;
                     };
-                    interrupt.interrupt();
-                    return Some(stop);
+                    // Again every tick until the query ends: an interrupt that lands before DuckDB
+                    // starts executing (while the statement is prepared) is reset by the execution.
+                    loop {
+                        interrupt.interrupt();
+                        match done_rx.recv_timeout(WATCHDOG_TICK) {
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                            _ => return Some(stop),
+                        }
+                    }
                 }
             });
             let result = (|| {
