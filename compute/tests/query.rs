@@ -217,27 +217,50 @@ async fn a_query_stops_when_its_caller_gives_up() {
         .unwrap();
     assert_eq!(code_of(impatient.query(slow).await), Code::DeadlineExceeded);
 
-    // A caller that goes away (drops the call) stops the query too.
+    // A caller that goes away (drops the call) stops the query too. First the stopped query's
+    // slot comes free, then the abandoned query is seen holding it, so that the test cannot pass
+    // by the second query being turned away.
     let client = worker.client().await;
-    let abandoned = tokio::spawn({
+    assert!(
+        slot_frees(&client).await,
+        "the query stopped at its deadline kept its slot"
+    );
+    let start = || {
         let client = client.clone();
-        async move { client.query(slow).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    abandoned.abort();
-    let mut freed = false;
+        tokio::spawn(async move { client.query(slow).await })
+    };
+    let mut abandoned = start();
+    let mut running = false;
     for _ in 0..100 {
-        match client.list("").await {
-            Ok(_) => {
-                freed = true;
+        if abandoned.is_finished() {
+            // Turned away while one of our list calls held the slot: send it again.
+            assert_eq!(code_of(abandoned.await.unwrap()), Code::ResourceExhausted);
+            abandoned = start();
+        } else if let Err(e) = client.list("").await {
+            assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}");
+            running = !abandoned.is_finished();
+            if running {
                 break;
             }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(running, "the slow query never held the worker's slot");
+    abandoned.abort();
+    assert!(
+        slot_frees(&client).await,
+        "the abandoned query kept running (its slot was never freed)"
+    );
+}
+
+/// Whether a call gets through within 10 s, while every refusal is RESOURCE_EXHAUSTED.
+async fn slot_frees(client: &polarway::DistributedClient) -> bool {
+    for _ in 0..100 {
+        match client.list("").await {
+            Ok(_) => return true,
             Err(e) => assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(
-        freed,
-        "the abandoned query kept running (its slot was never freed)"
-    );
+    false
 }

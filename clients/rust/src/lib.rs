@@ -34,6 +34,7 @@ use polarway_proto::v1::{self as pb, polarway_client::PolarwayClient};
 use polarway_proto::{transport, MAX_MESSAGE_BYTES, ROUTING_KEY_HEADER};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::AbortOnDropHandle;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -521,23 +522,25 @@ fn load_request(name: &str, columns: &[&str], version: Option<u64>) -> pb::LoadR
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
 /// Forward chunks from the async stream to a blocking decoder's reader (up to its first error).
-fn chunk_reader(mut chunks: ChunkStream) -> (ipc::ChunkReader, tokio::task::JoinHandle<()>) {
+/// Dropping the returned handle drops the call: the server sees it cancelled at once, instead of
+/// when it next sends (a dropped query would otherwise keep running on the server).
+fn chunk_reader(mut chunks: ChunkStream) -> (ipc::ChunkReader, AbortOnDropHandle<()>) {
     let (chunk_tx, chunk_rx) = mpsc::channel::<Result<Bytes>>(4);
-    let feeder = tokio::spawn(async move {
+    let feeder = AbortOnDropHandle::new(tokio::spawn(async move {
         while let Some(chunk) = chunks.next().await {
             let failed = chunk.is_err();
             if chunk_tx.send(chunk).await.is_err() || failed {
                 break;
             }
         }
-    });
+    }));
     (ipc::ChunkReader::new(chunk_rx), feeder)
 }
 
 /// Decode a chunk stream into frames on a blocking thread.
 fn decode_frames(chunks: ChunkStream) -> FrameStream {
     let (frame_tx, frame_rx) = mpsc::channel::<Result<DataFrame>>(2);
-    let (reader, _feeder) = chunk_reader(chunks);
+    let (reader, feeder) = chunk_reader(chunks);
     tokio::task::spawn_blocking(move || {
         let frames = frame_tx.clone();
         let result = ipc::read_frames(reader, |df| frames.blocking_send(Ok(df)).is_ok());
@@ -545,7 +548,12 @@ fn decode_frames(chunks: ChunkStream) -> FrameStream {
             let _ = frame_tx.blocking_send(Err(e));
         }
     });
-    Box::pin(ReceiverStream::new(frame_rx))
+    // The stream owns the feeder, so dropping the stream ends the call.
+    let frames = ReceiverStream::new(frame_rx);
+    Box::pin(futures::stream::unfold(
+        (frames, feeder),
+        |(mut frames, feeder)| async move { frames.next().await.map(|f| (f, (frames, feeder))) },
+    ))
 }
 
 /// Decode a whole result into one DataFrame (an empty one with the schema if there are no rows).

@@ -201,6 +201,7 @@ impl Sandbox {
                     let stop = if left <= WATCHDOG_TICK {
                         Stop::Deadline
                     } else if abandoned() {
+                        tracing::debug!("the caller went away: stopping its query");
                         Stop::Abandoned
                     } else {
                         continue;
