@@ -1,8 +1,6 @@
 //! Bad input gets its documented status, the server keeps serving, and nothing stored changes.
 
-mod common;
-
-use common::{
+use crate::common::{
     code_of, ipc_stream, ipc_stream_of, numbered_batch, raw, store_messages, Worker, WorkerConfig,
 };
 use polars::prelude::*;

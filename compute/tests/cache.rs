@@ -1,10 +1,8 @@
 //! The read-through cache: warm loads are served from memory, the bound holds, counters add up.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{free_port, Worker, WorkerConfig};
+use crate::common::{free_port, Worker, WorkerConfig};
 use polars::prelude::*;
 use polarway::DistributedClient;
 

@@ -1,10 +1,8 @@
 //! Durability of the external store: restarts, crashes mid-store, concurrent writers.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{code_of, Worker, WorkerConfig};
+use crate::common::{code_of, Worker, WorkerConfig};
 use polars::prelude::*;
 use polarway::{Code, Condition};
 

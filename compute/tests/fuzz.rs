@@ -1,10 +1,8 @@
 //! Property-based fuzzing of the worker's decoders and checkers, on stable Rust (proptest): no
 //! input may panic or hang them, and valid inputs cut or reordered anywhere decode the same.
 //! Each property runs `PROPTEST_CASES` cases (256 by default, as in CI); for a long run:
-//! `PROPTEST_CASES=200000 cargo test --release --workspace --test fuzz`. Failing cases are kept in
+//! `PROPTEST_CASES=200000 cargo test --release --workspace --test worker -- fuzz::`. Failing cases are kept in
 //! `fuzz.proptest-regressions` next to this file (the corpus) and replayed first on every run.
-
-mod common;
 
 use std::sync::OnceLock;
 
@@ -16,7 +14,7 @@ use polarway_compute::sql::gate::Gate;
 use polarway_compute::store::validate_name;
 use proptest::prelude::*;
 
-use common::{ipc_stream_of, numbered_batch};
+use crate::common::{ipc_stream_of, numbered_batch};
 
 /// Feed `chunks` to a decoder; the batches, or the error it gave.
 fn decode(chunks: Vec<Vec<u8>>) -> Result<Vec<RecordBatch>, Error> {

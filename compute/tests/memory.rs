@@ -1,9 +1,7 @@
 //! The server's memory stays bounded while it stores and streams a dataset several times larger
 //! than its cache. Prints the figures; asserts a generous bound.
 
-mod common;
-
-use common::{Worker, WorkerConfig};
+use crate::common::{Worker, WorkerConfig};
 use futures::StreamExt;
 use polars::prelude::*;
 

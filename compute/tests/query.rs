@@ -1,8 +1,6 @@
 //! SQL over stored datasets and the cold directory.
 
-mod common;
-
-use common::{code_of, Worker, WorkerConfig};
+use crate::common::{code_of, Worker, WorkerConfig};
 use polars::prelude::*;
 use polarway::Code;
 

@@ -1,8 +1,6 @@
 //! Round trips through the real server: every Arrow type Polars produces, exactly.
 
-mod common;
-
-use common::Worker;
+use crate::common::Worker;
 use futures::StreamExt;
 use polars::prelude::*;
 
@@ -276,8 +274,9 @@ async fn store_batch_commits_all() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_handle_store() {
-    let worker =
-        Worker::start_with(common::WorkerConfig::default().env("POLARWAY_HANDLE_STORE", "memory"));
+    let worker = Worker::start_with(
+        crate::common::WorkerConfig::default().env("POLARWAY_HANDLE_STORE", "memory"),
+    );
     let client = worker.client().await;
     let health = client.health_check().await.unwrap();
     assert_eq!(health, "OK");
@@ -326,7 +325,7 @@ async fn arrow_schema_and_field_metadata_round_trip() {
     use arrow::datatypes::{DataType as ArrowType, Field, Schema};
 
     let worker = Worker::start();
-    let mut raw = common::raw(&worker).await;
+    let mut raw = crate::common::raw(&worker).await;
     let field_md = HashMap::from([("unit".to_string(), "USD".to_string())]);
     let schema_md = HashMap::from([(
         "pandas".to_string(),
@@ -350,7 +349,7 @@ async fn arrow_schema_and_field_metadata_round_trip() {
     let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).unwrap();
     w.write(&batch).unwrap();
     w.finish().unwrap();
-    raw.store(futures::stream::iter(common::store_messages(
+    raw.store(futures::stream::iter(crate::common::store_messages(
         "meta",
         vec![w.into_inner().unwrap()],
     )))

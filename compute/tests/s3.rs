@@ -1,12 +1,10 @@
 //! Stateless workers on S3: a real S3-compatible server (moto), several real workers sharing one
 //! bucket, and real nginx round-robin in front of them.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::s3::{AnswerDropper, Nginx, S3Server};
-use common::{code_of, Worker, WorkerConfig};
+use crate::common::s3::{AnswerDropper, Nginx, S3Server};
+use crate::common::{code_of, Worker, WorkerConfig};
 use polars::prelude::*;
 use polarway::{Code, Condition, DistributedClient};
 
@@ -518,7 +516,7 @@ async fn requests_pass_a_server_that_checks_signatures() {
     client.delete("small").await.unwrap();
     assert_eq!(code_of(client.describe("small").await), Code::NotFound);
 
-    let mut cmd = std::process::Command::new(common::BIN);
+    let mut cmd = std::process::Command::new(crate::common::BIN);
     cmd.args(["server", "--grpc-port", "0", "--data-dir"])
         .arg(tempfile::tempdir().unwrap().path());
     for (k, v) in signed("not-the-secret").env {
@@ -539,7 +537,7 @@ async fn requests_pass_a_server_that_checks_signatures() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_refuses_a_missing_bucket_with_a_clear_error() {
     let s3 = S3Server::start();
-    let mut cmd = std::process::Command::new(common::BIN);
+    let mut cmd = std::process::Command::new(crate::common::BIN);
     cmd.args(["server", "--grpc-port", "0", "--data-dir"])
         .arg(tempfile::tempdir().unwrap().path());
     for (k, v) in s3.worker("no-such-bucket").env {

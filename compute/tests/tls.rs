@@ -1,10 +1,8 @@
 //! TLS and mutual TLS on the standalone server, with certificates made for the test.
 
-mod common;
-
 use std::path::Path;
 
-use common::{Worker, WorkerConfig};
+use crate::common::{Worker, WorkerConfig};
 use polars::prelude::*;
 use polarway::{DistributedClient, TlsOptions};
 use polarway_testkit::pki::Pki;

@@ -2,13 +2,11 @@
 //! rotation), every way a token can be wrong, roles without the method or the dataset; TLS and
 //! mutual TLS in front.
 
-mod common;
-
 use polarway_testkit::pki::Pki;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use polarway::{Code, DistributedClient};
 use serde_json::json;

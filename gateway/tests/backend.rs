@@ -2,12 +2,10 @@
 //! `grpc-timeout` and the policy's cap), the backend token (workers that require `--auth-token`),
 //! and TLS toward `https://` workers.
 
-mod common;
-
 use polarway_testkit::pki::{ca, leaf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use polarway::{Code, DistributedClient};
 
 /// Runs for minutes on a worker: only a deadline ends it early.

@@ -3,17 +3,15 @@
 //!
 //! ```text
 //! cargo build --release --workspace
-//! cargo test --release --workspace --test bench -- --ignored --nocapture
+//! cargo test --release --workspace --test gateway -- bench:: --ignored --nocapture
 //! ```
 //!
 //! With `--release` the worker and the gateway measured are the release binaries of the same build
 //! (`$CARGO_TARGET_DIR/release/`); `POLARWAY_BIN` and `POLARWAY_GATEWAY_BIN` measure other ones.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use polarway::DistributedClient;
 

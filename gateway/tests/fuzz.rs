@@ -4,12 +4,10 @@
 //! however the body is cut; a well-formed request is judged by the dataset it names.
 //! `PROPTEST_CASES` raises the number of cases (the test command runs the default, 256 each).
 
-mod common;
-
 use std::sync::Mutex;
 
+use crate::common::framed;
 use bytes::Bytes;
-use common::framed;
 use http_body_util::BodyExt;
 use polarway_gateway::error::GatewayError;
 use polarway_gateway::layers::body_key::reconcile;

@@ -4,13 +4,11 @@
 //! token) and against a worker enforcing the same policy file itself. Each attack asserts the
 //! status that came back, that no secret row leaked, and that nothing stored changed on disk.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use polars::prelude::*;

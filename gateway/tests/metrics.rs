@@ -3,11 +3,9 @@
 //! status, rows, cache hit rate, store bytes), and the `health` subcommands answer as Docker's
 //! HEALTHCHECK needs.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use polarway::Code;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,11 +1,9 @@
 //! Every client operation through the gateway in front of three workers, large streams both
 //! ways, worker errors passed through, the gateway's own health service, metrics and request ids.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures::StreamExt;
 use polars::prelude::*;
 use polarway::{Code, Condition};

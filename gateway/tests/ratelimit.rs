@@ -1,11 +1,9 @@
 //! Rate limits: an identity over its quota gets RESOURCE_EXHAUSTED with a retry delay in the
 //! metadata; another identity is unaffected; per-method quotas apply on top.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use polarway::{Code, DistributedClient};
 
 const POLICY: &str = r#"

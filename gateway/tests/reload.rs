@@ -1,12 +1,10 @@
 //! Policy reload: a changed role takes effect without a restart (on file change, and on SIGHUP);
 //! a broken file is refused and the policy in force stays.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use polarway::{Code, DistributedClient};
 
 fn policy(datasets: &str) -> String {

@@ -3,14 +3,12 @@
 //! calls still succeed, non-idempotent ones fail with UNAVAILABLE instead of hanging, and only the
 //! dead worker's datasets move; a worker that comes back is brought back with its datasets.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use polarway::{Code, DistributedClient};
 
 async fn cache_totals(cluster: &Cluster) -> (u64, u64) {
