@@ -202,6 +202,61 @@ async fn sigterm_drains_a_stream_in_flight() {
     );
 }
 
+/// A caller that drops its call through the gateway stops the work on the worker: the gateway
+/// resets the worker's stream, and the worker interrupts the query (otherwise an abandoned query
+/// holds a request slot and a core until its timeout).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_abandoned_through_the_gateway_stops_on_the_worker() {
+    let cluster = Cluster::start_with(
+        1,
+        &["--max-concurrent-requests", "1", "--query-timeout", "120"],
+    );
+    let gw = Gateway::start(&cluster, &[]);
+    let via_gateway = gw.client().await;
+    let direct = cluster.workers[0].client().await;
+    let slow = "SELECT COUNT(*) FROM range(100000000000) a";
+
+    // Until the worker is seen busy with the query (a direct call refused for want of a slot).
+    let start = || {
+        let client = via_gateway.clone();
+        tokio::spawn(async move { client.query(slow).await })
+    };
+    let mut query = start();
+    let mut running = false;
+    for _ in 0..200 {
+        if query.is_finished() {
+            // Refused while our own probe held the one slot: send it again.
+            assert_eq!(code_of(query.await.unwrap()), Code::ResourceExhausted);
+            query = start();
+        } else if let Err(e) = direct.list("").await {
+            assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}");
+            running = !query.is_finished();
+            if running {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running, "the slow query never held the worker's slot");
+    query.abort();
+
+    let mut freed = false;
+    for _ in 0..100 {
+        match direct.list("").await {
+            Ok(_) => {
+                freed = true;
+                break;
+            }
+            Err(e) => assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        freed,
+        "the worker kept running a query its caller had dropped at the gateway"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unavailable_without_workers() {
     let mut cluster = Cluster::start(1);
