@@ -3,6 +3,7 @@
 use crate::common::{code_of, Worker, WorkerConfig};
 use polars::prelude::*;
 use polarway::Code;
+use polarway_testkit::{query_holding_the_only_slot, slot_frees};
 
 fn trades(day: i32, prices: &[i64]) -> DataFrame {
     let symbols = ["BTC", "ETH", "SOL"];
@@ -223,42 +224,10 @@ async fn a_query_stops_when_its_caller_gives_up() {
         slot_frees(&client).await,
         "the query stopped at its deadline kept its slot"
     );
-    let start = || {
-        let client = client.clone();
-        tokio::spawn(async move { client.query(slow).await })
-    };
-    let mut abandoned = start();
-    let mut running = false;
-    for _ in 0..100 {
-        if abandoned.is_finished() {
-            // Turned away while one of our list calls held the slot: send it again.
-            assert_eq!(code_of(abandoned.await.unwrap()), Code::ResourceExhausted);
-            abandoned = start();
-        } else if let Err(e) = client.list("").await {
-            assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}");
-            running = !abandoned.is_finished();
-            if running {
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(running, "the slow query never held the worker's slot");
+    let abandoned = query_holding_the_only_slot(&client, &client, slow).await;
     abandoned.abort();
     assert!(
         slot_frees(&client).await,
         "the abandoned query kept running (its slot was never freed)"
     );
-}
-
-/// Whether a call gets through within 10 s, while every refusal is RESOURCE_EXHAUSTED.
-async fn slot_frees(client: &polarway::DistributedClient) -> bool {
-    for _ in 0..100 {
-        match client.list("").await {
-            Ok(_) => return true,
-            Err(e) => assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}"),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    false
 }

@@ -7,6 +7,7 @@ use crate::common::*;
 use futures::StreamExt;
 use polars::prelude::*;
 use polarway::{Code, Condition};
+use polarway_testkit::{query_holding_the_only_slot, slot_frees};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_through_the_gateway() {
@@ -216,43 +217,11 @@ async fn a_query_abandoned_through_the_gateway_stops_on_the_worker() {
     let direct = cluster.workers[0].client().await;
     let slow = "SELECT COUNT(*) FROM range(100000000000) a";
 
-    // Until the worker is seen busy with the query (a direct call refused for want of a slot).
-    let start = || {
-        let client = via_gateway.clone();
-        tokio::spawn(async move { client.query(slow).await })
-    };
-    let mut query = start();
-    let mut running = false;
-    for _ in 0..200 {
-        if query.is_finished() {
-            // Refused while our own probe held the one slot: send it again.
-            assert_eq!(code_of(query.await.unwrap()), Code::ResourceExhausted);
-            query = start();
-        } else if let Err(e) = direct.list("").await {
-            assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}");
-            running = !query.is_finished();
-            if running {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(running, "the slow query never held the worker's slot");
-    query.abort();
-
-    let mut freed = false;
-    for _ in 0..100 {
-        match direct.list("").await {
-            Ok(_) => {
-                freed = true;
-                break;
-            }
-            Err(e) => assert_eq!(e.code(), Some(Code::ResourceExhausted), "{e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    query_holding_the_only_slot(&via_gateway, &direct, slow)
+        .await
+        .abort();
     assert!(
-        freed,
+        slot_frees(&direct).await,
         "the worker kept running a query its caller had dropped at the gateway"
     );
 }

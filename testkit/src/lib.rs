@@ -43,6 +43,53 @@ where
     false
 }
 
+/// With a worker started with `--max-concurrent-requests 1`: send `sql` (a query that runs for
+/// long) through `via` until `probe`, a client of that worker, is refused for want of the slot,
+/// so the query is seen running there. A query turned away while the probe held the slot is sent
+/// again. Returns the handle that drops the query's call.
+pub async fn query_holding_the_only_slot(
+    via: &polarway::DistributedClient,
+    probe: &polarway::DistributedClient,
+    sql: &'static str,
+) -> tokio::task::AbortHandle {
+    let start = || {
+        let client = via.clone();
+        tokio::spawn(async move { client.query(sql).await })
+    };
+    let mut query = start();
+    for _ in 0..100 {
+        if query.is_finished() {
+            assert_eq!(
+                code_of(query.await.unwrap()),
+                polarway::Code::ResourceExhausted
+            );
+            query = start();
+        } else if let Err(e) = probe.list("").await {
+            assert_eq!(e.code(), Some(polarway::Code::ResourceExhausted), "{e}");
+            if !query.is_finished() {
+                return query.abort_handle();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the slow query never held the worker's slot");
+}
+
+/// Whether a call of `probe` gets through within 10 s, while every refusal is RESOURCE_EXHAUSTED
+/// (the worker's one request slot is still taken).
+pub async fn slot_frees(probe: &polarway::DistributedClient) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        match probe.list("").await {
+            Ok(_) => true,
+            Err(e) => {
+                assert_eq!(e.code(), Some(polarway::Code::ResourceExhausted), "{e}");
+                false
+            }
+        }
+    })
+    .await
+}
+
 /// Write `text` to `path` atomically (a rename), so a reloader never reads half a file.
 pub fn write_atomic(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
